@@ -1,0 +1,139 @@
+"""Small value languages of gate files: conditions, durations and ``${placeholders}``."""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_UNIT_SCALE = {"": 1.0, "%": 0.01, "ms": 0.001, "s": 1.0, "m": 60.0}
+_CONDITION = re.compile(
+    r"^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"\s*(?P<unit>%|ms|s|m)?\s*$"
+)
+
+
+class ConditionError(ValueError):
+    """A condition string that does not parse; the message says what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """``<op> <number>[unit]``, e.g. ``> 99.9%`` (threshold 0.999) or ``< 2s``."""
+
+    op: str
+    threshold: float
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        match = _CONDITION.match(text)
+        if match is None:
+            raise ConditionError(
+                f"bad condition {text!r}: expected '<op> <number>[unit]' with op one of"
+                " > >= < <= == != and unit one of % ms s m, e.g. '> 99.9%' or '< 2s'"
+            )
+        threshold = float(match["number"]) * _UNIT_SCALE[match["unit"] or ""]
+        return cls(match["op"], threshold, " ".join(text.split()))
+
+    def holds(self, value: float) -> bool:
+        if self.op in ("==", "!="):
+            equal = math.isclose(value, self.threshold, rel_tol=1e-9, abs_tol=1e-12)
+            return equal if self.op == "==" else not equal
+        return _OPERATORS[self.op](value, self.threshold)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def describe_conditions(conditions: tuple[Condition, ...]) -> str:
+    return " and ".join(c.text for c in conditions)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``30s``, ``5m``, ``1h30m``, ``500ms``, ``7d``, or a number of seconds."""
+    if isinstance(text, bool):
+        raise ValueError("a duration is like '30s', '5m', '1h30m' or '500ms', not a boolean")
+    if isinstance(text, int | float):
+        if not math.isfinite(text) or text < 0:
+            raise ValueError(f"bad duration {text!r}: must be a non-negative number of seconds")
+        return timedelta(seconds=text)
+    compact = text.strip().replace(" ", "")
+    if not compact or _DURATION_PART.sub("", compact) != "":
+        raise ValueError(
+            f"bad duration {text!r}: use a number with a unit (ms, s, m, h, d),"
+            " e.g. '30s', '5m', '1h30m'"
+        )
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(compact))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    parts = []
+    remaining = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+_PLACEHOLDER = r"""\$(?:
+    (?P<escaped>\$) |
+    \{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\} |
+    (?P<named>(?!)) |
+    (?P<invalid>\{[^}]*\})
+)"""
+
+
+class Placeholders(string.Template):
+    """``${name}`` only: a bare ``$`` (as in regexes) is left alone, ``$$`` is a literal ``$``."""
+
+    pattern = _PLACEHOLDER  # type: ignore[assignment]
+
+
+def placeholder_names(text: str) -> set[str]:
+    return {
+        m["braced"] for m in re.finditer(_PLACEHOLDER, text, re.VERBOSE) if m["braced"] is not None
+    }
+
+
+class UnfilledPlaceholder(KeyError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return (
+            f"placeholder ${{{self.name}}} has no value"
+            " (set it in the check's vars or the gate's vars)"
+        )
+
+
+def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
+    """Fill every ``${name}``; raise ``UnfilledPlaceholder`` naming the first one missing."""
+    try:
+        return Placeholders(text).substitute(values)
+    except KeyError as missing:
+        raise UnfilledPlaceholder(str(missing.args[0])) from None
+    except ValueError as bad:
+        raise UnfilledPlaceholder(str(bad)) from None

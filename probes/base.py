@@ -1,0 +1,160 @@
+"""The probe contract: what a probe is, what it returns, and how it is configured.
+
+A probe is a configured connection to one source (a health URL, a Prometheus, a Datadog
+account, ...). The gate engine asks it one question at a time through ``measure`` and
+gets one number back, or an explanation of why there is none.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Reduce = Literal["min", "max", "sum", "avg", "last"]
+
+
+class MeasurementStatus(enum.StrEnum):
+    """Why a measurement has (or lacks) a value; also the ``result`` label of probe metrics."""
+
+    OK = "ok"
+    NO_DATA = "no_data"  # the source answered, with nothing to measure (empty result)
+    ERROR = "error"  # the source failed or answered something unusable
+    TIMEOUT = "timeout"  # the source did not answer in time
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One answer from a probe.
+
+    ``value`` is set only when ``status`` is OK, and is then a finite float. Ratios are
+    fractions in 0..1, durations are seconds. ``volume`` is the traffic behind the value
+    when the probe knows it (for ``min_volume``). ``detail`` is a short human-readable
+    cause or description, safe to show (never a secret). ``extra`` carries probe-specific
+    numbers that a later measurement may read back from ``ProbeContext.history`` (the
+    http probe records ``up`` there to compute availability).
+    """
+
+    status: MeasurementStatus
+    observed_at: datetime
+    value: float | None = None
+    volume: float | None = None
+    detail: str = ""
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def ok(
+        cls,
+        value: float,
+        observed_at: datetime,
+        *,
+        volume: float | None = None,
+        detail: str = "",
+        extra: Mapping[str, float] | None = None,
+    ) -> Measurement:
+        if not math.isfinite(value):
+            return cls.error(f"value is {value!r}, not a finite number", observed_at)
+        return cls(MeasurementStatus.OK, observed_at, value, volume, detail, extra or {})
+
+    @classmethod
+    def no_data(cls, detail: str, observed_at: datetime) -> Measurement:
+        return cls(MeasurementStatus.NO_DATA, observed_at, detail=detail)
+
+    @classmethod
+    def error(cls, detail: str, observed_at: datetime) -> Measurement:
+        return cls(MeasurementStatus.ERROR, observed_at, detail=detail)
+
+    @classmethod
+    def timeout(cls, detail: str, observed_at: datetime) -> Measurement:
+        return cls(MeasurementStatus.TIMEOUT, observed_at, detail=detail)
+
+
+class ProbeQuery(BaseModel):
+    """The probe-specific part of a criterion, with every ``${placeholder}`` filled.
+
+    Which fields a probe type reads is its own business (see ``Probe.check_query``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str | None = None
+    metric: str | None = None
+    window: timedelta | None = None
+    matchers: tuple[str, ...] = ()
+    params: Mapping[str, str] = Field(default_factory=dict)
+    path: str | None = None
+    field: str | None = None
+    reduce: Reduce | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeContext:
+    """What a probe may know about the moment it measures.
+
+    ``now`` is the sample's instant (probes never read the clock for decisions).
+    ``check_started_at`` is set for a check's samples (Sentry ``new_issues`` counts from
+    it). ``history`` holds this criterion's earlier measurements, oldest first.
+    """
+
+    now: datetime
+    variables: Mapping[str, str] = field(default_factory=dict)
+    check_started_at: datetime | None = None
+    history: Sequence[Measurement] = ()
+
+
+class ProbeConfig(BaseModel):
+    """Base of every probe type's configuration model (one entry under ``probes:``).
+
+    Subclasses add their own fields. Secrets are never stored here: fields ending in
+    ``_env`` name an environment variable, read when the probe is built.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    url: str | None = None
+    timeout: float = Field(default=5.0, gt=0, le=120, description="seconds per request")
+    retries: int = Field(default=2, ge=0, le=10, description="extra tries for idempotent reads")
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A source of numbers for criteria.
+
+    Contract:
+    - ``measure`` never raises for anything the remote side does (refused, timeout, HTTP
+      error, rate limit, malformed or oversized body, NaN): it returns
+      ``Measurement.error``/``timeout``/``no_data`` with a cause a human can act on.
+      Raising is reserved for programming errors, and the engine still turns those
+      into an inconclusive outcome.
+    - ``measure`` does not retry forever: its total time is bounded by the config's
+      ``timeout`` times its tries, plus backoff.
+    - A probe never puts a secret into ``detail``.
+    - ``check_query`` validates a criterion's query statically (at gate load), returning
+      a list of ``(field, message)`` problems; it does no I/O.
+    - ``aclose`` releases pooled connections.
+    """
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[ProbeConfig]]
+
+    async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProbeFactory(Protocol):
+    """What the ``gonogo.probes`` entry point loads: a class (or callable) like this."""
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[ProbeConfig]]
+
+    def __call__(self, config: Any, *, name: str) -> Probe: ...
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]: ...

@@ -1,0 +1,41 @@
+"""Probe types, found through the ``gonogo.probes`` entry-point group.
+
+Built-in types register through the same group a third-party package would use, so
+``pip install gonogo-probe-foo`` is all it takes to add a type.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+
+from probes.base import ProbeFactory
+
+ENTRY_POINT_GROUP = "gonogo.probes"
+
+
+class UnknownProbeType(LookupError):
+    """No installed package provides this probe type."""
+
+    def __init__(self, type_name: str, known: list[str]) -> None:
+        super().__init__(f"unknown probe type {type_name!r}; known types: {', '.join(known)}")
+        self.type_name = type_name
+        self.known = known
+
+
+@cache
+def probe_types() -> dict[str, ProbeFactory]:
+    """Every installed probe type by name (loaded once per process)."""
+    found: dict[str, ProbeFactory] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        factory: ProbeFactory = entry.load()
+        found[entry.name] = factory
+    return found
+
+
+def probe_type(type_name: str) -> ProbeFactory:
+    types = probe_types()
+    try:
+        return types[type_name]
+    except KeyError:
+        raise UnknownProbeType(type_name, sorted(types)) from None
