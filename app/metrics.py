@@ -1,0 +1,192 @@
+"""Prometheus metrics (SPEC §6), in a registry of their own.
+
+Labels are bounded: gate, criterion, decision, outcome, probe type and result only; never
+a version, check id, URL or error text.
+
+A criterion's value series is removed while the criterion has no value (probe error,
+no data, unfilled placeholder), so a dashboard shows a gap rather than a stale number;
+the outcome gauge says why (``inconclusive``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from gates.engine import CriterionOutcome, Decision, Verdict
+from gates.model import Gate
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+DECISIONS = tuple(d.value for d in Decision)
+OUTCOMES = tuple(o.value for o in CriterionOutcome)
+CHECK_OUTCOMES = (*DECISIONS, "cancelled")
+NOTIFICATION_RESULTS = ("ok", "error", "dropped")
+
+GATE_DECISION = Gauge(
+    "gonogo_gate_decision",
+    "Current continuous decision of a gate: 1 for the current decision, 0 for the others.",
+    ["gate", "decision"],
+    registry=REGISTRY,
+)
+CRITERION_VALUE = Gauge(
+    "gonogo_criterion_value",
+    "Latest measured value of a criterion (absent while it has none).",
+    ["gate", "criterion"],
+    registry=REGISTRY,
+)
+CRITERION_OUTCOME = Gauge(
+    "gonogo_criterion_outcome",
+    "Latest outcome of a criterion: 1 for the current outcome, 0 for the others.",
+    ["gate", "criterion", "outcome"],
+    registry=REGISTRY,
+)
+EVALUATIONS = Counter(
+    "gonogo_evaluations",
+    "Continuous gate evaluations, by resulting decision.",
+    ["gate", "decision"],
+    registry=REGISTRY,
+)
+EVALUATION_DURATION = Histogram(
+    "gonogo_evaluation_duration_seconds",
+    "Time to take one sample of a gate and decide.",
+    ["gate"],
+    registry=REGISTRY,
+)
+PROBE_REQUESTS = Counter(
+    "gonogo_probe_requests",
+    "Probe measurements, by probe type and result.",
+    ["probe_type", "result"],
+    registry=REGISTRY,
+)
+PROBE_DURATION = Histogram(
+    "gonogo_probe_duration_seconds",
+    "Time a probe took to answer one criterion.",
+    ["probe_type"],
+    registry=REGISTRY,
+)
+DECISION_CHANGES = Counter(
+    "gonogo_decision_changes",
+    "Changes of a gate's continuous decision, by the new decision.",
+    ["gate", "decision"],
+    registry=REGISTRY,
+)
+CHECKS = Counter(
+    "gonogo_checks",
+    "Checks finished, by final decision (or cancelled).",
+    ["gate", "decision"],
+    registry=REGISTRY,
+)
+CHECKS_RUNNING = Gauge(
+    "gonogo_checks_running",
+    "Checks currently running.",
+    ["gate"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS = Counter(
+    "gonogo_notifications",
+    "Webhook notifications, by result (ok, error after retries, dropped when the queue is full).",
+    ["result"],
+    registry=REGISTRY,
+)
+
+_lock = threading.Lock()
+# Criterion names last exported per gate, so a redefined gate's vanished criteria go away.
+_criteria_by_gate: dict[str, set[str]] = {}
+
+
+def observe_evaluation(gate: Gate, verdict: Verdict, duration_s: float) -> None:
+    """Export one continuous evaluation of ``gate``."""
+    name = gate.name
+    decision = verdict.decision.value
+    for candidate in DECISIONS:
+        GATE_DECISION.labels(name, candidate).set(1 if candidate == decision else 0)
+    EVALUATIONS.labels(name, decision).inc()
+    EVALUATION_DURATION.labels(name).observe(max(0.0, duration_s))
+
+    current = {c.name for c in gate.criteria}
+    with _lock:
+        vanished = _criteria_by_gate.get(name, set()) - current
+        _criteria_by_gate[name] = current
+    for criterion in vanished:
+        _remove_criterion(name, criterion)
+
+    probe_types = {probe_name: config.type for probe_name, config in gate.probes.items()}
+    for result in verdict.criteria:
+        if result.name not in current:
+            continue
+        if result.value is None:
+            _remove(CRITERION_VALUE, name, result.name)
+        else:
+            CRITERION_VALUE.labels(name, result.name).set(result.value)
+        for outcome in OUTCOMES:
+            CRITERION_OUTCOME.labels(name, result.name, outcome).set(
+                1 if outcome == result.outcome.value else 0
+            )
+        if result.status is None:
+            continue  # never reached the probe (e.g. an unfilled placeholder)
+        probe_type = probe_types.get(result.probe, "unknown")
+        PROBE_REQUESTS.labels(probe_type, result.status.value).inc()
+        if result.duration_ms is not None:
+            PROBE_DURATION.labels(probe_type).observe(result.duration_ms / 1000)
+
+
+def decision_changed(gate_name: str, decision: Decision | str) -> None:
+    DECISION_CHANGES.labels(gate_name, _value(decision)).inc()
+
+
+def check_finished(gate_name: str, outcome: str) -> None:
+    """A check ended: ``outcome`` is go, no_go, rollback or cancelled."""
+    if outcome not in CHECK_OUTCOMES:
+        raise ValueError(f"check outcome must be one of {', '.join(CHECK_OUTCOMES)}")
+    CHECKS.labels(gate_name, outcome).inc()
+
+
+def set_checks_running(gate_name: str, count: int) -> None:
+    CHECKS_RUNNING.labels(gate_name).set(count)
+
+
+def notification_sent(result: str) -> None:
+    if result not in NOTIFICATION_RESULTS:
+        raise ValueError(f"notification result must be one of {', '.join(NOTIFICATION_RESULTS)}")
+    NOTIFICATIONS.labels(result).inc()
+
+
+def forget_gate(gate_name: str) -> None:
+    """Remove every series labelled with ``gate_name`` (the gate was removed)."""
+    with _lock:
+        criteria = _criteria_by_gate.pop(gate_name, set())
+    for criterion in criteria:
+        _remove_criterion(gate_name, criterion)
+    for decision in DECISIONS:
+        _remove(GATE_DECISION, gate_name, decision)
+        _remove(EVALUATIONS, gate_name, decision)
+        _remove(DECISION_CHANGES, gate_name, decision)
+    for outcome in CHECK_OUTCOMES:
+        _remove(CHECKS, gate_name, outcome)
+    _remove(EVALUATION_DURATION, gate_name)
+    _remove(CHECKS_RUNNING, gate_name)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition body and its content type, for ``GET /metrics``."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _remove_criterion(gate_name: str, criterion: str) -> None:
+    _remove(CRITERION_VALUE, gate_name, criterion)
+    for outcome in OUTCOMES:
+        _remove(CRITERION_OUTCOME, gate_name, criterion, outcome)
+
+
+def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        return
+
+
+def _value(decision: Decision | str) -> str:
+    return decision.value if isinstance(decision, Decision) else Decision(decision).value
