@@ -92,14 +92,17 @@ def gate_yaml(
     rollback_after: int = 2,
     criteria: Sequence[tuple[str, str, str | None]] = (("availability", "> 99%", "< 95%"),),
     probe: str = "p",
+    probe_value: float = 1,
 ) -> str:
-    """A gate definition with one ``constant`` probe named ``probe``; every criterion uses it."""
+    """A gate definition with one ``constant`` probe named ``probe``; every criterion uses it.
+
+    Gates with the same ``probe`` and ``probe_value`` share one probe instance."""
     lines = [
         f"interval: {interval}",
         f"steady_for: {steady_for}",
         f"rollback_after: {rollback_after}",
         "probes:",
-        f"  {probe}: {{type: constant, value: 1}}",
+        f"  {probe}: {{type: constant, value: {probe_value}}}",
         "criteria:",
     ]
     for name, go, rollback in criteria:

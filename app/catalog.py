@@ -1,0 +1,392 @@
+"""The gate catalog: every gate the service knows, from files and from the API.
+
+Each gate comes with its built probe instances, shared by continuous sampling and checks.
+Gates whose probes have the same name and configuration share one instance (one pooled
+client per source: a thousand gates on one Prometheus hold one connection pool, not a
+thousand). A probe no gate uses any more is closed after a grace period long enough for
+any in-flight measurement to finish, so no client is closed mid-request.
+
+Reloading the gate directory is all-or-nothing: if any file is invalid, every gate keeps
+its previous version and the result lists the problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from gates.errors import GateFileError
+from gates.loader import load_gate_text
+from gates.model import Gate
+from gates.sampler import probe_budget
+from probes.base import Probe, ProbeConfig
+from probes.registry import probe_type
+
+log = structlog.get_logger(__name__)
+
+GATE_FILE_SUFFIXES = (".yaml", ".yml")
+
+GateSource = Literal["file", "api"]
+Listener = Callable[[str, "LoadedGate | None"], None]
+ProbeBuilder = Callable[[ProbeConfig, str], Probe]
+
+
+def build_probe(config: ProbeConfig, name: str) -> Probe:
+    """A probe instance from its validated config, through the ``gonogo.probes`` registry."""
+    return probe_type(config.type)(config, name=name)
+
+
+def definition_version(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class LoadedGate:
+    gate: Gate
+    source: GateSource
+    path: str | None
+    version: str
+    text: str
+    probes: Mapping[str, Probe]
+
+    @property
+    def name(self) -> str:
+        return self.gate.name
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    added: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class GateDirInvalid(Exception):
+    """The gate directory has invalid files; the server must not start on it."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        listed = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(
+            f"the gate directory is invalid ({len(self.problems)} problems):\n{listed}"
+        )
+
+
+class GateReadOnly(Exception):
+    """The gate is defined by a file; change the file, not the API (HTTP 409)."""
+
+    def __init__(self, name: str, path: str | None) -> None:
+        self.name = name
+        self.path = path
+        super().__init__(f"gate {name!r} is defined by the file {path}; edit the file instead")
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    gate: Gate
+    path: str
+    text: str
+    version: str
+
+
+@dataclass
+class _DirScan:
+    gates: dict[str, _Parsed] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class GateCatalog:
+    def __init__(
+        self,
+        *,
+        gates_dir: Path | None,
+        probe_builder: ProbeBuilder = build_probe,
+        close_grace: float | None = None,
+    ) -> None:
+        """``close_grace``: seconds before a replaced gate's probes are closed (default:
+        the longest time one of them may take to answer, all tries included)."""
+        self._gates_dir = gates_dir
+        self._build_probe = probe_builder
+        self._close_grace = close_grace
+        self._gates: dict[str, LoadedGate] = {}
+        self._pool: dict[str, _Pooled] = {}
+        self._pool_keys: dict[int, str] = {}  # id(probe) -> pool key
+        self._listeners: list[Listener] = []
+        self._closing: set[asyncio.Task[None]] = set()
+        self._unclosed: list[Probe] = []
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, name: str) -> LoadedGate | None:
+        return self._gates.get(name)
+
+    def all(self) -> list[LoadedGate]:
+        return [self._gates[name] for name in sorted(self._gates)]
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(name, new)`` after a gate is added or replaced, ``(name, None)``
+        after it is removed."""
+        self._listeners.append(listener)
+
+    # -- gate files --------------------------------------------------------------------
+
+    def load_files(self) -> None:
+        """Load the gate directory at start-up; raises ``GateDirInvalid``."""
+        result = self._apply_scan(self._scan())
+        if not result.ok:
+            raise GateDirInvalid(result.problems)
+
+    def reload_files(self) -> ReloadResult:
+        """Re-read the gate directory; on any problem nothing changes."""
+        return self._apply_scan(self._scan())
+
+    async def areload_files(self) -> ReloadResult:
+        """``reload_files`` with the file reading and parsing off the event loop."""
+        scan = await asyncio.to_thread(self._scan)
+        return self._apply_scan(scan)
+
+    def _scan(self) -> _DirScan:
+        scan = _DirScan()
+        if self._gates_dir is None:
+            return scan
+        if not self._gates_dir.is_dir():
+            scan.problems.append(f"{self._gates_dir}: not a directory")
+            return scan
+        for path in sorted(self._gates_dir.iterdir()):
+            if path.suffix not in GATE_FILE_SUFFIXES or path.name.startswith("."):
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+                gate = load_gate_text(text, name=path.stem, source=str(path))
+            except GateFileError as invalid:
+                scan.problems.extend(str(p) for p in invalid.problems)
+                continue
+            except (OSError, UnicodeDecodeError) as unreadable:
+                scan.problems.append(f"{path}: cannot read: {unreadable}")
+                continue
+            scan.gates[gate.name] = _Parsed(gate, str(path), text, definition_version(text))
+        return scan
+
+    def _apply_scan(self, scan: _DirScan) -> ReloadResult:
+        if scan.problems:
+            return ReloadResult(problems=tuple(scan.problems))
+        changes: dict[str, LoadedGate] = {}
+        problems: list[str] = []
+        for name, parsed in scan.gates.items():
+            current = self._gates.get(name)
+            if (
+                current is not None
+                and current.source == "file"
+                and current.version == parsed.version
+            ):
+                continue
+            try:
+                changes[name] = self._loaded(parsed.gate, "file", parsed.path, parsed.text)
+            except _ProbeBuildFailed as failed:
+                problems.append(f"{parsed.path}: {failed}")
+        if problems:
+            for loaded in changes.values():
+                self._retire(loaded.probes, grace=0.0)
+            return ReloadResult(problems=tuple(problems))
+
+        removed = [
+            name
+            for name, current in self._gates.items()
+            if current.source == "file" and name not in scan.gates
+        ]
+        added = [name for name in changes if name not in self._gates]
+        replaced = [name for name in changes if name in self._gates]
+        for name, loaded in changes.items():
+            self._install(name, loaded)
+        for name in removed:
+            self._uninstall(name)
+        if added or replaced or removed:
+            log.info(
+                "gate files loaded",
+                added=len(added),
+                replaced=len(replaced),
+                removed=len(removed),
+                gates=len(self._gates),
+            )
+        return ReloadResult(tuple(added), tuple(replaced), tuple(removed))
+
+    # -- API-defined gates -------------------------------------------------------------
+
+    def put_api_gate(self, name: str, text: str) -> LoadedGate:
+        """Create or replace an API-defined gate from YAML or JSON text.
+
+        Raises ``GateFileError`` (invalid definition) or ``GateReadOnly`` (file-defined).
+        """
+        current = self._gates.get(name)
+        if current is not None and current.source == "file":
+            raise GateReadOnly(name, current.path)
+        gate = load_gate_text(text, name=name, source=f"gate {name}")
+        if current is not None and current.version == definition_version(text):
+            return current
+        try:
+            loaded = self._loaded(gate, "api", None, text)
+        except _ProbeBuildFailed as failed:
+            raise GateFileError([f"gate {name}: {failed}"]) from None
+        self._install(name, loaded)
+        return loaded
+
+    def remove_api_gate(self, name: str) -> None:
+        """Raises ``KeyError`` (unknown gate) or ``GateReadOnly`` (file-defined)."""
+        current = self._gates.get(name)
+        if current is None:
+            raise KeyError(name)
+        if current.source == "file":
+            raise GateReadOnly(name, current.path)
+        self._uninstall(name)
+
+    # -- probes and lifecycle ----------------------------------------------------------
+
+    def _loaded(self, gate: Gate, source: GateSource, path: str | None, text: str) -> LoadedGate:
+        acquired: dict[str, Probe] = {}
+        for probe_name, config in gate.probes.items():
+            try:
+                acquired[probe_name] = self._acquire(config, probe_name)
+            except Exception as fault:
+                self._retire(acquired, grace=0.0)
+                raise _ProbeBuildFailed(
+                    f"probe {probe_name!r} ({config.type}) cannot be built: {fault}"
+                ) from None
+        return LoadedGate(gate, source, path, definition_version(text), text, acquired)
+
+    def _acquire(self, config: ProbeConfig, name: str) -> Probe:
+        # The config holds only *_env names, never secret values, so it is a safe key.
+        key = f"{name}\0{config.model_dump_json()}"
+        pooled = self._pool.get(key)
+        if pooled is None:
+            pooled = _Pooled(self._build_probe(config, name))
+            self._pool[key] = pooled
+            self._pool_keys[id(pooled.probe)] = key
+        pooled.users += 1
+        return pooled.probe
+
+    def _install(self, name: str, loaded: LoadedGate) -> None:
+        previous = self._gates.get(name)
+        self._gates[name] = loaded
+        self._notify(name, loaded)
+        if previous is not None:
+            self._retire(previous.probes)
+
+    def _uninstall(self, name: str) -> None:
+        previous = self._gates.pop(name)
+        self._notify(name, None)
+        self._retire(previous.probes)
+
+    def _notify(self, name: str, loaded: LoadedGate | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(name, loaded)
+            except Exception:  # one listener's fault must not stop the others
+                log.exception("gate catalog listener failed", gate=name)
+
+    def _retire(self, probes: Mapping[str, Probe], *, grace: float | None = None) -> None:
+        """Release a gate's probes; those no gate uses any more are closed after ``grace``."""
+        unused = []
+        for probe in probes.values():
+            key = self._pool_keys[id(probe)]
+            pooled = self._pool[key]
+            pooled.users -= 1
+            if pooled.users == 0:
+                del self._pool[key]
+                del self._pool_keys[id(probe)]
+                unused.append(probe)
+        if not unused:
+            return
+        if grace is None:
+            grace = self._close_grace
+        if grace is None:
+            grace = max(probe_budget(p) for p in unused)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._unclosed.extend(unused)  # closed by aclose()
+            return
+        task = loop.create_task(_close_later(unused, grace))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Close every probe, including retired ones still in their grace period."""
+        for task in list(self._closing):
+            task.cancel()
+        probes = [pooled.probe for pooled in self._pool.values()]
+        probes.extend(self._unclosed)
+        self._pool.clear()
+        self._pool_keys.clear()
+        self._unclosed = []
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        await _close_all(probes)
+
+
+class _ProbeBuildFailed(Exception):
+    pass
+
+
+@dataclass
+class _Pooled:
+    probe: Probe
+    users: int = 0
+
+
+async def _close_later(probes: list[Probe], grace: float) -> None:
+    try:
+        await asyncio.sleep(grace)
+    finally:
+        # Cancelled by aclose(): close now rather than leak connections.
+        await asyncio.shield(_close_all(probes))
+
+
+async def _close_all(probes: Sequence[Probe]) -> None:
+    results = await asyncio.gather(*(p.aclose() for p in probes), return_exceptions=True)
+    for probe, result in zip(probes, results, strict=True):
+        if isinstance(result, BaseException):
+            log.warning("closing a probe failed", probe=type(probe).__name__, error=str(result))
+
+
+def install_sighup_reload(
+    catalog: GateCatalog, loop: asyncio.AbstractEventLoop
+) -> Callable[[], None]:
+    """Reload the gate directory on SIGHUP; returns a function that uninstalls the handler."""
+    pending: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            result = await catalog.areload_files()
+        except Exception:
+            log.exception("gate reload failed; previous gates keep serving")
+            return
+        if result.ok:
+            log.info(
+                "gate reload done",
+                added=list(result.added),
+                replaced=list(result.replaced),
+                removed=list(result.removed),
+            )
+        else:
+            log.error(
+                "gate reload refused; previous gates keep serving", problems=list(result.problems)
+            )
+
+    def on_signal() -> None:
+        task = loop.create_task(reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_signal)
+    return lambda: loop.remove_signal_handler(signal.SIGHUP)

@@ -1,0 +1,224 @@
+"""Throughput and latency of ``GET /api/v1/gates/{gate}/decision`` against a bare app.
+
+Starts gonogo (``gonogo serve``) with ``--gates`` gates sampling a local fake Prometheus
+every second, and, in the same run, a bare FastAPI app under uvicorn that returns a
+constant JSON body of the same size. Loads each with ``wrk`` (``--connections``
+connections for ``--seconds`` seconds, rotating over the gates) and prints req/s, p50,
+p99 and the ratio to the bare app.
+
+    uv run python bench/decision_api.py
+
+Targets: gonogo ≥ 80 % of the bare app's req/s, p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from _support import free_port, start_fake_prometheus, stop, wait_until_ok, write_gates
+
+RATIO_TARGET = 0.80
+P99_TARGET_MS = 20.0
+
+ROTATE_LUA = """
+local i = 0
+request = function()
+  i = (i % {count}) + 1
+  return wrk.format(nil, string.format("/api/v1/gates/bench-%04d/decision", i - 1))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: str
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int) -> Load:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"(Non-2xx or 3xx responses: \d+|Socket errors:.*)", output)
+    return Load(rate, p50, p99, errors.group(1) if errors else "none")
+
+
+def serve_bare(port: int, body_file: Path) -> None:
+    """The baseline: FastAPI + uvicorn returning precomputed bytes."""
+    import uvicorn
+    from fastapi import FastAPI, Response
+
+    body = body_file.read_bytes()
+    app = FastAPI()
+
+    @app.get("/api/v1/gates/{gate}/decision")
+    async def decision(gate: str) -> Response:
+        return Response(content=body, media_type="application/json")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        command, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+
+def wait_for_go(base: str, gates: list[str], *, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        bodies = [httpx.get(f"{base}/api/v1/gates/{g}/decision", timeout=5) for g in gates]
+        if all(r.status_code == 200 and r.json().get("decision") == "go" for r in bodies):
+            return bodies[0].content
+        time.sleep(0.5)
+    last = bodies[0].text[:300] if bodies else "no answer"
+    raise SystemExit(f"gates did not reach go within {timeout:.0f}s; last body: {last}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--gates", type=int, default=100)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-body", type=Path, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.bare_port:
+        serve_bare(options.bare_port, options.bare_body)
+        return
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    gonogo_bin = Path(sys.executable).with_name("gonogo")
+
+    prometheus, prometheus_url = start_fake_prometheus()
+    children = [prometheus]
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch)
+            gates_dir = work / "gates"
+            gates_dir.mkdir()
+            names = write_gates(gates_dir, options.gates, interval="1s", prometheus=prometheus_url)
+            script = work / "rotate.lua"
+            script.write_text(ROTATE_LUA.replace("{count}", str(options.gates)))
+
+            gonogo_port = free_port()
+            env = {**os.environ, "GONOGO_LOG_FORMAT": "json"}
+            env.pop("GONOGO_TOKENS", None)
+            children.append(
+                start(
+                    [
+                        str(gonogo_bin),
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(gonogo_port),
+                        "--gates-dir",
+                        str(gates_dir),
+                        "--database-url",
+                        f"sqlite+aiosqlite:///{work / 'gonogo.db'}",
+                    ],
+                    work / "gonogo.log",
+                    env,
+                )
+            )
+            gonogo = f"http://127.0.0.1:{gonogo_port}"
+            try:
+                wait_until_ok(f"{gonogo}/readyz", timeout=60)
+                body = wait_for_go(gonogo, names[:5], timeout=60)
+            except SystemExit:
+                print((work / "gonogo.log").read_text()[-3000:], file=sys.stderr)
+                raise
+
+            body_file = work / "body.json"
+            body_file.write_bytes(body)
+            bare_port = free_port()
+            children.append(
+                start(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--bare-port",
+                        str(bare_port),
+                        "--bare-body",
+                        str(body_file),
+                    ],
+                    work / "bare.log",
+                )
+            )
+            bare = f"http://127.0.0.1:{bare_port}"
+            wait_until_ok(f"{bare}/api/v1/gates/x/decision", timeout=30)
+
+            results = {}
+            for label, url in (("bare FastAPI", bare), ("gonogo", gonogo)):
+                run_wrk(
+                    url, script, connections=options.connections, seconds=2, threads=options.threads
+                )
+                results[label] = run_wrk(
+                    url,
+                    script,
+                    connections=options.connections,
+                    seconds=options.seconds,
+                    threads=options.threads,
+                )
+            still_go = wait_for_go(gonogo, names[:1], timeout=10)
+    finally:
+        for child in reversed(children):
+            stop(child)
+
+    baseline = results["bare FastAPI"]
+    print(
+        f"GET /api/v1/gates/{{gate}}/decision: {options.gates} gates sampling every 1 s,"
+        f" body {len(body)} bytes, wrk -t{options.threads} -c{options.connections}"
+        f" -d{options.seconds}s"
+    )
+    print(f"{'':14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}  errors")
+    for label, load in results.items():
+        print(
+            f"{label:14} {load.requests_per_s:9.0f} {load.p50_ms:8.2f} {load.p99_ms:8.2f}"
+            f" {load.requests_per_s / baseline.requests_per_s:8.0%}  {load.errors}"
+        )
+    ours = results["gonogo"]
+    ratio = ours.requests_per_s / baseline.requests_per_s
+    met = ratio >= RATIO_TARGET and ours.p99_ms < P99_TARGET_MS and bool(still_go)
+    print(
+        f"targets: >= {RATIO_TARGET:.0%} of bare req/s, p99 < {P99_TARGET_MS:.0f} ms:"
+        f" {'met' if met else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
