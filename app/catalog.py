@@ -388,5 +388,8 @@ def install_sighup_reload(
         pending.add(task)
         task.add_done_callback(pending.discard)
 
+    def uninstall() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
     loop.add_signal_handler(signal.SIGHUP, on_signal)
-    return lambda: loop.remove_signal_handler(signal.SIGHUP)
+    return uninstall
