@@ -1,0 +1,215 @@
+"""The public status page (``GET /``) and its data (``GET /status.json``).
+
+Both show what ``/metrics`` already shows (every gate's decision and criteria) plus the
+running checks, read from memory only: the catalog, the scheduler's latest verdicts and the
+check runner. The page is rendered on the server, so it works without JavaScript; a small
+script then polls ``/status.json`` and redraws it in place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from gates.conditions import format_duration
+from gates.engine import Decision, Verdict
+
+if TYPE_CHECKING:
+    from app.catalog import GateCatalog, LoadedGate
+
+PACKAGE_DIR: Final = Path(__file__).resolve().parent
+STATIC_DIR: Final = PACKAGE_DIR / "static"
+STATIC_FILES: Final = {"status.css": "text/css", "status.js": "text/javascript"}
+REFRESH_SECONDS: Final = 2
+
+# The go-live status-update template's colours, always shown with a text label.
+DECISION_LABELS: Final = {
+    Decision.GO.value: ("GO", "Green"),
+    Decision.NO_GO.value: ("NO GO", "Yellow"),
+    Decision.ROLLBACK.value: ("ROLLBACK", "Red"),
+}
+
+_templates = Environment(
+    loader=FileSystemLoader(PACKAGE_DIR / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+router = APIRouter()
+
+
+class VerdictSource(Protocol):
+    def latest_all(self) -> dict[str, Verdict]: ...
+
+
+class RunningChecks(Protocol):
+    def running_checks(self) -> list[dict[str, Any]]: ...
+
+
+_UNIT = re.compile(r"(?P<number>\d(?:[\d.eE+-]*))\s*(?P<unit>%|ms|s|m)?\s*$")
+
+
+def value_unit(conditions: Sequence[str | None]) -> str:
+    """The unit a criterion's conditions are written in (``%``, ``s``, or ``""``), so
+    its value is shown the way its threshold is."""
+    for text in conditions:
+        for part in (text or "").split(" and "):
+            match = _UNIT.search(part)
+            if match and match["unit"]:
+                return "%" if match["unit"] == "%" else "s"
+    return ""
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "no value"
+    if unit == "%":
+        return f"{value * 100:.4g} %"
+    if unit == "s":
+        return f"{value * 1000:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
+    return f"{value:.6g}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def gate_status(loaded: LoadedGate, verdict: Verdict | None) -> dict[str, Any]:
+    gate = loaded.gate
+    body: dict[str, Any] = (
+        verdict.as_dict()
+        if verdict is not None
+        else {
+            "decision": Decision.NO_GO.value,
+            "evaluated_at": None,
+            "reasons": ["no sample yet"],
+            "steady": {"passes": 0, "needed": gate.steady_for},
+            "criteria": [],
+        }
+    )
+    label, colour = DECISION_LABELS[body["decision"]]
+    criteria = []
+    judged = {c["name"]: c for c in body["criteria"]}
+    for criterion in gate.criteria:
+        result = judged.get(criterion.name)
+        go = result["go"] if result else " and ".join(c.text for c in criterion.go)
+        rollback = (
+            result["rollback"]
+            if result
+            else (" and ".join(c.text for c in criterion.rollback) if criterion.rollback else None)
+        )
+        value = result["value"] if result else None
+        criteria.append(
+            {
+                "name": criterion.name,
+                "probe": criterion.probe,
+                "outcome": result["outcome"] if result else "pending",
+                "value": value,
+                "value_text": format_value(value, value_unit([go, rollback]))
+                if result
+                else "not measured yet",
+                "go": go,
+                "rollback": rollback,
+                "reason": result["reason"] if result else "no sample yet",
+            }
+        )
+    steady = body["steady"]
+    return {
+        "name": gate.name,
+        "description": gate.description,
+        "source": loaded.source,
+        "version": loaded.version,
+        "interval": format_duration(gate.interval),
+        "decision": body["decision"],
+        "label": label,
+        "colour": colour,
+        "evaluated_at": body["evaluated_at"],
+        "reasons": list(body["reasons"]),
+        "steady": {**steady, "text": f"steady {steady['passes']}/{steady['needed']}"},
+        "criteria": criteria,
+    }
+
+
+def check_status(check: Mapping[str, Any]) -> dict[str, Any]:
+    """A running check as the page shows it; tolerant of fields a check has not got yet."""
+    latest = check.get("latest") or check.get("decision_body") or {}
+    decision = latest.get("decision") if isinstance(latest, Mapping) else None
+    if decision is None and isinstance(check.get("decision"), str):
+        decision = check["decision"]
+    decision = decision if decision in DECISION_LABELS else Decision.NO_GO.value
+    created = check.get("created_at")
+    return {
+        "id": str(check.get("id", "")),
+        "gate": str(check.get("gate", "")),
+        "version": str(check.get("version", "")),
+        "environment": check.get("environment"),
+        "stage": check.get("stage"),
+        "created_at": _iso(created) if isinstance(created, datetime) else created,
+        "decision": decision,
+        "label": DECISION_LABELS[decision][0],
+        "reasons": list(latest.get("reasons", [])) if isinstance(latest, Mapping) else [],
+        "missing_signoffs": [str(s) for s in check.get("missing_signoffs", [])],
+    }
+
+
+def status_snapshot(
+    catalog: GateCatalog,
+    verdicts: VerdictSource,
+    checks: RunningChecks | None,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """Everything the status page shows, from memory only."""
+    latest = verdicts.latest_all()
+    gates = [gate_status(loaded, latest.get(loaded.name)) for loaded in catalog.all()]
+    running = [check_status(c) for c in checks.running_checks()] if checks is not None else []
+    summary = {decision: 0 for decision in DECISION_LABELS}
+    for gate in gates:
+        summary[gate["decision"]] += 1
+    return {
+        "generated_at": _iso(now),
+        "refresh_seconds": REFRESH_SECONDS,
+        "summary": summary,
+        "gates": gates,
+        "checks": running,
+    }
+
+
+def _snapshot(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    clock = getattr(state, "clock", None)
+    now = clock.now() if clock is not None else datetime.now(UTC)
+    return status_snapshot(state.catalog, state.scheduler, getattr(state, "checks", None), now=now)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def status_page(request: Request) -> HTMLResponse:
+    html = _templates.get_template("status.html").render(status=_snapshot(request))
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/status.json",
+    tags=["status"],
+    summary="Every gate's current decision and criteria, and the running checks (public)",
+)
+async def status_json(request: Request) -> JSONResponse:
+    return JSONResponse(_snapshot(request), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> FileResponse:
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+    return FileResponse(
+        STATIC_DIR / name, media_type=media_type, headers={"Cache-Control": "max-age=300"}
+    )

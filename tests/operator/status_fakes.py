@@ -1,0 +1,127 @@
+"""In-memory stand-ins for the catalog, scheduler and check runner the status page reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.status_page import router
+from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
+from gates.model import Gate
+from probes.base import ProbeConfig
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def make_gate(name: str = "portal", description: str = "Patient portal blue-green switch") -> Gate:
+    return Gate.model_validate(
+        {
+            "name": name,
+            "description": description,
+            "interval": "2s",
+            "steady_for": 3,
+            "probes": {"prom": ProbeConfig(type="prometheus")},
+            "criteria": [
+                {
+                    "name": "availability",
+                    "probe": "prom",
+                    "query": "a",
+                    "go": "> 99.9%",
+                    "rollback": "< 95%",
+                },
+                {"name": "latency-p95", "probe": "prom", "query": "l", "go": "< 2s"},
+            ],
+        }
+    )
+
+
+def verdict(gate: str, decision: Decision, availability: float, *, passes: int = 3) -> Verdict:
+    if availability < 0.95:
+        outcome, reason = CriterionOutcome.BREACH, f"{availability} < 0.95 (rollback: < 95%)"
+    elif availability > 0.999:
+        outcome, reason = CriterionOutcome.PASS, f"{availability} > 0.999 (go: > 99.9%)"
+    else:
+        outcome, reason = CriterionOutcome.FAIL, f"{availability} <= 0.999 (go: > 99.9%)"
+    reasons = () if decision is Decision.GO else (f"availability: {reason}", f"steady {passes}/3")
+    return Verdict(
+        gate,
+        decision,
+        T0,
+        reasons,
+        Steady(passes, 3),
+        (
+            CriterionResult(
+                "availability", outcome, reason, "prom", "> 99.9%", "< 95%", value=availability
+            ),
+            CriterionResult(
+                "latency-p95",
+                CriterionOutcome.PASS,
+                "0.35 < 2 (go: < 2s)",
+                "prom",
+                "< 2s",
+                None,
+                value=0.35,
+            ),
+        ),
+    )
+
+
+@dataclass
+class FakeLoaded:
+    gate: Gate
+    source: str = "file"
+    version: str = "abc123"
+
+    @property
+    def name(self) -> str:
+        return self.gate.name
+
+
+@dataclass
+class FakeCatalog:
+    gates: list[FakeLoaded]
+
+    def all(self) -> list[FakeLoaded]:
+        return sorted(self.gates, key=lambda g: g.name)
+
+
+@dataclass
+class FakeScheduler:
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+
+    def latest_all(self) -> dict[str, Verdict]:
+        return dict(self.verdicts)
+
+
+@dataclass
+class FakeChecks:
+    running: list[dict[str, Any]] = field(default_factory=list)
+
+    def running_checks(self) -> list[dict[str, Any]]:
+        return list(self.running)
+
+
+class FixedClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("the status page never sleeps")
+
+
+def status_app(
+    catalog: FakeCatalog, scheduler: FakeScheduler, checks: FakeChecks | None = None
+) -> FastAPI:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.catalog = catalog
+    app.state.scheduler = scheduler
+    app.state.checks = checks or FakeChecks()
+    app.state.clock = FixedClock()
+    return app
