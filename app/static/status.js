@@ -46,8 +46,8 @@
       return el("tr", { class: "outcome-" + c.outcome }, [
         el("th", { scope: "row", text: c.name }),
         el("td", { class: "value", text: c.value_text }),
-        el("td", { text: c.go }),
-        el("td", { text: c.rollback || "\u2014" }),
+        el("td", { class: "cond", text: c.go }),
+        el("td", { class: "cond", text: c.rollback || "\u2014" }),
         el("td", {}, [
           el("span", { class: "outcome", text: c.outcome }),
           el("span", { class: "reason", text: c.reason }),
