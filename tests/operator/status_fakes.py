@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.api.integrations import router as integrations_router
 from app.status_page import router
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
 from gates.model import Gate
@@ -87,6 +88,9 @@ class FakeCatalog:
     def all(self) -> list[FakeLoaded]:
         return sorted(self.gates, key=lambda g: g.name)
 
+    def get(self, name: str) -> FakeLoaded | None:
+        return next((g for g in self.gates if g.name == name), None)
+
 
 @dataclass
 class FakeScheduler:
@@ -94,6 +98,9 @@ class FakeScheduler:
 
     def latest_all(self) -> dict[str, Verdict]:
         return dict(self.verdicts)
+
+    def latest(self, gate: str) -> Verdict | None:
+        return self.verdicts.get(gate)
 
 
 @dataclass
@@ -120,6 +127,7 @@ def status_app(
 ) -> FastAPI:
     app = FastAPI()
     app.include_router(router)
+    app.include_router(integrations_router)
     app.state.catalog = catalog
     app.state.scheduler = scheduler
     app.state.checks = checks or FakeChecks()

@@ -1,0 +1,82 @@
+"""Integrations that cannot speak gonogo's own API: Flagger's webhook contract.
+
+Flagger POSTs ``{"name", "namespace", "phase", "metadata"}`` to a webhook and reads only
+the status code: 2xx lets the canary advance, anything else counts as a failed check.
+So the answer is 200 only while the gate's current (continuous) decision is ``go``, and
+403 with a problem+json body listing the reasons otherwise. The decision comes from
+memory, like every read: the webhook never calls a probe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gates.engine import Decision
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class FlaggerWebhook(BaseModel):
+    """The body Flagger sends to every webhook (``CanaryWebhookPayload``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="the Canary's name")
+    namespace: str = Field(description="the Canary's namespace")
+    phase: str | None = Field(default=None, description="Progressing, Promoting, ...")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def flagger_answer(gate: str, catalog: Any, scheduler: Any) -> JSONResponse:
+    """200 with the decision body on go; 403 problem+json with the reasons otherwise;
+    404 for a gate gonogo does not know."""
+    if catalog.get(gate) is None:
+        return _problem(404, "Gate not found", f"no gate named {gate!r}")
+    verdict = scheduler.latest(gate)
+    if verdict is not None and verdict.decision is Decision.GO:
+        return JSONResponse(verdict.as_dict())
+    decision = verdict.decision.value if verdict is not None else Decision.NO_GO.value
+    reasons = list(verdict.reasons) if verdict is not None else ["no sample yet"]
+    return _problem(
+        403,
+        "Gate decision is not go",
+        f"gate {gate!r} says {decision}: " + "; ".join(reasons or ["no reason given"]),
+        gate=gate,
+        decision=decision,
+        reasons=reasons,
+    )
+
+
+@router.post(
+    "/flagger/{gate}",
+    summary="Flagger webhook: 200 only while the gate's decision is go",
+    responses={
+        403: {"description": "the decision is no_go or rollback (reasons in the body)"},
+        404: {"description": "unknown gate"},
+    },
+)
+async def flagger_webhook(gate: str, payload: FlaggerWebhook, request: Request) -> JSONResponse:
+    state = request.app.state
+    answer = flagger_answer(gate, state.catalog, state.scheduler)
+    log.info(
+        "flagger webhook",
+        gate=gate,
+        canary=f"{payload.namespace}/{payload.name}",
+        phase=payload.phase,
+        status=answer.status_code,
+    )
+    return answer
