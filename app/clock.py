@@ -34,7 +34,9 @@ class ManualClock:
 
     ``advance`` wakes every sleeper whose deadline falls in the advanced span, earliest
     first (ties in the order they went to sleep), setting ``now`` to each deadline before
-    waking it and letting the woken tasks run until they block again.
+    waking it and letting the woken tasks run until they block again. Tasks that are ready
+    when ``advance`` is called run first, so a task created just before goes to sleep
+    relative to the old ``now``.
     """
 
     def __init__(self, start: datetime | None = None, *, settle_turns: int = 50) -> None:
@@ -66,6 +68,7 @@ class ManualClock:
         if seconds < 0:
             raise ValueError("time does not go backwards")
         target = self._now + timedelta(seconds=seconds)
+        await self.settle()  # tasks started just before go to sleep first
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, waiter = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)

@@ -262,7 +262,10 @@ class Notifier:
         ]
 
     async def stop(self, *, drain_timeout: float = 5.0) -> None:
-        """Deliver what is queued for up to ``drain_timeout`` seconds, then stop."""
+        """Deliver what is queued for up to ``drain_timeout`` seconds, then stop.
+
+        Shutdown is bounded too: a receiver that holds its connection open cannot keep
+        the process from stopping."""
         if self._workers:
             try:
                 await asyncio.wait_for(self._queue.join(), timeout=drain_timeout)
@@ -270,11 +273,14 @@ class Notifier:
                 log.warning("notifier stopped with undelivered notifications", pending=self.pending)
             for worker in self._workers:
                 worker.cancel()
-            await asyncio.gather(*self._workers, return_exceptions=True)
+            await asyncio.wait(self._workers, timeout=self._attempt_timeout)
             self._workers = []
         if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            try:
+                await asyncio.wait_for(client.aclose(), timeout=self._attempt_timeout)
+            except TimeoutError:
+                log.warning("webhook connections did not close in time")
 
     async def _work(self) -> None:
         while True:
@@ -325,10 +331,12 @@ class Notifier:
 
     async def _post(self, delivery: Delivery) -> int:
         assert self._client is not None, "start() the notifier first"
-        response = await asyncio.wait_for(
-            self._client.post(delivery.url, content=delivery.body, headers=dict(delivery.headers)),
-            timeout=self._attempt_timeout,
-        )
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # races with the answer, leaving a worker that ignores stop().
+        async with asyncio.timeout(self._attempt_timeout):
+            response = await self._client.post(
+                delivery.url, content=delivery.body, headers=dict(delivery.headers)
+            )
         if response.status_code >= 500 or response.status_code == 429:
             raise DeliveryFailed(f"HTTP {response.status_code}")
         return response.status_code

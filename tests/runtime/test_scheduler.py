@@ -290,3 +290,48 @@ async def test_metrics_follow_the_continuous_evaluations(runtime: Runtime) -> No
     runtime.catalog.remove_api_gate("metrics-gate")
     body, _ = metrics.render()
     assert b'gate="metrics-gate"' not in body
+
+
+async def test_a_hanging_webhook_receiver_never_delays_decisions() -> None:
+    import asyncio
+
+    from app.notify import Notifier
+
+    connected = asyncio.Event()
+    never = asyncio.Event()
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await never.wait()  # reads the request, never answers
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clock = ManualClock(T0)
+    bench = ProbeBench()
+    catalog = GateCatalog(gates_dir=None, probe_builder=bench, close_grace=0)
+    notifier = Notifier(clock=clock, attempts=2, attempt_timeout=30)
+    sink = RecordingSink()
+    scheduler = GateScheduler(catalog, notifier=notifier, sink=sink, clock=clock)
+    text = gate_yaml(steady_for=1) + f'notify: [{{url: "http://127.0.0.1:{port}/hook"}}]\n'
+    catalog.put_api_gate("portal", text)
+    await notifier.start()
+    await scheduler.start()
+    try:
+        await clock.advance(INTERVAL)  # first sample: go, announced
+        await asyncio.wait_for(connected.wait(), timeout=5)
+        bench.latest("p").answer = 0.5  # breach: no_go then rollback, both announced
+        for _ in range(3):
+            await clock.advance(INTERVAL)
+        assert [v.decision.value for v in sink.of("portal")] == [
+            "go",
+            "no_go",
+            "rollback",
+            "rollback",
+        ]
+    finally:
+        never.set()
+        await scheduler.stop()
+        await notifier.stop(drain_timeout=0)
+        await catalog.aclose()
+        server.close()
