@@ -6,9 +6,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from gates.errors import GateFileError
 
 from app.catalog import GateCatalog, GateDirInvalid, GateReadOnly, LoadedGate, install_sighup_reload
+from gates.errors import GateFileError
 from tests.runtime.fakes import ProbeBench, eventually, gate_yaml
 
 
