@@ -33,9 +33,12 @@ def probe_types() -> dict[str, ProbeFactory]:
     return found
 
 
+@cache
 def probe_type(type_name: str) -> ProbeFactory:
-    types = probe_types()
-    try:
-        return types[type_name]
-    except KeyError:
-        raise UnknownProbeType(type_name, sorted(types)) from None
+    """One type's factory. Only that type's module is imported, so one broken plugin
+    does not make every other type unusable."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=type_name):
+        factory: ProbeFactory = entry.load()
+        return factory
+    known = sorted({entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)})
+    raise UnknownProbeType(type_name, known)
