@@ -9,6 +9,7 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -18,7 +19,14 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_UNIT_SCALE = {"": 1.0, "%": 0.01, "ms": 0.001, "s": 1.0, "m": 60.0}
+# Decimal so that '>= 99.9%' means exactly 0.999 (99.9 * 0.01 is 0.9990000000000001 in floats).
+_UNIT_SCALE = {
+    "": Decimal(1),
+    "%": Decimal("0.01"),
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+}
 _CONDITION = re.compile(
     r"^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"\s*(?P<unit>%|ms|s|m)?\s*$"
@@ -45,7 +53,7 @@ class Condition:
                 f"bad condition {text!r}: expected '<op> <number>[unit]' with op one of"
                 " > >= < <= == != and unit one of % ms s m, e.g. '> 99.9%' or '< 2s'"
             )
-        threshold = float(match["number"]) * _UNIT_SCALE[match["unit"] or ""]
+        threshold = float(Decimal(match["number"]) * _UNIT_SCALE[match["unit"] or ""])
         return cls(match["op"], threshold, " ".join(text.split()))
 
     def holds(self, value: float) -> bool:

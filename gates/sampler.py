@@ -69,7 +69,7 @@ async def _measure(probe: Probe, query: ProbeQuery, ctx: ProbeContext) -> Measur
     try:
         return await asyncio.wait_for(probe.measure(query, ctx), timeout=budget)
     except TimeoutError:
-        return Measurement.timeout(f"no answer within {budget:.0f}s", ctx.now)
+        return Measurement.timeout(f"no answer within {budget:g}s", ctx.now)
     except Exception as fault:  # the probe broke its contract; stay closed
         return Measurement.error(f"probe failed: {type(fault).__name__}: {fault}", ctx.now)
 
