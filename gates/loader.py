@@ -207,10 +207,13 @@ class _TooLarge(Exception):
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
-    if isinstance(error, yaml.MarkedYAMLError):
-        parts = [p for p in (error.context, error.problem) if p]
-        return "; ".join(parts) or str(error)
-    return str(error)
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return str(error)
+    context = error.context
+    opened, found = error.context_mark, error.problem_mark
+    if context and opened is not None and found is not None and opened.line != found.line:
+        context += f" (opened at line {opened.line + 1})"
+    return "; ".join(p for p in (context, error.problem) if p) or str(error)
 
 
 def _compose(text: str, problems: _Problems) -> _Document | None:
@@ -293,6 +296,13 @@ def _check_keys(
         problems.add((*location, key), f"unknown key {key!r}", hint, at_key=True)
 
 
+def _check_inline_secrets(raw: Mapping[str, Any], location: Loc, problems: _Problems) -> None:
+    """Secrets in a probe whose type is unknown: its other keys cannot be judged."""
+    secret_keys = {key: None for key in raw if key.lower() in _SECRET_KEYS}
+    _check_keys(secret_keys, ProbeConfig, location, problems, secrets=True)
+    _check_headers(raw.get("headers"), (*location, "headers"), problems)
+
+
 def _check_headers(raw: Any, location: Loc, problems: _Problems) -> None:
     if not isinstance(raw, Mapping):
         return
@@ -322,6 +332,7 @@ def _add_validation_errors(
     problems: _Problems,
     *,
     skip: Callable[[Loc], bool] = lambda _: False,
+    hints: Mapping[str, str] = _FIELD_HINTS,
 ) -> None:
     for error in invalid.errors():
         if error["type"] == "extra_forbidden":
@@ -330,7 +341,7 @@ def _add_validation_errors(
         if skip(inner):
             continue
         field_name = next((p for p in reversed(inner) if isinstance(p, str)), "")
-        problems.add((*location, *inner), _pydantic_message(error), _FIELD_HINTS.get(field_name))
+        problems.add((*location, *inner), _pydantic_message(error), hints.get(field_name))
 
 
 @dataclass
@@ -338,6 +349,8 @@ class _Probes:
     configs: dict[str, ProbeConfig] = field(default_factory=dict)
     factories: dict[str, ProbeFactory] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    # False when probes: itself is malformed: references to probes cannot be judged then.
+    readable: bool = True
 
 
 def _factory(type_name: str, location: Loc, problems: _Problems) -> ProbeFactory | None:
@@ -376,6 +389,7 @@ def _check_probes(raw: Any, problems: _Problems) -> _Probes:
             "probes must map each probe name to its config",
             "e.g. probes: {prom: {type: prometheus, url: 'http://prometheus:9090'}}",
         )
+        found.readable = False
         return found
     for name, entry in raw.items():
         found.names.append(name)
@@ -388,20 +402,19 @@ def _check_probes(raw: Any, problems: _Problems) -> _Probes:
         type_name = entry.get("type")
         if not isinstance(type_name, str) or not type_name:
             problems.add((*at, "type"), "every probe needs type: (the kind of source)")
-            _check_keys(entry, ProbeConfig, at, problems, secrets=True)
+            _check_inline_secrets(entry, at, problems)
             continue
         factory = _factory(type_name, (*at, "type"), problems)
         if factory is None:
-            for key in entry:
-                if key.lower() in _SECRET_KEYS:
-                    _check_keys({key: None}, ProbeConfig, at, problems, secrets=True)
+            _check_inline_secrets(entry, at, problems)
             continue
         _check_keys(entry, factory.config_model, at, problems, secrets=True)
         _check_headers(entry.get("headers"), (*at, "headers"), problems)
         try:
             config = factory.config_model.model_validate(dict(entry))
         except ValidationError as invalid:
-            _add_validation_errors(invalid, at, problems)
+            # Each probe type documents its own keys; the gate-level hints would mislead.
+            _add_validation_errors(invalid, at, problems, hints={})
             continue
         found.configs[name] = config
         found.factories[name] = factory
@@ -501,7 +514,7 @@ def _check_criteria(
             else:
                 first_index[name] = index
         reference = entry.get("probe")
-        if isinstance(reference, str) and reference not in probes.names:
+        if isinstance(reference, str) and probes.readable and reference not in probes.names:
             suggestion = _did_you_mean(reference, probes.names)
             known = ", ".join(probes.names) or "none defined"
             problems.add(

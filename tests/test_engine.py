@@ -268,12 +268,13 @@ def test_go_needs_steady_for_consecutive_all_pass_samples() -> None:
 
 def test_steady_count_is_reset_by_any_non_pass() -> None:
     gate = make_gate(AVAILABILITY, {"name": "latency", "go": "< 2s"}, steady_for=3)
-    good = {"availability": GOOD, "latency": 0.4}
-    for interruption in (
+    good: dict[str, Measurement | float] = {"availability": GOOD, "latency": 0.4}
+    interruptions: list[dict[str, Measurement | float]] = [
         {"availability": LOW, "latency": 0.4},  # fail
         {"availability": DOWN, "latency": 0.4},  # breach
         {"availability": GOOD, "latency": Measurement.error("refused", T0)},  # inconclusive
-    ):
+    ]
+    for interruption in interruptions:
         verdict = decide(gate, history(gate, good, good, good, interruption, good))
         assert verdict.decision is Decision.NO_GO, interruption
         assert "steady 1/3" in verdict.reasons
