@@ -275,8 +275,11 @@ def _check_keys(
     secrets: bool = False,
 ) -> None:
     known = list(model.model_fields)
+    open_model = model.model_config.get("extra") == "allow"
     for key in raw:
         if key in known:
+            continue
+        if open_model and not (secrets and key.lower() in _SECRET_KEYS):
             continue
         if secrets and key.lower() in _SECRET_KEYS:
             env_field = _env_field_for(key.lower(), known)

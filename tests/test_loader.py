@@ -743,3 +743,55 @@ def test_load_gate_dir_on_a_missing_directory(tmp_path: Path) -> None:
     gates_found, problems = load_gate_dir(tmp_path / "nope")
     assert gates_found == {}
     assert [p.message for p in problems] == ["not a directory"]
+
+
+# -- the shipped example gates ----------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "gates"
+
+
+class AnyConfig(ProbeConfig):
+    model_config = ProbeConfig.model_config | {"extra": "allow"}
+
+
+class AnyProbe:
+    type_name: ClassVar[str] = "any"
+    config_model: ClassVar[type[ProbeConfig]] = AnyConfig
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
+        return []
+
+
+def test_example_gates_are_valid_apart_from_each_probe_types_own_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gates.loader, "probe_type", lambda type_name: AnyProbe)
+    found, problems = load_gate_dir(EXAMPLES)
+    assert [str(p) for p in problems] == []
+    assert sorted(found) == ["portal", "staged-rollout"]
+
+    portal = found["portal"]
+    by_name = {c.name: c for c in portal.criteria}
+    assert str(by_name["availability"].go[0]) == "> 99.9%"
+    assert str(by_name["availability"].rollback[0]) == "< 95%"  # type: ignore[index]
+    assert str(by_name["response-time-p95"].go[0]) == "< 2s"
+    assert str(by_name["error-rate"].go[0]) == "< 1%"
+    assert by_name["error-rate"].min_volume is not None
+    assert by_name["security-or-corruption"].rollback_after == 1
+    assert "SecurityBreach|DataCorruption" in by_name["security-or-corruption"].matchers[0]
+    assert by_name["new-fatal-issues"].metric == "new_issues"
+    assert [s.id for s in portal.signoffs] == ["uat", "clinical-safety"]
+    assert any(n.secret_env for n in portal.notify)
+    assert portal.vars["version"] == ".+"
+
+    staged = found["staged-rollout"]
+    assert all("${stage}" in (c.query or " ".join(c.matchers)) for c in staged.criteria)
+    assert "stage" in staged.vars
+
+
+def test_example_gates_validate_with_the_built_in_probes() -> None:
+    """``gonogo validate examples/gates`` must pass with the real probe types."""
+    found, problems = load_gate_dir(EXAMPLES)
+    assert [str(p) for p in problems] == []
+    assert sorted(found) == ["portal", "staged-rollout"]
