@@ -1,0 +1,478 @@
+"""The HTTP client every built-in probe shares: one pooled connection set per source.
+
+``SourceClient`` wraps ``httpx.AsyncClient`` on the aiohttp transport (``httpx_aiohttp``)
+and turns everything the remote side can do wrong into one exception, ``ProbeFailure``,
+whose ``detail`` is safe to show. Probes catch it and return an inconclusive
+measurement; they never see an ``httpx`` exception.
+
+What it guarantees:
+- each try is bounded by ``timeout`` seconds, body included;
+- idempotent reads are retried at most ``retries`` times, with full-jitter exponential
+  backoff, on connection errors, timeouts, 5xx and 429; ``Retry-After`` (seconds or an
+  HTTP date) and ``X-RateLimit-Reset`` (seconds) are honoured up to ``MAX_RETRY_WAIT``;
+  a wait that would not leave time for another try within the budget ends the retries;
+- other 4xx are never retried; 401/403 say "unauthorized"/"forbidden";
+- bodies are read as a stream and cut off past ``max_body_bytes``;
+- every value in ``secrets`` is replaced by ``***`` in details and error bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json as jsonlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+
+from probes.base import MeasurementStatus
+from probes.errors import ProbeError
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# Longest pause a server's Retry-After may impose on one measurement.
+MAX_RETRY_WAIT = 10.0
+# Backoff allowance per retry, mirroring the sampler's budget for one measurement
+# (timeout x tries + this x retries), so the client gives up before the sampler cuts it off.
+RETRY_ALLOWANCE = 2.0
+_BACKOFF = wait_random_exponential(multiplier=0.2, max=RETRY_ALLOWANCE)
+_EXCERPT_CHARS = 200
+_MASK = "***"
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ProbeFailure(Exception):
+    """A source could not give a usable answer. ``detail`` is safe to show a human.
+
+    ``body`` is the parsed JSON of an error response when it parsed, else a short text
+    excerpt, else None. ``retry_after`` is the server's requested pause, if it sent one.
+    """
+
+    def __init__(
+        self,
+        status: MeasurementStatus,
+        detail: str,
+        *,
+        http_status: int | None = None,
+        body: Any | None = None,
+        headers: Mapping[str, str] | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.http_status = http_status
+        self.body = body
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass(frozen=True, slots=True)
+class JsonResponse:
+    status_code: int
+    headers: Mapping[str, str]
+    json: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A response of any status; ``elapsed`` is seconds from sending to the body's end."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class MissingSecret(ProbeError, ValueError):
+    """A probe config names an environment variable that is not set."""
+
+
+def secret_from_env(var_name: str | None, *, field: str) -> str | None:
+    """The secret held by ``var_name``, or None when the config names no variable."""
+    if var_name is None:
+        return None
+    value = os.environ.get(var_name)
+    if not value:
+        raise MissingSecret(
+            f"{field}: environment variable {var_name} is not set (it should hold the secret)"
+        )
+    return value
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """The pause a server asked for: ``Retry-After`` (seconds or HTTP date) or Datadog's
+    ``X-RateLimit-Reset`` (seconds until the window resets)."""
+    for name in ("retry-after", "x-ratelimit-reset"):
+        value = headers.get(name)
+        if not value:
+            continue
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        if name == "retry-after":
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return None
+
+
+def _status_text(code: int) -> str:
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase.lower()}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _transport_failure(error: Exception, url: str, timeout: float) -> ProbeFailure:
+    """What went wrong below HTTP, in words an on-call engineer recognises."""
+    host = httpx.URL(url).host or url
+    chain = list(_causes(error))
+    if any(isinstance(e, socket.gaierror | aiohttp.ClientConnectorDNSError) for e in chain):
+        detail = f"cannot resolve host {host}"
+    elif any(
+        isinstance(e, ConnectionRefusedError)
+        or (isinstance(e, OSError) and e.errno == errno.ECONNREFUSED)
+        for e in chain
+    ):
+        detail = "connection refused"
+    elif any(isinstance(e, aiohttp.ServerDisconnectedError) for e in chain):
+        detail = "server closed the connection"
+    elif any(isinstance(e, TimeoutError | aiohttp.ServerTimeoutError) for e in chain) or (
+        isinstance(error, httpx.TimeoutException) and len(chain) == 1
+    ):
+        return ProbeFailure(
+            MeasurementStatus.TIMEOUT, f"timed out after {timeout:g}s", retryable=True
+        )
+    elif isinstance(error, httpx.ConnectError | aiohttp.ClientConnectorError):
+        detail = f"cannot connect to {host}"
+    else:
+        detail = f"connection error: {type(error).__name__}"
+    return ProbeFailure(MeasurementStatus.ERROR, detail, retryable=True)
+
+
+def _error_body(body: bytes) -> Any | None:
+    if not body:
+        return None
+    try:
+        return jsonlib.loads(body)
+    except ValueError:
+        text = " ".join(body[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace").split())
+        return text[:_EXCERPT_CHARS] or None
+
+
+@dataclass
+class _Attempts:
+    count: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class SourceClient:
+    """One pooled HTTP client for one source (a Prometheus, a Datadog site, a health URL).
+
+    ``path`` arguments are joined to ``base_url`` (a base with a path prefix keeps it:
+    ``http://host/prom`` + ``/api/v1/query``); an absolute URL is used as it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timeout: float,
+        retries: int,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        max_connections: int = 32,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        secrets: Sequence[str] = (),
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._timeout = timeout
+        self._tries = 1 + max(0, retries)
+        self._max_body_bytes = max_body_bytes
+        self._secrets = tuple(s for s in secrets if s)
+        self._sleep = sleep
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Accept": "application/json", **(headers or {})},
+            auth=auth,
+            timeout=httpx.Timeout(timeout),
+            transport=AiohttpTransport(limits=limits, trust_env=False),
+            follow_redirects=False,
+        )
+        self.base_url = str(self._client.base_url)
+
+    def __repr__(self) -> str:
+        # Headers and auth stay out: they may hold tokens.
+        return f"SourceClient(base_url={self.base_url!r})"
+
+    @property
+    def budget(self) -> float:
+        """Seconds one call may take, every try and backoff included."""
+        return self._timeout * self._tries + RETRY_ALLOWANCE * (self._tries - 1)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret this client knows replaced by ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, _MASK)
+        return text
+
+    async def get_json(
+        self,
+        path: str,
+        *,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        ok_statuses: Container[int] = range(200, 300),
+    ) -> JsonResponse:
+        raw = await self._call(
+            "GET", path, params=params, headers=headers, body=None, ok_statuses=ok_statuses
+        )
+        try:
+            return self._json(raw)
+        except ProbeFailure as failure:
+            raise self._final(failure, 1) from None
+
+    async def post_json(
+        self,
+        path: str,
+        *,
+        json: Any,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        ok_statuses: Container[int] = range(200, 300),
+    ) -> JsonResponse:
+        raw = await self._call(
+            "POST",
+            path,
+            params=None,
+            headers=headers,
+            body=json,
+            ok_statuses=ok_statuses,
+            tries=None if idempotent else 1,
+        )
+        try:
+            return self._json(raw)
+        except ProbeFailure as failure:
+            raise self._final(failure, 1) from None
+
+    async def get(
+        self, path: str, *, params: Any = None, headers: Mapping[str, str] | None = None
+    ) -> RawResponse:
+        """Any status is an answer here (a health check reads 503 as "down"); only
+        failures to get an answer at all are retried and raised."""
+        return await self._call(
+            "GET", path, params=params, headers=headers, body=None, ok_statuses=None
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- one call ------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any,
+        headers: Mapping[str, str] | None,
+        body: Any,
+        ok_statuses: Container[int] | None,
+        tries: int | None = None,
+    ) -> RawResponse:
+        attempts = _Attempts()
+        max_tries = tries or self._tries
+
+        async def attempt() -> RawResponse:
+            attempts.count += 1
+            raw = await self._send(method, path, params=params, headers=headers, body=body)
+            if ok_statuses is not None and raw.status_code not in ok_statuses:
+                raise self._status_failure(raw)
+            return raw
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= max_tries:
+                return True
+            elapsed = time.monotonic() - attempts.started
+            return elapsed + state.upcoming_sleep + self._timeout > self.budget
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, ProbeFailure) and e.retryable),
+            wait=_wait,
+            stop=stop,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except ProbeFailure as failure:
+            raise self._final(failure, attempts.count) from None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any,
+        headers: Mapping[str, str] | None,
+        body: Any,
+    ) -> RawResponse:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                request = self._client.build_request(
+                    method, path, params=params, headers=headers, json=body
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    content = await self._read_capped(response)
+                finally:
+                    await response.aclose()
+        except ProbeFailure:
+            raise
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as bad:
+            raise ProbeFailure(MeasurementStatus.ERROR, f"invalid URL: {bad}") from None
+        except (TimeoutError, httpx.TransportError, aiohttp.ClientError, OSError) as error:
+            url = self.base_url if "://" not in path else path
+            raise _transport_failure(error, url, self._timeout) from None
+        return RawResponse(
+            response.status_code, response.headers, content, time.perf_counter() - started
+        )
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        limit = self._max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(response)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(response)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, response: httpx.Response) -> ProbeFailure:
+        mib = self._max_body_bytes / (1024 * 1024)
+        size = f"{mib:g} MiB" if mib >= 1 else f"{self._max_body_bytes} bytes"
+        return ProbeFailure(
+            MeasurementStatus.ERROR,
+            f"response body larger than {size}",
+            http_status=response.status_code,
+            headers=response.headers,
+        )
+
+    def _status_failure(self, raw: RawResponse) -> ProbeFailure:
+        code = raw.status_code
+        body = _error_body(raw.body)
+        if code == 429:
+            wait = retry_after_seconds(raw.headers)
+            return ProbeFailure(
+                MeasurementStatus.ERROR,
+                "rate limited (HTTP 429)",
+                http_status=code,
+                body=body,
+                headers=raw.headers,
+                retryable=True,
+                retry_after=wait,
+            )
+        return ProbeFailure(
+            MeasurementStatus.ERROR,
+            _status_text(code),
+            http_status=code,
+            body=body,
+            headers=raw.headers,
+            retryable=code >= 500,
+            retry_after=retry_after_seconds(raw.headers) if code == 503 else None,
+        )
+
+    def _final(self, failure: ProbeFailure, tries: int) -> ProbeFailure:
+        detail = failure.detail
+        if tries > 1:
+            detail = f"{detail} after {tries} tries"
+        elif failure.retryable and failure.retry_after is not None and self._tries > 1:
+            detail = f"{detail}; server asked to wait {failure.retry_after:g}s, beyond the budget"
+        return ProbeFailure(
+            failure.status,
+            self.scrub(detail),
+            http_status=failure.http_status,
+            body=self._scrub_value(failure.body),
+            headers=failure.headers,
+            retryable=failure.retryable,
+            retry_after=failure.retry_after,
+        )
+
+    def _scrub_value(self, value: Any) -> Any:
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, list):
+            return [self._scrub_value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._scrub_value(v) for k, v in value.items()}
+        return value
+
+    def _json(self, raw: RawResponse) -> JsonResponse:
+        try:
+            parsed = jsonlib.loads(raw.body)
+        except ValueError as bad:
+            if isinstance(bad, jsonlib.JSONDecodeError):
+                reason = f"{bad.msg} at char {bad.pos}"
+            else:
+                reason = "not UTF-8 text"
+            raise ProbeFailure(
+                MeasurementStatus.ERROR,
+                f"invalid JSON: {reason}",
+                http_status=raw.status_code,
+                body=_error_body(raw.body),
+                headers=raw.headers,
+            ) from None
+        return JsonResponse(raw.status_code, raw.headers, parsed)
+
+
+def _wait(state: RetryCallState) -> float:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(failure, ProbeFailure) and failure.retry_after is not None:
+        return min(failure.retry_after, MAX_RETRY_WAIT)
+    return float(_BACKOFF(state))
