@@ -1,0 +1,232 @@
+"""The ``datadog`` probe: one number from a Datadog metrics query.
+
+Reads ``GET /api/v1/query?from&to&query`` (query timeseries points) with the
+``DD-API-KEY`` and ``DD-APPLICATION-KEY`` headers, over the criterion's ``window``
+(default 5m) ending at the sample's instant. The value is the last non-null point of the
+single series; several series need ``reduce`` (over each series' last point).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
+from probes.client import ProbeFailure, SourceClient, secret_from_env
+
+TYPE_NAME = "datadog"
+DEFAULT_SITE = "datadoghq.com"
+DEFAULT_WINDOW = timedelta(minutes=5)
+QUERY_PATH = "/api/v1/query"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_MESSAGE_CHARS = 200
+_UNUSED_KEYS = ("metric", "matchers", "params", "path", "field")
+
+
+class DatadogConfig(ProbeConfig):
+    site: str = Field(
+        default=DEFAULT_SITE,
+        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
+        description="Datadog site, e.g. datadoghq.com, datadoghq.eu, us3.datadoghq.com",
+    )
+    api_key_env: str = Field(pattern=ENV_NAME, description="variable holding the API key")
+    app_key_env: str = Field(pattern=ENV_NAME, description="variable holding the application key")
+
+    def base_url(self) -> str:
+        return self.url or f"https://api.{self.site}"
+
+
+@dataclass(frozen=True, slots=True)
+class _LastPoint:
+    label: str
+    timestamp_ms: float
+    value: float
+
+
+class DatadogProbe:
+    type_name: ClassVar[str] = TYPE_NAME
+    config_model: ClassVar[type[ProbeConfig]] = DatadogConfig
+
+    def __init__(self, config: DatadogConfig, *, name: str) -> None:
+        self.config = config
+        self.name = name
+        api_key = secret_from_env(config.api_key_env, field="api_key_env")
+        app_key = secret_from_env(config.app_key_env, field="app_key_env")
+        secrets = [s for s in (api_key, app_key) if s]
+        self._client = SourceClient(
+            base_url=config.base_url(),
+            timeout=config.timeout,
+            retries=config.retries,
+            headers={"DD-API-KEY": api_key or "", "DD-APPLICATION-KEY": app_key or ""},
+            secrets=secrets,
+        )
+
+    def __repr__(self) -> str:
+        return f"DatadogProbe(name={self.name!r}, url={self.config.base_url()!r})"
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if not query.query or not query.query.strip():
+            problems.append(
+                ("query", "a datadog criterion needs query: (e.g. avg:trace.http.errors{*})")
+            )
+        problems.extend(_unused_keys(query, _UNUSED_KEYS))
+        if query.window is not None and query.window <= timedelta(0):
+            problems.append(("window", "window must be longer than 0s"))
+        return problems
+
+    async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
+        if not query.query:
+            return Measurement.error(f"{TYPE_NAME}: the criterion has no query", ctx.now)
+        window = query.window or DEFAULT_WINDOW
+        params = {
+            "from": str(int((ctx.now - window).timestamp())),
+            "to": str(int(ctx.now.timestamp())),
+            "query": query.query,
+        }
+        try:
+            response = await self._client.get_json(QUERY_PATH, params=params)
+        except ProbeFailure as failure:
+            return self._failed(failure, ctx.now)
+        return read_query_response(response.json, reduce=query.reduce, now=ctx.now)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _failed(self, failure: ProbeFailure, now: datetime) -> Measurement:
+        detail = failure.detail
+        if failure.http_status in (401, 403):
+            detail += (
+                f": check api_key_env {self.config.api_key_env}"
+                f" and app_key_env {self.config.app_key_env}"
+            )
+        messages = error_messages(failure.body)
+        if messages:
+            detail += f" ({messages})"
+        return Measurement(failure.status, now, detail=f"{TYPE_NAME}: {detail}")
+
+
+def error_messages(body: Any) -> str:
+    """The text of Datadog's ``{"errors": [...]}`` error body, or "" for anything else."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        texts = [str(e) for e in body["errors"] if isinstance(e, str | int | float)]
+        return _short("; ".join(texts))
+    return ""
+
+
+def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> Measurement:
+    """The measurement a ``/api/v1/query`` 200 body gives."""
+
+    def error(detail: str) -> Measurement:
+        return Measurement.error(f"{TYPE_NAME}: {detail}", now)
+
+    if not isinstance(body, dict):
+        return error(f"unexpected response: a JSON object was expected, got {_kind(body)}")
+    status = body.get("status")
+    if status != "ok":
+        cause = body.get("error") or body.get("message") or f"status {status!r}"
+        return error(f"query failed: {_short(str(cause))}")
+    series = body.get("series")
+    if not isinstance(series, list):
+        return error(f"unexpected response: series is {_kind(series)}, not a list")
+    if not series:
+        return Measurement.no_data(f"{TYPE_NAME}: no series matched the query", now)
+    points: list[_LastPoint] = []
+    for index, item in enumerate(series):
+        try:
+            point = _last_point(item, index)
+        except ValueError as bad:
+            return error(f"unexpected response: {bad}")
+        if point is not None:
+            points.append(point)
+    if len(series) > 1 and reduce is None:
+        labels = ", ".join(_series_label(s, i) for i, s in enumerate(series[:3]))
+        more = ", ..." if len(series) > 3 else ""
+        return error(
+            f"{len(series)} series ({labels}{more}) where one was expected;"
+            " set reduce: min|max|sum|avg or narrow the query"
+        )
+    if not points:
+        return Measurement.no_data(f"{TYPE_NAME}: every point in the window is null", now)
+    if len(series) == 1:
+        chosen = points[0]
+        value, label = chosen.value, chosen.label
+    else:
+        assert reduce is not None
+        value = _reduce(points, reduce)
+        label = f"{reduce} of {len(points)} series"
+    if not math.isfinite(value):
+        return error(f"{label}: value is {value!r}, not a finite number")
+    return Measurement.ok(value, now, detail=f"{TYPE_NAME}: {label}")
+
+
+def _last_point(item: Any, index: int) -> _LastPoint | None:
+    if not isinstance(item, dict):
+        raise ValueError(f"series[{index}] is {_kind(item)}, not an object")
+    pointlist = item.get("pointlist")
+    if not isinstance(pointlist, list):
+        raise ValueError(f"series[{index}].pointlist is {_kind(pointlist)}, not a list")
+    for point in reversed(pointlist):
+        if not (isinstance(point, list) and len(point) >= 2):
+            raise ValueError(f"series[{index}] has a point that is not [timestamp, value]")
+        timestamp, value = point[0], point[1]
+        if value is None:
+            continue
+        if not _is_number(value) or not _is_number(timestamp):
+            raise ValueError(f"series[{index}] has a non-numeric point {_short(repr(point))}")
+        stamp = datetime.fromtimestamp(float(timestamp) / 1000, UTC)
+        label = f"{_series_label(item, index)} at {stamp.isoformat().replace('+00:00', 'Z')}"
+        return _LastPoint(label, float(timestamp), float(value))
+    return None
+
+
+def _reduce(points: Sequence[_LastPoint], reduce: Reduce) -> float:
+    values = [p.value for p in points]
+    if reduce == "min":
+        return min(values)
+    if reduce == "max":
+        return max(values)
+    if reduce == "sum":
+        return math.fsum(values)
+    if reduce == "avg":
+        return math.fsum(values) / len(values)
+    return max(points, key=lambda p: p.timestamp_ms).value
+
+
+def _series_label(item: Any, index: int) -> str:
+    if isinstance(item, dict):
+        for key in ("scope", "expression", "display_name", "metric"):
+            if isinstance(item.get(key), str) and item[key]:
+                return _short(str(item[key]), 80)
+    return f"series[{index}]"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number"
+    )
+
+
+def _short(text: str, limit: int = _MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unused_keys(query: ProbeQuery, keys: Sequence[str]) -> list[tuple[str, str]]:
+    found = []
+    for key in keys:
+        value = getattr(query, key)
+        if value:
+            found.append((key, f"{key}: is not used by the {TYPE_NAME} probe type"))
+    return found
