@@ -1,0 +1,47 @@
+"""The HTTP API (SPEC §5): ``/api/v1`` routers plus the public health and metrics routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from app import metrics
+from app.api import admin, checks, gates
+from app.problems import problem_response
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(gates.router)
+api_router.include_router(checks.router)
+api_router.include_router(admin.router)
+
+public_router = APIRouter(tags=["health"])
+
+
+@public_router.get("/healthz", summary="The process is up (public)")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@public_router.get(
+    "/readyz",
+    summary="The database is reachable and the gates are loaded (public)",
+    responses={503: {"description": "not ready; the body says why"}},
+    response_model=None,
+)
+async def readyz(request: Request) -> dict[str, object] | Response:
+    state = request.app.state
+    database = await state.db.ping()
+    gates_loaded = bool(getattr(state, "gates_loaded", False))
+    if not (database and gates_loaded):
+        reasons = []
+        if not database:
+            reasons.append("the database is not reachable")
+        if not gates_loaded:
+            reasons.append("the gates are not loaded yet")
+        return problem_response(503, "; ".join(reasons), database=database, gates=gates_loaded)
+    return {"status": "ready", "database": True, "gates": len(state.catalog.all())}
+
+
+@public_router.get("/metrics", summary="Prometheus metrics (public)", response_class=Response)
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,31 @@
+"""``/api/v1/admin``: operator actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.deps import Admin
+from app.problems import Invalid
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.post(
+    "/reload",
+    summary="Re-read the gate directory (admin); an invalid directory changes nothing",
+    responses={422: {"description": "invalid gate files; the previous gates keep serving"}},
+)
+async def reload_gates(request: Request, _: Admin) -> dict[str, Any]:
+    result = await request.app.state.catalog.areload_files()
+    if not result.ok:
+        raise Invalid(
+            "the gate directory is invalid; the previous gates keep serving",
+            errors=[{"loc": ["gates_dir"], "msg": problem} for problem in result.problems],
+        )
+    return {
+        "added": list(result.added),
+        "replaced": list(result.replaced),
+        "removed": list(result.removed),
+    }

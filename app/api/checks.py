@@ -1,0 +1,162 @@
+"""Checks: started by pipelines, long-polled until final, signed off and overridden by people."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from app import services
+from app.deps import Approver, Pipeline, SessionDep, Viewer
+from app.services import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
+
+router = APIRouter(tags=["checks"])
+
+MAX_WAIT_SECONDS = 60
+
+
+@router.post(
+    "/gates/{gate}/checks",
+    summary="Start a check of a release (pipeline)",
+    status_code=201,
+    responses={
+        200: {"description": "a retried request (same Idempotency-Key and body): the same check"},
+        409: {"description": "the Idempotency-Key was used with a different body"},
+    },
+)
+async def start_check(
+    gate: str,
+    payload: CheckRequest,
+    request: Request,
+    session: SessionDep,
+    principal: Pipeline,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="makes a retried request return the same check (at most 255 characters)",
+        ),
+    ] = None,
+) -> JSONResponse:
+    state = request.app.state
+    key = services.check_idempotency_key(idempotency_key)
+    body, created = await services.create_check(
+        session,
+        state.catalog,
+        state.checks,
+        state.clock,
+        gate_name=gate,
+        request=payload,
+        idempotency_key=key,
+        principal=principal,
+    )
+    return JSONResponse(
+        body,
+        status_code=201 if created else 200,
+        headers={"Location": f"/api/v1/checks/{body['id']}"},
+    )
+
+
+@router.get("/checks/{check_id}", summary="A check; with wait, long-polls until it is final")
+async def get_check(
+    check_id: str,
+    request: Request,
+    session: SessionDep,
+    _: Viewer,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_WAIT_SECONDS, description="seconds to wait for the final decision"),
+    ] = 0,
+) -> dict[str, Any]:
+    # Wait first, from memory, so a long poll holds no database connection.
+    await request.app.state.checks.wait_final(check_id, wait)
+    return await services.get_check(session, check_id)
+
+
+@router.get("/checks", summary="Checks, newest first")
+async def list_checks(
+    session: SessionDep,
+    _: Viewer,
+    gate: Annotated[str | None, Query(max_length=63)] = None,
+    state: Literal["running", "final", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    return await services.list_checks(session, gate=gate, state=state, limit=limit)
+
+
+@router.post(
+    "/checks/{check_id}/signoffs",
+    summary="Record a sign-off the gate requires (approver); the signer is the token",
+    status_code=201,
+)
+async def add_signoff(
+    check_id: str,
+    payload: SignoffRequest,
+    request: Request,
+    session: SessionDep,
+    principal: Approver,
+) -> dict[str, Any]:
+    state = request.app.state
+    return await services.add_signoff(
+        session,
+        state.catalog,
+        state.checks,
+        state.clock,
+        check_id=check_id,
+        request=payload,
+        principal=principal,
+    )
+
+
+@router.post(
+    "/checks/{check_id}/decision",
+    summary="Decide a check by hand with a reason (approver: no_go, rollback; admin: go)",
+)
+async def decide_check(
+    check_id: str,
+    payload: ManualDecisionRequest,
+    request: Request,
+    session: SessionDep,
+    principal: Approver,
+) -> dict[str, Any]:
+    state = request.app.state
+    return await services.decide_check(
+        session,
+        state.catalog,
+        state.checks,
+        state.clock,
+        check_id=check_id,
+        request=payload,
+        principal=principal,
+    )
+
+
+@router.post("/checks/{check_id}/cancel", summary="Cancel a running check (pipeline)")
+async def cancel_check(
+    check_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: Pipeline,
+    payload: CancelRequest | None = None,
+) -> dict[str, Any]:
+    state = request.app.state
+    return await services.cancel_check(
+        session,
+        state.checks,
+        state.clock,
+        check_id=check_id,
+        request=payload or CancelRequest(),
+        principal=principal,
+    )
+
+
+@router.get("/checks/{check_id}/events", summary="The check's audit trail, oldest first")
+async def check_events(
+    check_id: str,
+    session: SessionDep,
+    _: Viewer,
+    after: Annotated[int | None, Query(ge=0, description="the last event id already seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> dict[str, Any]:
+    return await services.check_events(session, check_id=check_id, after=after, limit=limit)

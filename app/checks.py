@@ -1,0 +1,683 @@
+"""Checks (SPEC §3): one sampling loop per running check, until its final decision.
+
+A check samples its gate from ``created_at + initial_delay``, every ``interval``, with
+the check's own placeholder values, and is decided by the engine with the gate's
+required sign-offs. It becomes final on the first ``go`` or ``rollback``, at its
+deadline (``no_go`` with the last sample's reasons), on a manual decision or when
+cancelled. Every sample and decision change is written to the database with the check,
+so a restarted process resumes each running check with its history, sign-offs and
+original deadline. Each check's loop is one asyncio task: the unit a database lease
+could later wrap when several replicas share the database (SPEC §9).
+
+Writes that end a check are conditional on it still running, so the runner and an API
+request that race to end the same check cannot both win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from app import metrics
+from app import repository as repo
+from app.catalog import GateCatalog, LoadedGate
+from app.clock import Clock
+from app.db import CheckRow, Database, SampleRow, SignoffRow
+from app.notify import Notifier
+from app.scheduler import history_size
+from gates.engine import (
+    CriterionOutcome,
+    CriterionResult,
+    Decision,
+    Sample,
+    Steady,
+    Verdict,
+    decide_safely,
+)
+from gates.model import Gate
+from gates.sampler import placeholder_values, take_sample
+from probes.base import MeasurementStatus
+
+log = structlog.get_logger(__name__)
+
+ENGINE = "engine"
+RETENTION_SWEEP = timedelta(hours=1)
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def no_sample_verdict(gate: str, steady_for: int) -> Verdict:
+    return Verdict(gate, Decision.NO_GO, None, ("no sample yet",), Steady(0, steady_for), ())
+
+
+# -- samples as stored -------------------------------------------------------------------
+
+
+def measurements_of(sample: Sample) -> list[dict[str, Any]]:
+    """What the decision body leaves out but a resumed check's probes need."""
+    return [
+        {
+            "name": r.name,
+            "status": r.status.value if r.status is not None else None,
+            "observed_at": iso(r.observed_at),
+            "extra": dict(r.extra),
+        }
+        for r in sample.results
+    ]
+
+
+def sample_from_row(row: SampleRow) -> Sample:
+    """Rebuild an engine ``Sample`` from its stored decision body and measurements."""
+    stored = {m["name"]: m for m in row.measurements or []}
+    results = []
+    for item in row.body.get("criteria", []):
+        extra = stored.get(item["name"], {})
+        status = extra.get("status")
+        observed = extra.get("observed_at")
+        results.append(
+            CriterionResult(
+                name=item["name"],
+                outcome=CriterionOutcome(item["outcome"]),
+                reason=item.get("reason", ""),
+                probe=item.get("probe", ""),
+                go=item.get("go", ""),
+                rollback=item.get("rollback"),
+                value=item.get("value"),
+                volume=item.get("volume"),
+                duration_ms=item.get("duration_ms"),
+                status=MeasurementStatus(status) if status else None,
+                observed_at=datetime.fromisoformat(observed) if observed else None,
+                extra={k: float(v) for k, v in (extra.get("extra") or {}).items()},
+            )
+        )
+    return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
+
+
+# -- the check body (SPEC §5) ------------------------------------------------------------
+
+
+def signoff_body(row: SignoffRow) -> dict[str, Any]:
+    return {
+        "signoff": row.signoff,
+        "signed_by": row.signed_by,
+        "comment": row.comment,
+        "signed_at": iso(row.signed_at),
+    }
+
+
+def check_body(row: CheckRow, signoffs: Sequence[SignoffRow]) -> dict[str, Any]:
+    """The decision body of the check's latest (or final) decision, plus the check."""
+    body = dict(row.verdict)
+    if row.state == repo.CANCELLED:
+        body["decision"] = None
+    body.update(
+        {
+            "id": row.id,
+            "state": row.state,
+            "version": row.version,
+            "environment": row.environment,
+            "stage": row.stage,
+            "vars": dict(row.vars),
+            "metadata": dict(row.meta),
+            "created_at": iso(row.created_at),
+            "deadline": iso(row.deadline),
+            "decided_at": iso(row.decided_at),
+            "decided_by": row.decided_by,
+            "deciding_samples": list(row.deciding_samples),
+            "signoffs": [signoff_body(s) for s in signoffs],
+        }
+    )
+    return body
+
+
+# -- the runner --------------------------------------------------------------------------
+
+
+@dataclass
+class _CheckRun:
+    id: str
+    gate: str
+    version: str
+    environment: str | None
+    stage: str | None
+    vars: dict[str, str]
+    created_at: datetime
+    deadline: datetime
+    signoffs: set[str]
+    history: deque[tuple[int, Sample]]
+    verdict: Verdict
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ended: bool = False
+    task: asyncio.Task[None] | None = None
+
+    def samples(self) -> list[Sample]:
+        return [sample for _, sample in self.history]
+
+
+class CheckRunner:
+    """Runs every running check's sampling loop and wakes those waiting for it to end."""
+
+    def __init__(
+        self, db: Database, catalog: GateCatalog, *, notifier: Notifier, clock: Clock
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._notifier = notifier
+        self._clock = clock
+        self._runs: dict[str, _CheckRun] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume every check the database says is running."""
+        self._started = True
+        async with self._db.session() as session:
+            rows = await repo.checks(session, state=repo.RUNNING, limit=1_000_000)
+            signed = await repo.signoffs_for(session, [r.id for r in rows])
+            for row in rows:
+                loaded = self._catalog.get(row.gate)
+                keep = history_size(loaded.gate) if loaded is not None else 1
+                samples = await repo.recent_check_samples(session, row.id, keep)
+                self._begin(row, signed[row.id], samples, keep)
+        if self._runs:
+            log.info("checks resumed", count=len(self._runs))
+        for gate in {run.gate for run in self._runs.values()}:
+            self._export_running(gate)
+
+    async def stop(self) -> None:
+        self._started = False
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        tasks.extend(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runs.clear()
+
+    def _begin(
+        self,
+        row: CheckRow,
+        signoffs: Sequence[SignoffRow],
+        samples: Sequence[SampleRow],
+        keep: int,
+    ) -> None:
+        loaded = self._catalog.get(row.gate)
+        steady_for = loaded.gate.steady_for if loaded is not None else 1
+        history: deque[tuple[int, Sample]] = deque(maxlen=max(keep, 1))
+        for stored in samples:
+            try:
+                history.append((stored.id, sample_from_row(stored)))
+            except (KeyError, ValueError, TypeError):
+                log.warning(
+                    "a stored sample could not be read back", check=row.id, sample=stored.id
+                )
+        run = _CheckRun(
+            id=row.id,
+            gate=row.gate,
+            version=row.version,
+            environment=row.environment,
+            stage=row.stage,
+            vars=dict(row.vars),
+            created_at=row.created_at,
+            deadline=row.deadline,
+            signoffs={s.signoff for s in signoffs},
+            history=history,
+            verdict=_verdict_from_body(row.verdict, row.gate, steady_for),
+        )
+        self._runs[run.id] = run
+        run.task = asyncio.create_task(self._loop(run), name=f"gonogo-check-{run.id}")
+
+    # -- called by the services after their transaction committed ----------------------
+
+    def started(self, row: CheckRow) -> None:
+        """A new check was committed: start sampling it."""
+        if not self._started or row.id in self._runs:
+            return
+        loaded = self._catalog.get(row.gate)
+        self._begin(row, [], [], history_size(loaded.gate) if loaded else 1)
+        self._export_running(row.gate)
+
+    def signed(self, check_id: str, signoff: str) -> None:
+        """A sign-off was committed: decide again at once with the samples already taken."""
+        run = self._runs.get(check_id)
+        if run is None:
+            return
+        run.signoffs.add(signoff)
+        self._spawn(self._redecide(run), name=f"gonogo-signoff-{check_id}")
+
+    def ended(self, row: CheckRow, verdict: Verdict | None) -> None:
+        """A manual decision or a cancellation was committed: stop sampling, wake waiters."""
+        run = self._runs.pop(row.id, None)
+        if run is not None:
+            run.ended = True
+            if run.task is not None and not run.lock.locked():
+                run.task.cancel()
+            run.done.set()
+        outcome = row.decision if row.state == repo.FINAL and row.decision else "cancelled"
+        self._finished(row, outcome, verdict)
+
+    # -- reads: memory only ------------------------------------------------------------
+
+    async def wait_final(self, check_id: str, seconds: float) -> None:
+        """Return when the check ends or ``seconds`` (on the clock) have passed."""
+        run = self._runs.get(check_id)
+        if run is None or seconds <= 0:
+            return
+        done = asyncio.ensure_future(run.done.wait())
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait({done, sleep}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (done, sleep):
+                task.cancel()
+            await asyncio.gather(done, sleep, return_exceptions=True)
+
+    def is_running(self, check_id: str) -> bool:
+        return check_id in self._runs
+
+    def running_checks(self) -> list[dict[str, Any]]:
+        """Every running check with its latest decision body (for the status page)."""
+        found = []
+        for run in sorted(self._runs.values(), key=lambda r: r.created_at):
+            loaded = self._catalog.get(run.gate)
+            required = [s.id for s in loaded.gate.signoffs] if loaded is not None else []
+            found.append(
+                {
+                    "id": run.id,
+                    "gate": run.gate,
+                    "version": run.version,
+                    "environment": run.environment,
+                    "stage": run.stage,
+                    "created_at": run.created_at,
+                    "deadline": run.deadline,
+                    "latest": run.verdict.as_dict(),
+                    "missing_signoffs": [s for s in required if s not in run.signoffs],
+                }
+            )
+        return found
+
+    # -- one check's loop --------------------------------------------------------------
+
+    async def _loop(self, run: _CheckRun) -> None:
+        tick = 0
+        try:
+            while not run.ended:
+                loaded = self._catalog.get(run.gate)
+                if loaded is None:
+                    await self._end_by_engine(
+                        run, Decision.NO_GO, (f"gate {run.gate!r} was removed",), None
+                    )
+                    return
+                gate = loaded.gate
+                now = self._clock.now()
+                if now >= run.deadline:
+                    await self._time_out(run, gate)
+                    return
+                start = run.created_at + gate.initial_delay
+                due = start + tick * gate.interval
+                if due > now:
+                    await self._clock.sleep((min(due, run.deadline) - now).total_seconds())
+                    continue
+                await self._sample(run, loaded)
+                if run.ended:
+                    return
+                # The next tick after now: a slow sample skips ticks rather than bunching.
+                tick = max(tick + 1, (self._clock.now() - start) // gate.interval + 1)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("check loop fault; the check stays running", check=run.id)
+
+    async def _sample(self, run: _CheckRun, loaded: LoadedGate) -> None:
+        gate = loaded.gate
+        try:
+            sample = await take_sample(
+                gate,
+                loaded.probes,
+                now=self._clock.now(),
+                values=placeholder_values(
+                    gate,
+                    version=run.version,
+                    environment=run.environment,
+                    stage=run.stage,
+                    check_vars=run.vars,
+                ),
+                check_started_at=run.created_at,
+                history=run.samples(),
+            )
+        except Exception as fault:  # fail closed: a sample that broke is an inconclusive one
+            log.exception("check sample failed", check=run.id, gate=gate.name)
+            sample = Sample(self._clock.now(), ())
+            reason = f"sampling error: {type(fault).__name__}: {fault}"
+            await self._record(run, gate, sample, error=reason)
+            return
+        await self._record(run, gate, sample, error=None)
+
+    async def _record(
+        self, run: _CheckRun, gate: Gate, sample: Sample, *, error: str | None
+    ) -> None:
+        async with run.lock:
+            if run.ended:
+                return
+            samples = [*run.samples(), sample]
+            verdict = (
+                Verdict(
+                    gate.name,
+                    Decision.NO_GO,
+                    sample.evaluated_at,
+                    (error,),
+                    Steady(0, gate.steady_for),
+                )
+                if error is not None
+                else self._decide(run, gate, samples)
+            )
+            previous = run.verdict
+            body = verdict.as_dict()
+            final = verdict.decision in (Decision.GO, Decision.ROLLBACK)
+            row: CheckRow | None = None
+            async with self._db.session() as session:
+                if not await repo.update_running_verdict(session, run.id, body):
+                    run.ended = True  # ended by a request; its own hook does the rest
+                    return
+                sample_id = await repo.add_sample(
+                    session,
+                    gate=gate.name,
+                    check_id=run.id,
+                    evaluated_at=sample.evaluated_at,
+                    decision=verdict.decision.value,
+                    body=body,
+                    measurements=measurements_of(sample),
+                )
+                await repo.add_event(
+                    session,
+                    run.id,
+                    "sample",
+                    at=sample.evaluated_at,
+                    actor=ENGINE,
+                    data={
+                        "sample_id": sample_id,
+                        "decision": verdict.decision.value,
+                        "reasons": list(verdict.reasons),
+                    },
+                )
+                if verdict.decision is not previous.decision:
+                    await repo.add_event(
+                        session,
+                        run.id,
+                        "decision_changed",
+                        at=sample.evaluated_at,
+                        actor=ENGINE,
+                        data={
+                            "from": previous.decision.value,
+                            "to": verdict.decision.value,
+                            "reasons": list(verdict.reasons),
+                        },
+                    )
+                run.history.append((sample_id, sample))
+                if final:
+                    row = await self._finish(session, run, gate, verdict)
+            run.verdict = verdict
+            if row is not None:
+                self._after_engine_end(run, row, verdict, previous.decision)
+
+    def _decide(self, run: _CheckRun, gate: Gate, samples: Sequence[Sample]) -> Verdict:
+        return decide_safely(
+            gate,
+            samples,
+            required_signoffs=[s.id for s in gate.signoffs],
+            recorded_signoffs=frozenset(run.signoffs),
+        )
+
+    async def _redecide(self, run: _CheckRun) -> None:
+        loaded = self._catalog.get(run.gate)
+        if loaded is None:
+            return
+        gate = loaded.gate
+        async with run.lock:
+            if run.ended or not run.history:
+                return
+            previous = run.verdict
+            verdict = self._decide(run, gate, run.samples())
+            row: CheckRow | None = None
+            async with self._db.session() as session:
+                if not await repo.update_running_verdict(session, run.id, verdict.as_dict()):
+                    return
+                if verdict.decision is not previous.decision:
+                    await repo.add_event(
+                        session,
+                        run.id,
+                        "decision_changed",
+                        at=self._clock.now(),
+                        actor=ENGINE,
+                        data={
+                            "from": previous.decision.value,
+                            "to": verdict.decision.value,
+                            "reasons": list(verdict.reasons),
+                            "after": "sign-off",
+                        },
+                    )
+                if verdict.decision is Decision.GO:
+                    row = await self._finish(session, run, gate, verdict)
+            run.verdict = verdict
+            if row is not None:
+                self._after_engine_end(run, row, verdict, previous.decision)
+
+    async def _time_out(self, run: _CheckRun, gate: Gate) -> None:
+        timeout = run.deadline - run.created_at
+        reasons = (
+            *run.verdict.reasons,
+            f"timed out after {_duration(timeout)} without a go decision",
+        )
+        last = run.history[-1][1] if run.history else None
+        await self._end_by_engine(run, Decision.NO_GO, reasons, last, steady_for=gate.steady_for)
+
+    async def _end_by_engine(
+        self,
+        run: _CheckRun,
+        decision: Decision,
+        reasons: Sequence[str],
+        last: Sample | None,
+        *,
+        steady_for: int = 1,
+    ) -> None:
+        async with run.lock:
+            if run.ended:
+                return
+            verdict = Verdict(
+                run.gate,
+                decision,
+                self._clock.now(),
+                tuple(reasons),
+                run.verdict.steady if run.history else Steady(0, steady_for),
+                last.results if last is not None else (),
+            )
+            async with self._db.session() as session:
+                row = await self._finish(session, run, None, verdict)
+            if row is not None:
+                run.verdict = verdict
+                self._after_engine_end(run, row, verdict, Decision.NO_GO)
+
+    async def _finish(
+        self, session: Any, run: _CheckRun, gate: Gate | None, verdict: Verdict
+    ) -> CheckRow | None:
+        deciding = _deciding_samples(run, gate, verdict)
+        now = self._clock.now()
+        if not await repo.finish_check(
+            session,
+            run.id,
+            state=repo.FINAL,
+            decision=verdict.decision.value,
+            verdict=verdict.as_dict(),
+            decided_at=now,
+            decided_by=ENGINE,
+            deciding_samples=deciding,
+        ):
+            run.ended = True
+            return None
+        await repo.add_event(
+            session,
+            run.id,
+            "final",
+            at=now,
+            actor=ENGINE,
+            data={
+                "decision": verdict.decision.value,
+                "reasons": list(verdict.reasons),
+                "deciding_samples": deciding,
+            },
+        )
+        return await repo.check(session, run.id)
+
+    def _after_engine_end(
+        self, run: _CheckRun, row: CheckRow, verdict: Verdict, previous: Decision
+    ) -> None:
+        run.ended = True
+        self._runs.pop(run.id, None)
+        run.done.set()
+        log.info("check final", check=run.id, gate=run.gate, decision=verdict.decision.value)
+        self._finished(row, verdict.decision.value, verdict, previous=previous)
+
+    def _finished(
+        self,
+        row: CheckRow,
+        outcome: str,
+        verdict: Verdict | None,
+        *,
+        previous: Decision | None = Decision.NO_GO,
+    ) -> None:
+        try:
+            metrics.check_finished(row.gate, outcome)
+        except Exception:
+            log.exception("exporting check metrics failed", check=row.id)
+        self._export_running(row.gate)
+        loaded = self._catalog.get(row.gate)
+        if verdict is None or loaded is None:
+            return
+        try:
+            self._notifier.decision_changed(
+                loaded.gate,
+                verdict,
+                previous=previous,
+                check={
+                    "id": row.id,
+                    "version": row.version,
+                    "environment": row.environment,
+                    "stage": row.stage,
+                    "state": row.state,
+                    "decided_by": row.decided_by,
+                },
+            )
+        except Exception:
+            log.exception("queueing a check notification failed", check=row.id)
+
+    def _export_running(self, gate: str) -> None:
+        count = sum(1 for run in self._runs.values() if run.gate == gate)
+        try:
+            metrics.set_checks_running(gate, count)
+        except Exception:
+            log.exception("exporting running checks failed", gate=gate)
+
+    def _spawn(self, work: Any, *, name: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _deciding_samples(run: _CheckRun, gate: Gate | None, verdict: Verdict) -> list[int]:
+    """The samples the final decision rests on: the steady run for go, the breaches for
+    rollback, the last sample otherwise."""
+    ids = [sample_id for sample_id, _ in run.history]
+    if not ids:
+        return []
+    if verdict.decision is Decision.GO:
+        count = verdict.steady.passes
+    elif verdict.decision is Decision.ROLLBACK and gate is not None:
+        count = max(gate.rollback_after_for(c) for c in gate.criteria)
+    else:
+        count = 1
+    return ids[-max(1, count) :]
+
+
+def _verdict_from_body(body: Mapping[str, Any], gate: str, steady_for: int) -> Verdict:
+    """The latest verdict of a resumed check, enough to judge decision changes by."""
+    try:
+        steady = body.get("steady") or {}
+        evaluated = body.get("evaluated_at")
+        return Verdict(
+            gate,
+            Decision(body.get("decision") or Decision.NO_GO.value),
+            datetime.fromisoformat(evaluated) if evaluated else None,
+            tuple(body.get("reasons") or ()),
+            Steady(int(steady.get("passes", 0)), int(steady.get("needed", steady_for))),
+        )
+    except (ValueError, TypeError):
+        return no_sample_verdict(gate, steady_for)
+
+
+def _duration(span: timedelta) -> str:
+    from gates.conditions import format_duration
+
+    return format_duration(span)
+
+
+# -- continuous samples ------------------------------------------------------------------
+
+
+class SampleStore:
+    """Stores the continuous gate samples (the scheduler's ``SampleSink``) and prunes
+    those older than the retention; a check's samples are never pruned."""
+
+    def __init__(self, db: Database, *, clock: Clock, retention: timedelta) -> None:
+        self._db = db
+        self._clock = clock
+        self._retention = retention
+        self._task: asyncio.Task[None] | None = None
+
+    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None:
+        async with self._db.session() as session:
+            await repo.add_sample(
+                session,
+                gate=gate,
+                check_id=None,
+                evaluated_at=verdict.evaluated_at or self._clock.now(),
+                decision=verdict.decision.value,
+                body=verdict.as_dict(),
+            )
+
+    async def prune(self) -> int:
+        async with self._db.session() as session:
+            removed = await repo.prune_continuous_samples(
+                session, self._clock.now() - self._retention
+            )
+        if removed:
+            log.info("old gate samples pruned", removed=removed)
+        return removed
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._sweep(), name="gonogo-sample-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning gate samples failed")
+            await self._clock.sleep(RETENTION_SWEEP.total_seconds())

@@ -1,0 +1,233 @@
+"""Database: the async engine and sessions, and the tables (SPEC §8).
+
+The schema is built by Alembic (``migrations/``); ``alembic check`` proves these models
+and the migrations agree. Constraint names follow one convention so migrations can name
+them on every database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite has no 64-bit autoincrement other than INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, also on SQLite (which stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class GateRow(Base):
+    """A gate defined through the API (file gates live in the gate directory)."""
+
+    __tablename__ = "gates"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class CheckRow(Base):
+    __tablename__ = "checks"
+    __table_args__ = (
+        UniqueConstraint("gate", "idempotency_key"),
+        Index("ix_checks_gate_created_at", "gate", "created_at"),
+        Index("ix_checks_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    gate: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(255))
+    stage: Mapped[str | None] = mapped_column(String(255))
+    vars: Mapped[dict[str, str]] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    # The latest decision body while running; the final one once final.
+    verdict: Mapped[dict[str, Any]] = mapped_column(JSON)
+    deciding_samples: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
+    timeout_s: Mapped[float] = mapped_column(Float)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class SampleRow(Base):
+    """One evaluation: continuous (``check_id`` NULL) or a check's."""
+
+    __tablename__ = "samples"
+    __table_args__ = (
+        Index("ix_samples_gate_evaluated_at", "gate", "evaluated_at"),
+        Index("ix_samples_check_id", "check_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gate: Mapped[str] = mapped_column(String(63))
+    check_id: Mapped[str | None] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"))
+    evaluated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decision: Mapped[str] = mapped_column(String(16))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # What a restarted check needs to rebuild its history (status, instant, extras).
+    measurements: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+
+
+class SignoffRow(Base):
+    __tablename__ = "signoffs"
+    __table_args__ = (UniqueConstraint("check_id", "signoff"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    check_id: Mapped[str] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"))
+    signoff: Mapped[str] = mapped_column(String(63))
+    signed_by: Mapped[str] = mapped_column(String(255))
+    comment: Mapped[str | None] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EventRow(Base):
+    """The audit trail of a check; rows are only ever inserted."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_check_id", "check_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    check_id: Mapped[str] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Database:
+    """The engine and a session factory; ``session()`` is a unit of work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs = {"connect_args": {"timeout": 30}}
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session that commits on success and rolls back on error."""
+        async with self.sessions() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                run_on_rollback(session)
+                raise
+            run_after_commit(session)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+AfterCommit = Callable[[], None]
+
+
+def after_commit(session: AsyncSession, action: AfterCommit) -> None:
+    """Run ``action`` once this session's transaction has committed (by its owner)."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+def on_rollback(session: AsyncSession, action: AfterCommit) -> None:
+    """Run ``action`` if this session's transaction is rolled back instead."""
+    session.info.setdefault("on_rollback", []).append(action)
+
+
+def run_after_commit(session: AsyncSession) -> None:
+    session.info.pop("on_rollback", None)
+    for action in session.info.pop("after_commit", []):
+        action()
+
+
+def run_on_rollback(session: AsyncSession) -> None:
+    session.info.pop("after_commit", None)
+    for action in session.info.pop("on_rollback", []):
+        action()

@@ -1,0 +1,113 @@
+"""Structured logging (structlog): JSON lines or console, with secrets redacted.
+
+Standard-library loggers (uvicorn, SQLAlchemy, Alembic) go through the same processors,
+so the redaction covers every line the process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[redacted]"
+# Short values would redact innocent text; secrets are longer (tokens need 8+ characters).
+MIN_SECRET_LENGTH = 6
+
+
+class SecretRedactor:
+    """A structlog processor that replaces every known secret value in an event."""
+
+    def __init__(self) -> None:
+        self._secrets: list[str] = []
+
+    def add(self, values: Iterable[str | None]) -> None:
+        for value in values:
+            if value and len(value) >= MIN_SECRET_LENGTH and value not in self._secrets:
+                self._secrets.append(value)
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets.sort(key=len, reverse=True)
+
+    def clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {key: self.clean(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.clean(item) for item in value)
+        if isinstance(value, BaseException):
+            return self.clean(f"{type(value).__name__}: {value}")
+        return value
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if not self._secrets:
+            return event
+        return {key: self.clean(item) for key, item in event.items()}
+
+
+redactor = SecretRedactor()
+
+
+def _render_exception_then_redact() -> list[Any]:
+    # Tracebacks are rendered to text first so the redactor sees what will be written.
+    return [structlog.processors.format_exc_info, redactor]
+
+
+def configure_logging(
+    log_format: str = "json",
+    *,
+    secrets: Iterable[str | None] = (),
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """Set up structlog and the standard library's logging; call once at start-up."""
+    redactor.add(secrets)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *_render_exception_then_redact(),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_gonogo", False):
+            root.removeHandler(existing)
+    handler._gonogo = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers = []
+        uvicorn_logger.propagate = True

@@ -1,0 +1,109 @@
+"""The FastAPI application: ``create_app`` wires settings, database, gates and loops."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from app import problems
+from app.api import api_router, public_router
+from app.auth import TokenAuthenticator
+from app.catalog import GateCatalog, LoadedGate, ProbeBuilder, build_probe
+from app.checks import CheckRunner, SampleStore
+from app.clock import Clock, SystemClock
+from app.db import Database
+from app.logging import redactor
+from app.notify import Notifier
+from app.scheduler import GateScheduler
+from app.services import load_api_gates
+from app.settings import Settings, load_settings, validate_bind
+
+log = structlog.get_logger(__name__)
+
+
+def _probe_secrets(loaded: LoadedGate | None) -> list[str]:
+    """Values of the environment variables a gate's probes and webhooks name (``*_env``)."""
+    if loaded is None:
+        return []
+    names = [
+        value
+        for config in loaded.gate.probes.values()
+        for key, value in config.model_dump().items()
+        if key.endswith("_env") and isinstance(value, str)
+    ]
+    names.extend(n.secret_env for n in loaded.gate.notify if n.secret_env)
+    return [os.environ.get(name, "") for name in names]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    probe_builder: ProbeBuilder | None = None,
+) -> FastAPI:
+    """The gonogo service. ``probe_builder`` lets tests hand the catalog fake probes."""
+    settings = settings or load_settings()
+    validate_bind(settings)
+    clock = clock or SystemClock()
+    redactor.add(settings.secret_values())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
+        async with AsyncExitStack() as stack:
+            db = Database(settings.database_url)
+            stack.push_async_callback(db.dispose)
+            catalog = GateCatalog(
+                gates_dir=settings.gates_dir, probe_builder=probe_builder or build_probe
+            )
+            stack.push_async_callback(catalog.aclose)
+            catalog.subscribe(lambda _name, loaded: redactor.add(_probe_secrets(loaded)))
+            catalog.load_files()
+            for loaded in catalog.all():
+                redactor.add(_probe_secrets(loaded))
+            async with db.session() as session:
+                for problem in await load_api_gates(session, catalog):
+                    log.error("stored gate not loaded", problem=problem)
+            notifier = Notifier(clock=clock)
+            store = SampleStore(db, clock=clock, retention=settings.sample_retention)
+            scheduler = GateScheduler(catalog, notifier=notifier, sink=store, clock=clock)
+            runner = CheckRunner(db, catalog, notifier=notifier, clock=clock)
+            state.db, state.catalog, state.notifier = db, catalog, notifier
+            state.scheduler, state.checks, state.samples = scheduler, runner, store
+
+            await notifier.start()
+            stack.push_async_callback(notifier.stop)
+            await store.start()
+            stack.push_async_callback(store.stop)
+            await scheduler.start()
+            stack.push_async_callback(scheduler.stop)
+            await runner.start()
+            stack.push_async_callback(runner.stop)
+            state.gates_loaded = True
+            if settings.open_access:
+                log.warning(
+                    "no GONOGO_TOKENS: the API is open to anyone who can reach"
+                    f" {settings.host}:{settings.port} (loopback only)"
+                )
+            log.info("gonogo started", gates=len(catalog.all()))
+            yield
+            state.gates_loaded = False
+
+    app = FastAPI(
+        title="gonogo",
+        summary="Automated go/no-go gates for deployments",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.authenticator = TokenAuthenticator(settings.tokens)
+    app.state.gates_loaded = False
+    problems.install(app)
+    app.include_router(api_router)
+    app.include_router(public_router)
+    return app

@@ -1,0 +1,286 @@
+"""Every database read and write, as small functions on an ``AsyncSession``.
+
+Nothing here commits: the caller's unit of work (the request's session dependency, or
+the check runner's own session) owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import CheckRow, EventRow, GateRow, SampleRow, SignoffRow
+
+RUNNING = "running"
+FINAL = "final"
+CANCELLED = "cancelled"
+CHECK_STATES = (RUNNING, FINAL, CANCELLED)
+
+# -- API-defined gates -------------------------------------------------------------------
+
+
+async def api_gates(session: AsyncSession) -> list[GateRow]:
+    result = await session.scalars(select(GateRow).order_by(GateRow.name))
+    return list(result)
+
+
+async def api_gate(session: AsyncSession, name: str) -> GateRow | None:
+    return await session.get(GateRow, name)
+
+
+async def save_api_gate(
+    session: AsyncSession, *, name: str, text: str, version: str, at: datetime, by: str
+) -> bool:
+    """Insert or replace; returns True when the gate is new."""
+    row = await session.get(GateRow, name, with_for_update=True)
+    if row is None:
+        session.add(GateRow(name=name, text=text, version=version, updated_at=at, updated_by=by))
+        await session.flush()
+        return True
+    row.text, row.version, row.updated_at, row.updated_by = text, version, at, by
+    await session.flush()
+    return False
+
+
+async def delete_api_gate(session: AsyncSession, name: str) -> bool:
+    result = await session.execute(delete(GateRow).where(GateRow.name == name))
+    return bool(getattr(result, "rowcount", 0))
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+async def add_check(session: AsyncSession, check: CheckRow) -> None:
+    session.add(check)
+    await session.flush()
+
+
+async def check(session: AsyncSession, check_id: str) -> CheckRow | None:
+    """The check as the database has it now (not a cached copy)."""
+    result = await session.scalars(
+        select(CheckRow).where(CheckRow.id == check_id).execution_options(populate_existing=True)
+    )
+    return result.one_or_none()
+
+
+async def check_by_idempotency_key(session: AsyncSession, gate: str, key: str) -> CheckRow | None:
+    result = await session.scalars(
+        select(CheckRow).where(CheckRow.gate == gate, CheckRow.idempotency_key == key)
+    )
+    return result.one_or_none()
+
+
+async def checks(
+    session: AsyncSession,
+    *,
+    gate: str | None = None,
+    state: str | None = None,
+    limit: int = 50,
+    created_before: tuple[datetime, str] | None = None,
+) -> list[CheckRow]:
+    """Newest first; ``created_before`` is the (created_at, id) of the previous page's last."""
+    query = select(CheckRow)
+    if gate is not None:
+        query = query.where(CheckRow.gate == gate)
+    if state is not None:
+        query = query.where(CheckRow.state == state)
+    if created_before is not None:
+        at, check_id = created_before
+        query = query.where(
+            (CheckRow.created_at < at) | ((CheckRow.created_at == at) & (CheckRow.id < check_id))
+        )
+    query = query.order_by(CheckRow.created_at.desc(), CheckRow.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def running_check_count(session: AsyncSession, gate: str) -> int:
+    result = await session.scalar(
+        select(func.count())
+        .select_from(CheckRow)
+        .where(CheckRow.gate == gate, CheckRow.state == RUNNING)
+    )
+    return int(result or 0)
+
+
+async def lock_running(session: AsyncSession, check_id: str) -> bool:
+    """Hold the check's row for this transaction if it is still running.
+
+    Serialises a sign-off or manual decision with the runner finalising the same check
+    (row lock on PostgreSQL, the write lock on SQLite)."""
+    result = await session.execute(
+        update(CheckRow)
+        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
+        .values(state=RUNNING)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def update_running_verdict(
+    session: AsyncSession, check_id: str, verdict: dict[str, Any]
+) -> bool:
+    result = await session.execute(
+        update(CheckRow)
+        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
+        .values(verdict=verdict)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def finish_check(
+    session: AsyncSession,
+    check_id: str,
+    *,
+    state: str,
+    decision: str | None,
+    verdict: dict[str, Any],
+    decided_at: datetime,
+    decided_by: str,
+    deciding_samples: Sequence[int],
+) -> bool:
+    """Make a running check final (or cancelled); False if it was not running any more."""
+    result = await session.execute(
+        update(CheckRow)
+        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
+        .values(
+            state=state,
+            decision=decision,
+            verdict=verdict,
+            decided_at=decided_at,
+            decided_by=decided_by,
+            deciding_samples=list(deciding_samples),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+# -- samples -----------------------------------------------------------------------------
+
+
+async def add_sample(
+    session: AsyncSession,
+    *,
+    gate: str,
+    check_id: str | None,
+    evaluated_at: datetime,
+    decision: str,
+    body: dict[str, Any],
+    measurements: list[dict[str, Any]] | None = None,
+) -> int:
+    row = SampleRow(
+        gate=gate,
+        check_id=check_id,
+        evaluated_at=evaluated_at,
+        decision=decision,
+        body=body,
+        measurements=measurements,
+    )
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def recent_check_samples(session: AsyncSession, check_id: str, limit: int) -> list[SampleRow]:
+    """The check's newest ``limit`` samples, oldest first."""
+    result = await session.scalars(
+        select(SampleRow)
+        .where(SampleRow.check_id == check_id)
+        .order_by(SampleRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(result)))
+
+
+async def gate_samples(
+    session: AsyncSession,
+    gate: str,
+    *,
+    since: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> list[SampleRow]:
+    """Continuous samples of ``gate``, newest first."""
+    query = select(SampleRow).where(SampleRow.gate == gate, SampleRow.check_id.is_(None))
+    if since is not None:
+        query = query.where(SampleRow.evaluated_at > since)
+    if before_id is not None:
+        query = query.where(SampleRow.id < before_id)
+    query = query.order_by(SampleRow.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def prune_continuous_samples(session: AsyncSession, older_than: datetime) -> int:
+    """Delete continuous samples older than ``older_than``; a check's samples are kept."""
+    result = await session.execute(
+        delete(SampleRow).where(SampleRow.check_id.is_(None), SampleRow.evaluated_at < older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- sign-offs and events ----------------------------------------------------------------
+
+
+async def signoffs(session: AsyncSession, check_id: str) -> list[SignoffRow]:
+    result = await session.scalars(
+        select(SignoffRow).where(SignoffRow.check_id == check_id).order_by(SignoffRow.id)
+    )
+    return list(result)
+
+
+async def signoffs_for(
+    session: AsyncSession, check_ids: Sequence[str]
+) -> dict[str, list[SignoffRow]]:
+    found: dict[str, list[SignoffRow]] = {check_id: [] for check_id in check_ids}
+    if not check_ids:
+        return found
+    result = await session.scalars(
+        select(SignoffRow).where(SignoffRow.check_id.in_(check_ids)).order_by(SignoffRow.id)
+    )
+    for row in result:
+        found[row.check_id].append(row)
+    return found
+
+
+async def add_signoff(
+    session: AsyncSession,
+    *,
+    check_id: str,
+    signoff: str,
+    signed_by: str,
+    comment: str | None,
+    at: datetime,
+) -> SignoffRow:
+    row = SignoffRow(
+        check_id=check_id, signoff=signoff, signed_by=signed_by, comment=comment, signed_at=at
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def add_event(
+    session: AsyncSession,
+    check_id: str,
+    kind: str,
+    *,
+    at: datetime,
+    actor: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(EventRow(check_id=check_id, kind=kind, at=at, actor=actor, data=data or {}))
+    await session.flush()
+
+
+async def events(
+    session: AsyncSession, check_id: str, *, after_id: int | None, limit: int
+) -> list[EventRow]:
+    query = select(EventRow).where(EventRow.check_id == check_id)
+    if after_id is not None:
+        query = query.where(EventRow.id > after_id)
+    return list(await session.scalars(query.order_by(EventRow.id).limit(limit)))

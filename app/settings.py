@@ -1,0 +1,171 @@
+"""Service settings from ``GONOGO_*`` environment variables (SPEC §7), validated at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gates.conditions import ConditionError, parse_duration
+
+Role = Literal["viewer", "pipeline", "approver", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "pipeline", "approver", "admin")
+ENV_PREFIX = "GONOGO_"
+
+
+def role_rank(role: str) -> int:
+    return ROLES.index(role)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One configured API token. ``secret`` never shows in a repr or a log line."""
+
+    name: str
+    role: Role
+    secret: SecretStr
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message names the variable and never echoes its value."""
+
+
+def parse_tokens(text: str) -> tuple[ApiToken, ...]:
+    """``name:role:secret,...``; the secret may itself contain ``:``."""
+    tokens: list[ApiToken] = []
+    names: set[str] = set()
+    for position, item in enumerate(part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        parts = item.split(":", 2)
+        if len(parts) != 3 or not parts[0] or not parts[2]:
+            raise ValueError(
+                f"entry {position + 1} is not name:role:secret (it has"
+                f" {len(parts)} part{'s' if len(parts) != 1 else ''})"
+            )
+        name, role, secret = parts
+        if role not in ROLES:
+            raise ValueError(
+                f"entry {position + 1} ({name}) has role {role!r}; roles are {', '.join(ROLES)}"
+            )
+        if name in names:
+            raise ValueError(f"token name {name!r} is used twice")
+        if len(secret) < 8:
+            raise ValueError(f"the secret of token {name!r} is shorter than 8 characters")
+        names.add(name)
+        tokens.append(ApiToken(name, role, SecretStr(secret)))
+    return tuple(tokens)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./gonogo.db"
+    gates_dir: Path | None = None
+    tokens: Annotated[tuple[ApiToken, ...], NoDecode] = ()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_format: Literal["json", "console"] = "json"
+    sample_retention: Annotated[timedelta, NoDecode] = timedelta(days=7)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_tokens(value)
+        return value
+
+    @field_validator("sample_retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: Any) -> Any:
+        if isinstance(value, str | int | float):
+            try:
+                value = parse_duration(value)
+            except ConditionError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("sample_retention")
+    @classmethod
+    def _retention_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (an async driver)"
+            )
+        return value
+
+    @field_validator("gates_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def open_access(self) -> bool:
+        """No tokens: anyone who can reach the port may do anything."""
+        return not self.tokens
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redaction."""
+        secrets = [token.secret.get_secret_value() for token in self.tokens]
+        password = _url_password(self.database_url)
+        if password:
+            secrets.append(password)
+        return secrets
+
+
+def _url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        variable = ENV_PREFIX + field.upper() if field else ENV_PREFIX + "*"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, ``overrides`` winning; raises ``SettingsError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(f"invalid settings: {_describe(error)}") from None
+
+
+def validate_bind(settings: Settings) -> None:
+    """No tokens is allowed only on loopback; raises ``SettingsError`` otherwise."""
+    if settings.open_access and not settings.loopback_only:
+        raise SettingsError(
+            f"refusing to serve without authentication on {settings.host}: set GONOGO_TOKENS"
+            " (name:role:secret,...) or bind to 127.0.0.1"
+        )
