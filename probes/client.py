@@ -36,7 +36,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from probes.base import MeasurementStatus
+from probes.base import Measurement, MeasurementStatus
 from probes.errors import ProbeError
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -476,3 +476,40 @@ def _wait(state: RetryCallState) -> float:
     if isinstance(failure, ProbeFailure) and failure.retry_after is not None:
         return min(failure.retry_after, MAX_RETRY_WAIT)
     return float(_BACKOFF(state))
+
+
+def failure_measurement(
+    failure: ProbeFailure,
+    observed_at: datetime,
+    *,
+    source: str,
+    credential: str | None = None,
+    detail: str | None = None,
+) -> Measurement:
+    """The inconclusive measurement for ``failure``: ``"<source>: <detail>"``, plus a hint
+    naming the ``*_env`` variable (``credential``, e.g. ``"token_env PROM_TOKEN"``) when
+    the source refused the credentials."""
+    text = f"{source}: {detail or failure.detail}"
+    if failure.http_status in (401, 403):
+        text += f"; check {credential}" if credential else "; the source wants credentials"
+    if failure.status is MeasurementStatus.TIMEOUT:
+        return Measurement.timeout(text, observed_at)
+    if failure.status is MeasurementStatus.NO_DATA:
+        return Measurement.no_data(text, observed_at)
+    return Measurement.error(text, observed_at)
+
+
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+HTTP_URL_PATTERN = r"^https?://\S+$"
+
+
+def bearer_headers(
+    headers: Mapping[str, str], token: str | None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """``headers`` plus ``Authorization: Bearer <token>`` when there is one, and the
+    secrets the client must scrub."""
+    merged = dict(headers)
+    if token is None:
+        return merged, ()
+    merged["Authorization"] = f"Bearer {token}"
+    return merged, (token,)

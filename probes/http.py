@@ -1,0 +1,224 @@
+"""``http``: is a health URL healthy (``up``), how fast (``latency``), how often (``availability``).
+
+Healthy means all of: the status code is expected (default any 2xx), a Spring Actuator or
+IETF health+json ``status`` in the body is not ``DOWN``/``OUT_OF_SERVICE``/``fail``
+(``warn`` counts as up), and the configured ``json_path`` + ``expect_value`` and
+``contains`` checks hold.
+
+A failure to get an answer at all (refused, unknown host, timeout, oversized body) is
+the service being down, not an unknown: the health URL exists to be reachable, and this
+is how uptime checkers such as Prometheus's blackbox exporter count it. So ``up`` is
+then 0 with the cause in ``detail``, and availability counts it as down. ``latency``
+has no meaning without a healthy answer (a fast 503 is not a fast service), so it is
+inconclusive then.
+
+Every measurement records ``extra["up"]``; ``availability`` is the fraction of those over
+``window`` in the criterion's history, plus the current one, with the number of
+observations as volume.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from probes.base import (
+    Measurement,
+    MeasurementStatus,
+    ProbeConfig,
+    ProbeContext,
+    ProbeQuery,
+)
+from probes.client import (
+    ENV_VAR_PATTERN,
+    HTTP_URL_PATTERN,
+    ProbeFailure,
+    RawResponse,
+    SourceClient,
+    bearer_headers,
+    secret_from_env,
+)
+
+METRICS = ("up", "availability", "latency")
+_DOWN = {"down", "out_of_service", "fail", "error"}
+_UP = {"up", "pass", "ok", "warn"}
+
+
+class HttpConfig(ProbeConfig):
+    url: str = Field(pattern=HTTP_URL_PATTERN, description="the health URL")
+    expect_status: list[int] | None = Field(
+        default=None, min_length=1, description="status codes that mean healthy (default 2xx)"
+    )
+    json_path: str | None = Field(default=None, min_length=1)
+    expect_value: str | int | float | bool | None = None
+    contains: str | None = Field(default=None, min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    token_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+
+    @model_validator(mode="after")
+    def _value_needs_path(self) -> HttpConfig:
+        if self.expect_value is not None and self.json_path is None:
+            raise ValueError("expect_value needs json_path (where in the body to look)")
+        for code in self.expect_status or ():
+            if not 100 <= code <= 599:
+                raise ValueError(f"expect_status {code} is not an HTTP status code")
+        return self
+
+
+def lookup(document: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``data.items.0.value``); raises KeyError naming the
+    missing step."""
+    current = document
+    walked: list[str] = []
+    for step in path.split("."):
+        if isinstance(current, dict) and step in current:
+            current = current[step]
+        elif isinstance(current, list) and step.isdigit() and int(step) < len(current):
+            current = current[int(step)]
+        else:
+            where = ".".join(walked) or "the top level"
+            raise KeyError(f"{path} not found: no {step!r} in {where}")
+        walked.append(step)
+    return current
+
+
+def _same(actual: Any, expected: str | int | float | bool) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return actual is expected or str(actual).lower() == str(expected).lower()
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return float(actual) == float(expected)
+    return str(actual) == str(expected)
+
+
+class HttpProbe:
+    type_name: ClassVar[str] = "http"
+    config_model: ClassVar[type[ProbeConfig]] = HttpConfig
+
+    def __init__(self, config: HttpConfig, *, name: str) -> None:
+        self.config = config
+        self.name = name
+        token = secret_from_env(config.token_env, field="token_env")
+        headers, secrets = bearer_headers(config.headers, token)
+        self.client = SourceClient(
+            base_url=config.url,
+            timeout=config.timeout,
+            retries=config.retries,
+            headers={"Accept": "application/json, */*;q=0.5", **headers},
+            secrets=secrets,
+        )
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if query.metric not in METRICS:
+            problems.append(
+                ("metric", "an http criterion needs metric: up, availability or latency")
+            )
+        if query.metric == "availability" and query.window is None:
+            problems.append(("window", "metric: availability needs window: (e.g. 5m)"))
+        if query.window is not None and query.window <= timedelta(0):
+            problems.append(("window", "window must be longer than 0s"))
+        for key, value in (("query", query.query), ("path", query.path)):
+            if value is not None:
+                problems.append(
+                    (key, f"{key}: is not used by http; the probe config says what to check")
+                )
+        return problems
+
+    async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
+        try:
+            answer = await self.client.get(self.config.url)
+        except ProbeFailure as failure:
+            up, reason, elapsed = 0.0, failure.detail, None
+            if failure.http_status in (401, 403) and self.config.token_env:
+                reason += f"; check token_env {self.config.token_env}"
+        else:
+            up, reason = self._judge(answer)
+            elapsed = answer.elapsed
+        extra = {"up": up}
+        if query.metric == "latency":
+            if elapsed is None or not up:
+                return Measurement(
+                    MeasurementStatus.ERROR,
+                    ctx.now,
+                    detail=f"http: no latency, the check failed ({reason})",
+                    extra=extra,
+                )
+            return Measurement.ok(elapsed, ctx.now, detail=reason, extra=extra)
+        if query.metric == "availability":
+            return self._availability(up, reason, query, ctx)
+        return Measurement.ok(
+            up, ctx.now, detail=f"{'up' if up else 'down'}: {reason}", extra=extra
+        )
+
+    def _availability(
+        self, up: float, reason: str, query: ProbeQuery, ctx: ProbeContext
+    ) -> Measurement:
+        since = ctx.now - (query.window or timedelta(0))
+        seen = [
+            m.extra["up"]
+            for m in ctx.history
+            if "up" in m.extra and since < m.observed_at < ctx.now
+        ]
+        seen.append(up)
+        value = sum(seen) / len(seen)
+        downs = len(seen) - int(sum(seen))
+        detail = f"{downs} of {len(seen)} checks down; now {'up' if up else 'down'}: {reason}"
+        return Measurement.ok(
+            value, ctx.now, volume=float(len(seen)), detail=detail, extra={"up": up}
+        )
+
+    def _judge(self, answer: RawResponse) -> tuple[float, str]:
+        """(1.0 or 0.0, why) for one health answer."""
+        problems: list[str] = []
+        notes = [f"HTTP {answer.status_code}"]
+        expected = self.config.expect_status
+        if expected is not None and answer.status_code not in expected:
+            problems.append(
+                f"status {answer.status_code}, expected {', '.join(map(str, expected))}"
+            )
+        elif expected is None and not 200 <= answer.status_code < 300:
+            problems.append(f"status {answer.status_code}, expected 2xx")
+        document = _parse(answer.body)
+        health = document.get("status") if isinstance(document, dict) else None
+        if isinstance(health, str):
+            # IETF health+json explains a warn or fail in "output".
+            output = document.get("output") if isinstance(document, dict) else None
+            said = f"status {health}" + (
+                f" ({output})" if isinstance(output, str) and output else ""
+            )
+            if health.lower() in _DOWN:
+                problems.append(f"health {said}")
+            elif health.lower() in _UP:
+                notes.append(said)
+        if self.config.json_path is not None:
+            try:
+                actual = lookup(document, self.config.json_path)
+            except KeyError as missing:
+                problems.append(str(missing.args[0]))
+            else:
+                wanted = self.config.expect_value
+                if wanted is not None and not _same(actual, wanted):
+                    problems.append(
+                        f"{self.config.json_path} is {json.dumps(actual)[:80]}, expected {wanted!r}"
+                    )
+        if self.config.contains is not None and self.config.contains not in answer.text:
+            problems.append(f"body does not contain {self.config.contains!r}")
+        if problems:
+            return 0.0, "; ".join(problems)
+        return 1.0, ", ".join(notes)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _parse(body: bytes) -> Any:
+    if not body.lstrip().startswith((b"{", b"[")):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

@@ -1,0 +1,201 @@
+"""``prometheus``: one PromQL instant query (``GET /api/v1/query``) → one number.
+
+A scalar, or a vector with exactly one series, gives the value. Several series are
+inconclusive unless the criterion says how to combine them (``reduce``): silently taking
+the first would judge an arbitrary one. An empty vector is "no data". NaN and ±Inf
+(e.g. 0/0 in an error-rate ratio with no traffic) are errors, not numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.client import (
+    ENV_VAR_PATTERN,
+    HTTP_URL_PATTERN,
+    ProbeFailure,
+    SourceClient,
+    bearer_headers,
+    failure_measurement,
+    secret_from_env,
+)
+
+QUERY_PATH = "/api/v1/query"
+REDUCERS = ("min", "max", "sum", "avg")
+
+
+class PrometheusConfig(ProbeConfig):
+    url: str = Field(pattern=HTTP_URL_PATTERN, description="Prometheus base URL")
+    token_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    username: str | None = None
+    password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind_of_auth(self) -> PrometheusConfig:
+        if self.token_env and (self.username or self.password_env):
+            raise ValueError("use either token_env or username + password_env, not both")
+        if bool(self.username) != bool(self.password_env):
+            raise ValueError("basic auth needs both username and password_env")
+        return self
+
+
+class _BadAnswer(Exception):
+    """The query answered, but not with one usable number."""
+
+    def __init__(self, measurement: Measurement) -> None:
+        self.measurement = measurement
+
+
+def _number(text: Any, now_detail: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample value {text!r} is not a number ({now_detail})") from None
+
+
+class PrometheusProbe:
+    type_name: ClassVar[str] = "prometheus"
+    config_model: ClassVar[type[ProbeConfig]] = PrometheusConfig
+
+    def __init__(self, config: PrometheusConfig, *, name: str) -> None:
+        self.config = config
+        self.name = name
+        token = secret_from_env(config.token_env, field="token_env")
+        password = secret_from_env(config.password_env, field="password_env")
+        headers, secrets = bearer_headers(config.headers, token)
+        auth = (config.username, password) if config.username and password else None
+        self._credential = (
+            f"token_env {config.token_env}"
+            if config.token_env
+            else f"username and password_env {config.password_env}"
+            if config.password_env
+            else None
+        )
+        self.client = SourceClient(
+            base_url=config.url,
+            timeout=config.timeout,
+            retries=config.retries,
+            headers=headers,
+            auth=auth,
+            secrets=(*secrets, *([password] if password else [])),
+        )
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if not query.query or not query.query.strip():
+            problems.append(("query", "a prometheus criterion needs query: (a PromQL expression)"))
+        if query.reduce is not None and query.reduce not in REDUCERS:
+            problems.append(("reduce", f"prometheus reduce is one of {', '.join(REDUCERS)}"))
+        for key, value in (("metric", query.metric), ("path", query.path)):
+            if value is not None:
+                problems.append((key, f"{key}: is not used by prometheus; put PromQL in query:"))
+        if query.matchers:
+            problems.append(("matchers", "matchers: is not used by prometheus"))
+        return problems
+
+    async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
+        params = {"query": query.query or "", "time": f"{ctx.now.timestamp():.3f}"}
+        try:
+            answer = await self.client.get_json(QUERY_PATH, params=params)
+        except ProbeFailure as failure:
+            return failure_measurement(
+                failure,
+                ctx.now,
+                source=self.type_name,
+                credential=self._credential,
+                detail=_error_detail(failure),
+            )
+        try:
+            return self._value(answer.json, query, ctx)
+        except _BadAnswer as bad:
+            return bad.measurement
+
+    def _value(self, body: Any, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
+        def error(text: str) -> _BadAnswer:
+            return _BadAnswer(Measurement.error(f"prometheus: {text}", ctx.now))
+
+        if not isinstance(body, dict):
+            raise error("answer is not a Prometheus API envelope")
+        if body.get("status") == "error":
+            raise error(_envelope_error(body))
+        data = body.get("data")
+        if body.get("status") != "success" or not isinstance(data, dict):
+            raise error("answer has no status: success and data")
+        kind = data.get("resultType")
+        result = data.get("result")
+        if kind == "scalar":
+            values = [self._sample(result, ctx)]
+        elif kind == "vector":
+            if not isinstance(result, list):
+                raise error("vector result is not a list")
+            if not result:
+                return Measurement.no_data("prometheus: query returned no series", ctx.now)
+            values = [
+                self._sample(series.get("value") if isinstance(series, dict) else None, ctx)
+                for series in result
+            ]
+        elif kind in ("matrix", "string"):
+            what = "a range vector (matrix)" if kind == "matrix" else "a string"
+            raise error(f"query returned {what}; an instant number is needed")
+        else:
+            raise error(f"unknown resultType {kind!r}")
+        return self._combine(values, query, ctx)
+
+    def _sample(self, pair: Any, ctx: ProbeContext) -> float:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise _BadAnswer(
+                Measurement.error("prometheus: sample is not a [time, value] pair", ctx.now)
+            )
+        try:
+            value = _number(pair[1], "expected a decimal string")
+        except ValueError as bad:
+            raise _BadAnswer(Measurement.error(f"prometheus: {bad}", ctx.now)) from None
+        if not math.isfinite(value):
+            raise _BadAnswer(
+                Measurement.error(f"prometheus: query returned {pair[1]}, not a number", ctx.now)
+            )
+        return value
+
+    def _combine(
+        self, values: Sequence[float], query: ProbeQuery, ctx: ProbeContext
+    ) -> Measurement:
+        if len(values) == 1:
+            return Measurement.ok(values[0], ctx.now)
+        if query.reduce is None or query.reduce not in REDUCERS:
+            return Measurement.error(
+                f"prometheus: {len(values)} series returned; set reduce: min|max|sum|avg",
+                ctx.now,
+            )
+        if query.reduce == "min":
+            value = min(values)
+        elif query.reduce == "max":
+            value = max(values)
+        else:
+            value = math.fsum(values)
+            if query.reduce == "avg":
+                value /= len(values)
+        return Measurement.ok(value, ctx.now, detail=f"{query.reduce} of {len(values)} series")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _envelope_error(body: dict[str, Any]) -> str:
+    kind = body.get("errorType") or "error"
+    message = body.get("error") or "no message"
+    return f"{kind}: {message}"
+
+
+def _error_detail(failure: ProbeFailure) -> str:
+    """Prometheus explains its errors in the envelope; say what it said."""
+    body = failure.body
+    if isinstance(body, dict) and body.get("status") == "error":
+        return f"{_envelope_error(body)} ({failure.detail})"
+    return failure.detail
