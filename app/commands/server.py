@@ -1,0 +1,126 @@
+"""``gonogo serve`` and ``gonogo migrate`` (SPEC §7)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.settings import Settings, SettingsError, load_settings, validate_bind
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"gonogo: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as error:
+        raise _fail(str(error)) from None
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    from app.migrate import upgrade_database
+
+    try:
+        asyncio.run(upgrade_database(settings.database_url))
+    except Exception as error:
+        # Never print the URL: it may hold the database password.
+        raise _fail(
+            f"cannot migrate the database (GONOGO_DATABASE_URL): {type(error).__name__}:"
+            f" {_redacted(str(error), settings)}"
+        ) from None
+
+
+def _redacted(text: str, settings: Settings) -> str:
+    for secret in settings.secret_values():
+        text = text.replace(secret, "[redacted]")
+    return text.splitlines()[0] if text else text
+
+
+def _check_gates_dir(settings: Settings) -> None:
+    """Refuse to start on an invalid gate directory, before binding the port."""
+    from app.catalog import GateCatalog, GateDirInvalid
+
+    if settings.gates_dir is None:
+        return
+    if not settings.gates_dir.is_dir():
+        raise _fail(f"GONOGO_GATES_DIR {settings.gates_dir} is not a directory")
+
+    async def load() -> None:
+        catalog = GateCatalog(gates_dir=settings.gates_dir)
+        try:
+            catalog.load_files()
+        finally:
+            await catalog.aclose()
+
+    try:
+        asyncio.run(load())
+    except GateDirInvalid as invalid:
+        typer.echo(f"gonogo: {invalid}", err=True)
+        raise typer.Exit(1) from None
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="address to bind (GONOGO_HOST)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="GONOGO_PORT")
+    ] = None,
+    gates_dir: Annotated[Path | None, typer.Option("--gates-dir", help="GONOGO_GATES_DIR")] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="GONOGO_DATABASE_URL")
+    ] = None,
+) -> None:
+    """Run the service; migrates the database first."""
+    import uvicorn
+
+    from app.logging import configure_logging
+    from app.main import create_app
+
+    settings = _settings(host=host, port=port, gates_dir=gates_dir, database_url=database_url)
+    try:
+        validate_bind(settings)
+    except SettingsError as error:
+        raise _fail(str(error)) from None
+    configure_logging(settings.log_format, secrets=settings.secret_values())
+    _check_gates_dir(settings)
+    _migrate(settings)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as error:
+        raise _fail(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
+    if not server.started:
+        raise typer.Exit(1)
+
+
+def migrate(
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="GONOGO_DATABASE_URL")
+    ] = None,
+) -> None:
+    """Apply the database migrations."""
+    settings = _settings(database_url=database_url)
+    _migrate(settings)
+    typer.echo("database is up to date")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command("serve")(serve)
+    cli.command("migrate")(migrate)
