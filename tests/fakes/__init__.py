@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.fakes.server import RunningServer, serve_aiohttp
 
@@ -133,7 +134,7 @@ class ScriptedFake:
                 request.method,
                 request.path,
                 list(request.query.items()),
-                dict(request.headers),
+                CIMultiDict(request.headers),
                 body,
             )
         )

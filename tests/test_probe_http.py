@@ -1,0 +1,187 @@
+"""The http probe: up, latency and availability of a health URL (Spring, IETF, custom)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+
+import pytest
+
+from probes.base import Measurement, MeasurementStatus, ProbeContext, ProbeQuery
+from probes.http import HttpConfig, HttpProbe
+from probes.registry import probe_type
+from tests.fakes import Reply
+from tests.fakes.health import HealthFake
+from tests.fakes.server import refused_port
+
+
+@pytest.fixture
+async def health() -> AsyncIterator[HealthFake]:
+    fake = HealthFake()
+    async with fake.serving():
+        yield fake
+
+
+async def measure(
+    url: str,
+    now: datetime,
+    metric: str = "up",
+    *,
+    window: timedelta | None = None,
+    history: Sequence[Measurement] = (),
+    **options: object,
+) -> Measurement:
+    config = HttpConfig.model_validate(
+        {"type": "http", "url": url, "timeout": 1, "retries": 0, **options}
+    )
+    probe = HttpProbe(config, name="health")
+    try:
+        return await probe.measure(
+            ProbeQuery(metric=metric, window=window), ProbeContext(now=now, history=history)
+        )
+    finally:
+        await probe.aclose()
+
+
+def test_registered_under_its_entry_point() -> None:
+    assert probe_type("http") is HttpProbe
+
+
+@pytest.mark.parametrize(
+    ("mode", "detailed", "up", "detail"),
+    [
+        ("spring-up", False, 1.0, "up: HTTP 200, status UP"),
+        ("spring-up", True, 1.0, "up: HTTP 200, status UP"),
+        ("spring-down", False, 0.0, "down: status 503, expected 2xx; health status DOWN"),
+        ("spring-down", True, 0.0, "down: status 503, expected 2xx; health status DOWN"),
+        ("ietf-pass", False, 1.0, "up: HTTP 200, status pass"),
+        ("ietf-warn", False, 1.0, "up: HTTP 200, status warn (cpu:utilization above threshold)"),
+        (
+            "ietf-fail",
+            False,
+            0.0,
+            "down: status 503, expected 2xx; health status fail (cassandra:connections check failed)",
+        ),
+    ],
+)
+async def test_spring_and_ietf_health(
+    health: HealthFake, now: datetime, mode: str, detailed: bool, up: float, detail: str
+) -> None:
+    health.mode, health.detailed = mode, detailed
+    result = await measure(health.url + "/actuator/health", now)
+    assert (result.status, result.value, result.detail) == (MeasurementStatus.OK, up, detail)
+    assert result.extra == {"up": up}
+
+
+async def test_down_body_with_200_is_still_down(health: HealthFake, now: datetime) -> None:
+    health.script(Reply(json={"status": "DOWN"}))
+    result = await measure(health.url + "/health", now)
+    assert result.value == 0.0
+
+
+async def test_json_path_expect_value_and_contains(health: HealthFake, now: datetime) -> None:
+    url = health.url + "/actuator/health"
+    options = {"expect_status": [200], "json_path": "status", "expect_value": "UP"}
+    assert (await measure(url, now, **options)).value == 1.0
+    health.script(Reply(json={"status": "UNKNOWN"}))
+    result = await measure(url, now, **options)
+    assert (result.value, result.detail) == (0.0, "down: status is \"UNKNOWN\", expected 'UP'")
+    health.script(Reply(json={"db": "up"}))
+    result = await measure(url, now, **options)
+    assert result.detail == "down: status not found: no 'status' in the top level"
+    health.script(Reply(body=b"all systems nominal", content_type="text/plain"))
+    assert (await measure(url, now, contains="nominal")).value == 1.0
+    health.script(Reply(body=b"degraded", content_type="text/plain"))
+    result = await measure(url, now, contains="nominal")
+    assert result.detail == "down: body does not contain 'nominal'"
+
+
+async def test_expect_status_overrides_2xx(health: HealthFake, now: datetime) -> None:
+    health.script(Reply(status=204), Reply(status=200))
+    url = health.url + "/health"
+    assert (await measure(url, now, expect_status=[204])).value == 1.0
+    result = await measure(url, now, expect_status=[204])
+    assert (result.value, result.detail) == (0.0, "down: status 200, expected 204")
+
+
+async def test_unreachable_is_down_with_the_cause(now: datetime) -> None:
+    """Decision in probes.http: no answer from the health URL is the service being down."""
+    result = await measure(f"http://127.0.0.1:{refused_port()}/health", now)
+    assert (result.status, result.value) == (MeasurementStatus.OK, 0.0)
+    assert result.detail == "down: connection refused"
+
+
+async def test_latency_in_seconds(health: HealthFake, now: datetime) -> None:
+    health.script(Reply(json={"status": "UP"}, delay=0.2))
+    result = await measure(health.url + "/health", now, "latency")
+    assert result.status is MeasurementStatus.OK
+    assert result.value is not None and 0.2 <= result.value < 1.0
+
+
+async def test_latency_is_inconclusive_when_the_check_fails(
+    health: HealthFake, now: datetime
+) -> None:
+    health.mode = "spring-down"
+    result = await measure(health.url + "/health", now, "latency")
+    assert (result.status, result.value) == (MeasurementStatus.ERROR, None)
+    assert result.detail.startswith("http: no latency, the check failed (status 503")
+    assert result.extra == {"up": 0.0}
+
+
+async def test_a_timeout_is_down_and_latency_inconclusive(
+    health: HealthFake, now: datetime
+) -> None:
+    health.script(Reply(hang=True), Reply(hang=True))
+    up = await measure(health.url + "/health", now, timeout=0.2)
+    latency = await measure(health.url + "/health", now, "latency", timeout=0.2)
+    assert (up.value, up.detail) == (0.0, "down: timed out after 0.2s")
+    assert latency.status is MeasurementStatus.ERROR
+
+
+def history(now: datetime, ups: list[float], every: timedelta) -> list[Measurement]:
+    return [
+        Measurement.ok(u, now - every * (len(ups) - i), extra={"up": u}) for i, u in enumerate(ups)
+    ]
+
+
+async def test_availability_is_the_up_fraction_over_the_window(
+    health: HealthFake, now: datetime
+) -> None:
+    # 10 past observations 30s apart; the window of 2m holds the last 3 (+ now).
+    past = history(now, [0.0] * 7 + [1.0, 0.0, 1.0], timedelta(seconds=30))
+    result = await measure(
+        health.url + "/health", now, "availability", window=timedelta(minutes=2), history=past
+    )
+    assert result.status is MeasurementStatus.OK
+    assert result.value == 0.75
+    assert result.volume == 4.0
+    assert result.extra == {"up": 1.0}
+    assert result.detail == "1 of 4 checks down; now up: HTTP 200, status UP"
+
+
+async def test_availability_with_no_history_is_the_current_check(
+    health: HealthFake, now: datetime
+) -> None:
+    health.mode = "spring-down"
+    result = await measure(health.url + "/health", now, "availability", window=timedelta(minutes=5))
+    assert (result.value, result.volume) == (0.0, 1.0)
+
+
+def test_check_query() -> None:
+    assert HttpProbe.check_query(ProbeQuery(metric="up")) == []
+    assert [f for f, _ in HttpProbe.check_query(ProbeQuery())] == ["metric"]
+    assert [f for f, _ in HttpProbe.check_query(ProbeQuery(metric="availability"))] == ["window"]
+    assert [f for f, _ in HttpProbe.check_query(ProbeQuery(metric="up", query="x"))] == ["query"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"expect_value": "UP"}, "expect_value needs json_path"),
+        ({"expect_status": [700]}, "not an HTTP status code"),
+        ({"url": "ftp://x"}, "String should match pattern"),
+    ],
+)
+def test_config_problems(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HttpConfig.model_validate({"type": "http", "url": "http://h/health", **options})
