@@ -176,12 +176,14 @@ class HttpProbe:
         problems: list[str] = []
         notes = [f"HTTP {answer.status_code}"]
         expected = self.config.expect_status
-        if expected is not None and answer.status_code not in expected:
-            problems.append(
-                f"status {answer.status_code}, expected {', '.join(map(str, expected))}"
-            )
-        elif expected is None and not 200 <= answer.status_code < 300:
-            problems.append(f"status {answer.status_code}, expected 2xx")
+        code = answer.status_code
+        got = "rate limited (HTTP 429)" if code == 429 else f"HTTP {code}"
+        if expected is not None and code not in expected:
+            problems.append(f"{got}, expected {', '.join(map(str, expected))}")
+        elif expected is None and not 200 <= code < 300:
+            problems.append(f"{got}, expected 2xx")
+        if answer.status_code in (401, 403) and self.config.token_env:
+            problems.append(f"check token_env {self.config.token_env}")
         document = _parse(answer.body)
         health = document.get("status") if isinstance(document, dict) else None
         if isinstance(health, str):

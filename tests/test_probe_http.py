@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -52,15 +53,15 @@ def test_registered_under_its_entry_point() -> None:
     [
         ("spring-up", False, 1.0, "up: HTTP 200, status UP"),
         ("spring-up", True, 1.0, "up: HTTP 200, status UP"),
-        ("spring-down", False, 0.0, "down: status 503, expected 2xx; health status DOWN"),
-        ("spring-down", True, 0.0, "down: status 503, expected 2xx; health status DOWN"),
+        ("spring-down", False, 0.0, "down: HTTP 503, expected 2xx; health status DOWN"),
+        ("spring-down", True, 0.0, "down: HTTP 503, expected 2xx; health status DOWN"),
         ("ietf-pass", False, 1.0, "up: HTTP 200, status pass"),
         ("ietf-warn", False, 1.0, "up: HTTP 200, status warn (cpu:utilization above threshold)"),
         (
             "ietf-fail",
             False,
             0.0,
-            "down: status 503, expected 2xx; health status fail (cassandra:connections check failed)",
+            "down: HTTP 503, expected 2xx; health status fail (cassandra:connections check failed)",
         ),
     ],
 )
@@ -81,7 +82,7 @@ async def test_down_body_with_200_is_still_down(health: HealthFake, now: datetim
 
 async def test_json_path_expect_value_and_contains(health: HealthFake, now: datetime) -> None:
     url = health.url + "/actuator/health"
-    options = {"expect_status": [200], "json_path": "status", "expect_value": "UP"}
+    options: dict[str, Any] = {"expect_status": [200], "json_path": "status", "expect_value": "UP"}
     assert (await measure(url, now, **options)).value == 1.0
     health.script(Reply(json={"status": "UNKNOWN"}))
     result = await measure(url, now, **options)
@@ -101,7 +102,7 @@ async def test_expect_status_overrides_2xx(health: HealthFake, now: datetime) ->
     url = health.url + "/health"
     assert (await measure(url, now, expect_status=[204])).value == 1.0
     result = await measure(url, now, expect_status=[204])
-    assert (result.value, result.detail) == (0.0, "down: status 200, expected 204")
+    assert (result.value, result.detail) == (0.0, "down: HTTP 200, expected 204")
 
 
 async def test_unreachable_is_down_with_the_cause(now: datetime) -> None:
@@ -124,7 +125,7 @@ async def test_latency_is_inconclusive_when_the_check_fails(
     health.mode = "spring-down"
     result = await measure(health.url + "/health", now, "latency")
     assert (result.status, result.value) == (MeasurementStatus.ERROR, None)
-    assert result.detail.startswith("http: no latency, the check failed (status 503")
+    assert result.detail.startswith("http: no latency, the check failed (HTTP 503")
     assert result.extra == {"up": 0.0}
 
 

@@ -38,7 +38,7 @@ async def measure(
 ) -> tuple[MeasurementStatus, float | None, str]:
     try:
         result = await probe.measure(
-            ProbeQuery(query=query, reduce=reduce),  # type: ignore[arg-type]
+            ProbeQuery.model_validate({"query": query, "reduce": reduce}),
             ProbeContext(now=now),
         )
     finally:
