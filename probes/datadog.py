@@ -129,6 +129,9 @@ def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> M
     if not isinstance(body, dict):
         return error(f"unexpected response: a JSON object was expected, got {_kind(body)}")
     status = body.get("status")
+    if status is None and "series" not in body:
+        keys = ", ".join(sorted(map(str, body))[:5]) or "none"
+        return error(f"unexpected response: no status or series (keys: {keys})")
     if status != "ok":
         cause = body.get("error") or body.get("message") or f"status {status!r}"
         return error(f"query failed: {_short(str(cause))}")

@@ -47,7 +47,7 @@ def series(
     interval_s: int = POINT_INTERVAL_S,
 ) -> dict[str, Any]:
     """One series shaped like the captured one, with ``values`` as its points (oldest first)."""
-    template = copy.deepcopy(example("datadog_query.json")["series"][0])
+    template: dict[str, Any] = copy.deepcopy(example("datadog_query.json")["series"][0])
     start_ms = end_ms - interval_s * 1000 * (len(values) - 1)
     pointlist = [[start_ms + i * interval_s * 1000, v] for i, v in enumerate(values)]
     template.update(

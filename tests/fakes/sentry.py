@@ -79,7 +79,7 @@ class SentryFake(ScriptedFake):
     def add_issue(
         self, first_seen: datetime, *, level: str = "error", status: str = "unresolved"
     ) -> dict[str, Any]:
-        issue = copy.deepcopy(example("sentry_issues.json")[0])
+        issue: dict[str, Any] = copy.deepcopy(example("sentry_issues.json")[0])
         number = len(self.issues) + 1
         issue.update(
             {
