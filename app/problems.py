@@ -190,8 +190,8 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await self._too_large(scope, receive, send)
                     return
-            await self.app(scope, receive, send)
-            return
+                await self.app(scope, receive, send)
+                return
         # No declared length (chunked): read the body up to the limit, then replay it.
         chunks: list[bytes] = []
         received = 0

@@ -158,6 +158,21 @@ class Service:
                 pytest.fail(f"condition not met within {seconds}s")
             await asyncio.sleep(0.01)
 
+    async def quiet(self) -> None:
+        """Wait until every sampling loop (one per gate, one per running check, and the
+        retention sweep) is asleep on the clock, so advancing it skips no tick."""
+        state = self.app.state
+
+        async def asleep() -> bool:
+            expected = len(state.catalog.all()) + len(state.checks.running_checks()) + 1
+            return self.clock.sleepers >= expected
+
+        await self.until(asleep)
+
+    async def advance(self, seconds: float) -> None:
+        await self.quiet()
+        await self.clock.advance(seconds)
+
     async def samples_reach(self, check_id: str, count: int) -> None:
         async def reached() -> bool:
             return await self.sample_count(check_id) >= count

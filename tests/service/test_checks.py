@@ -32,7 +32,7 @@ async def test_a_check_goes_after_steady_samples_and_then_never_changes(service:
     assert running["steady"] == {"passes": 1, "needed": 2}
     assert "steady 1/2" in running["reasons"]
 
-    await service.clock.advance(10)
+    await service.advance(10)
     final = await service.final(check["id"])
     assert final["state"] == "final"
     assert final["decision"] == "go"
@@ -70,7 +70,7 @@ async def test_a_check_that_never_steadies_ends_no_go_at_its_deadline(service: S
     assert check["deadline"] is not None
     await service.samples_reach(check["id"], 1)
     for _ in range(3):
-        await service.clock.advance(10)
+        await service.advance(10)
     final = await service.final(check["id"])
     assert final["state"] == "final"
     assert final["decision"] == "no_go"
@@ -84,7 +84,7 @@ async def test_a_check_rolls_back_after_consecutive_breaches(service: Service) -
     check = await service.start_check()
     await service.samples_reach(check["id"], 1)
     assert (await service.check(check["id"]))["state"] == "running"
-    await service.clock.advance(10)
+    await service.advance(10)
     final = await service.final(check["id"])
     assert final["decision"] == "rollback"
     assert "breach 2/2" in final["reasons"][0]
@@ -117,7 +117,7 @@ async def test_manual_decisions_need_the_right_role_and_a_reason(service: Servic
 
     # The runner stops: more time brings no more samples and no change.
     count = await service.sample_count(check["id"])
-    await service.clock.advance(30)
+    await service.advance(30)
     assert await service.sample_count(check["id"]) == count
     assert (await service.check(check["id"]))["decision"] == "go"
 
@@ -235,7 +235,7 @@ async def test_long_poll_wakes_as_soon_as_the_check_is_final(service: Service) -
     await asyncio.sleep(0.05)
     assert not poll.done()
     before = service.clock.now()
-    await service.clock.advance(10)  # the second steady sample: final go
+    await service.advance(10)  # the second steady sample: final go
     response = await asyncio.wait_for(poll, timeout=10)
     assert response.json()["state"] == "final"
     assert response.json()["decision"] == "go"
@@ -250,7 +250,7 @@ async def test_long_poll_returns_the_running_check_when_time_is_up(service: Serv
     poll = asyncio.create_task(service.get(f"/api/v1/checks/{check['id']}", params={"wait": 5}))
     await asyncio.sleep(0.05)
     assert not poll.done()
-    await service.clock.advance(5)
+    await service.advance(5)
     response = await asyncio.wait_for(poll, timeout=10)
     assert response.status_code == 200
     assert response.json()["state"] == "running"
