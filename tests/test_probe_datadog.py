@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gates.loader import check_gate_text
 from probes.base import MeasurementStatus, ProbeContext, ProbeQuery
 from probes.client import MissingSecret
 from probes.datadog import DatadogConfig, DatadogProbe, read_query_response
@@ -243,3 +244,23 @@ def test_check_query_wants_a_query_and_flags_keys_it_ignores() -> None:
     assert [f for f, _ in DatadogProbe.check_query(ProbeQuery())] == ["query"]
     problems = DatadogProbe.check_query(q(metric="errors", path="a.b"))
     assert [f for f, _ in problems] == ["metric", "path"]
+
+
+def test_a_gate_file_with_a_datadog_probe_validates_and_locates_problems() -> None:
+    text = """\
+probes:
+  dd: {type: datadog, site: datadoghq.eu, api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY}
+criteria:
+  - {name: errors, probe: dd, query: "sum:trace.http.request.errors{env:prod}", go: "< 5"}
+  - {name: broken, probe: dd, metric: errors, go: "< 5"}
+"""
+    gate, problems = check_gate_text(text, name="g", source="g.yaml")
+    assert gate is None
+    assert sorted((p.line, p.message) for p in problems) == [
+        (5, "a datadog criterion needs query: (e.g. avg:trace.http.errors{*})"),
+        (5, "metric: is not used by the datadog probe type"),
+    ]
+    valid, none = check_gate_text(text.rsplit("  - {name: broken", 1)[0], name="g", source="g")
+    assert none == []
+    assert valid is not None
+    assert isinstance(valid.probes["dd"], DatadogConfig)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gates.loader import check_gate_text
 from probes.base import MeasurementStatus, ProbeContext, ProbeQuery
 from probes.client import MissingSecret
 from probes.newrelic import NewRelicConfig, NewRelicProbe, read_nrql_response
@@ -214,3 +215,24 @@ def test_check_query() -> None:
     assert NewRelicProbe.check_query(q(field="count")) == []
     assert [f for f, _ in NewRelicProbe.check_query(ProbeQuery())] == ["query"]
     assert [f for f, _ in NewRelicProbe.check_query(q(metric="x"))] == ["metric"]
+
+
+def test_a_gate_file_with_a_newrelic_probe_validates_and_locates_problems() -> None:
+    text = """\
+probes:
+  nr: {type: newrelic, region: eu, account_id: 1234567, api_key_env: NEW_RELIC_API_KEY}
+criteria:
+  - name: p95
+    probe: nr
+    query: "SELECT percentile(duration, 95) FROM Transaction SINCE 5 minutes ago"
+    go: "< 2s"
+  - {name: windowed, probe: nr, query: "SELECT count(*) FROM Transaction", window: 5m, go: "> 0"}
+"""
+    gate, problems = check_gate_text(text, name="g", source="g.yaml")
+    assert gate is None
+    assert [(p.line, p.message) for p in problems] == [
+        (8, "window: is not used by newrelic; say SINCE in the NRQL")
+    ]
+    bad_account = text.replace("account_id: 1234567", "account_id: abc")
+    _, account_problems = check_gate_text(bad_account, name="g", source="g.yaml")
+    assert any(p.line == 2 and "account_id" in str(p) for p in account_problems)

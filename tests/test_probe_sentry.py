@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gates.loader import check_gate_text
 from probes.base import MeasurementStatus, ProbeContext, ProbeQuery
 from probes.client import MissingSecret
 from probes.registry import probe_type
@@ -343,3 +344,18 @@ def test_check_query() -> None:
     [(field, message)] = SentryProbe.check_query(bare_query)
     assert field == "query"
     assert "params: {query: ...}" in message
+
+
+def test_a_gate_file_with_a_sentry_probe_locates_a_bad_metric() -> None:
+    text = """\
+probes:
+  errors: {type: sentry, org: caresync, project: portal, token_env: SENTRY_TOKEN}
+criteria:
+  - {name: fatal, probe: errors, metric: new_issues, params: {query: "level:fatal"}, go: "== 0"}
+  - {name: crashes, probe: errors, metric: crashes, go: "> 99%"}
+"""
+    gate, problems = check_gate_text(text, name="g", source="g.yaml")
+    assert gate is None
+    [problem] = problems
+    assert problem.line == 5
+    assert "metric: must be one of new_issues, events, crash_free_rate" in problem.message
