@@ -63,6 +63,8 @@ class CheckRequest(BaseModel):
             span = parse_duration(value)
         except ConditionError as error:
             raise ValueError(str(error)) from None
+        except OverflowError:
+            raise ValueError(f"at most {format_duration(MAX_CHECK_TIMEOUT)}") from None
         if not timedelta(0) < span <= MAX_CHECK_TIMEOUT:
             raise ValueError(
                 f"must be longer than 0s and at most {format_duration(MAX_CHECK_TIMEOUT)}"

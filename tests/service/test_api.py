@@ -201,6 +201,8 @@ async def test_bad_input_is_a_clear_4xx_and_changes_nothing(service: Service) ->
         ("POST", checks, {"json": {"version": "1", "vars": {"a": 1}}}, 422),
         ("POST", checks, {"json": {"version": "1", "timeout": "soon"}}, 422),
         ("POST", checks, {"json": {"version": "1", "timeout": "0s"}}, 422),
+        ("POST", checks, {"json": {"version": "1", "timeout": 1e300}}, 422),
+        ("POST", checks, {"json": {"version": "1", "timeout": "25h"}}, 422),
         ("POST", checks, {"json": {"version": "1", "surprise": True}}, 422),
         ("POST", checks, {"json": ["version"]}, 422),
         ("POST", "/api/v1/gates/nope/checks", {"json": {"version": "1"}}, 404),
