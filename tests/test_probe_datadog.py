@@ -13,7 +13,7 @@ from probes.base import MeasurementStatus, ProbeContext, ProbeQuery
 from probes.client import MissingSecret
 from probes.datadog import DatadogConfig, DatadogProbe, read_query_response
 from probes.registry import probe_type
-from tests.fakes import example
+from tests.fakes import Reply, example
 from tests.fakes.datadog import API_KEY, APP_KEY, DatadogFake, series
 
 QUERY = "avg:system.cpu.idle{*}"
@@ -264,3 +264,11 @@ criteria:
     assert none == []
     assert valid is not None
     assert isinstance(valid.probes["dd"], DatadogConfig)
+
+
+async def test_an_error_body_echoing_a_key_is_scrubbed(
+    probe: DatadogProbe, fake: DatadogFake, now: datetime
+) -> None:
+    fake.script(Reply(status=400, json={"errors": [f"unknown key {API_KEY}"]}))
+    measurement = await probe.measure(q(), ProbeContext(now=now))
+    assert measurement.detail == "datadog: HTTP 400 bad request (unknown key ***)"
