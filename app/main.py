@@ -9,8 +9,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from app import problems
-from app.api import api_router, public_router
+from app import problems, status_page
+from app.api import api_router, integrations, public_router
 from app.auth import TokenAuthenticator
 from app.catalog import GateCatalog, LoadedGate, ProbeBuilder, build_probe
 from app.checks import CheckRunner, SampleStore
@@ -106,4 +106,6 @@ def create_app(
     problems.install(app)
     app.include_router(api_router)
     app.include_router(public_router)
+    app.include_router(status_page.router)
+    app.include_router(integrations.router)
     return app
