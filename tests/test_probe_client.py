@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpx
 import pytest
 
 from probes.base import MeasurementStatus
@@ -290,7 +292,8 @@ async def test_post_json_sends_json_and_retries_only_when_idempotent(
     await client.aclose()
     assert answer.json == {"ok": True}
     assert [r.method for r in fake.requests] == ["POST", "POST", "POST"]
-    assert fake.requests[1].body == b'{"query":"{ a }"}'
+    assert json.loads(fake.requests[1].body) == {"query": "{ a }"}
+    assert fake.requests[1].headers["Content-Type"] == "application/json"
 
 
 async def test_raw_get_returns_any_status_without_retrying(
@@ -316,3 +319,14 @@ def test_secret_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         secret_from_env("GONOGO_TEST_ABSENT", field="token_env")
     with pytest.raises(ValueError):
         secret_from_env("GONOGO_TEST_ABSENT", field="token_env")
+
+
+@pytest.mark.parametrize("auth", [("grafana", "pw"), httpx.BasicAuth("grafana", "pw")])
+async def test_basic_auth_as_tuple_or_httpx_auth(
+    fake: JsonApiFake, sleep: RecordedSleep, auth: tuple[str, str] | httpx.Auth
+) -> None:
+    fake.require_authorization("Basic Z3JhZmFuYTpwdw==")
+    client = client_for(fake.url, sleep, auth=auth)
+    answer = await client.get_json("/x")
+    await client.aclose()
+    assert answer.json == {"ok": True}
