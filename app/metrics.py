@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from gates.engine import CriterionOutcome, Decision, Verdict
 from gates.model import Gate
+
+# In the text format each counter's and histogram's ``_created`` timestamp is a gauge
+# family of its own: one more series per label set that no dashboard or alert reads.
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -6,7 +6,12 @@ import importlib
 
 import typer
 
-_MODULES = ("app.commands.gatefiles", "app.commands.server", "app.commands.check")
+_MODULES = (
+    "app.commands.gatefiles",
+    "app.commands.server",
+    "app.commands.check",
+    "app.commands.demo",
+)
 
 
 def register_all(cli: typer.Typer) -> None:

@@ -37,7 +37,15 @@ def gate_name(request: pytest.FixtureRequest) -> str:
     return "m-" + request.node.name.replace("_", "-")[:50]
 
 
-def test_every_spec_metric_is_exported_with_its_type() -> None:
+def test_every_spec_metric_is_exported_with_its_type(gate_name: str) -> None:
+    # With labelled children in every family, as in a running server, nothing but the
+    # SPEC families may appear (no ``_created`` companions).
+    gate = make_gate(gate_name, criteria=CRITERIA)
+    metrics.observe_evaluation(gate, verdict_for(gate, {"availability": 1.0}), 0.01)
+    metrics.decision_changed(gate_name, Decision.NO_GO)
+    metrics.check_finished(gate_name, "cancelled")
+    metrics.set_checks_running(gate_name, 0)
+    metrics.notification_sent("ok")
     body, _ = metrics.render()
     families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
     assert families == {

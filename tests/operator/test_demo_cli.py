@@ -1,0 +1,116 @@
+"""``gonogo demo`` end to end, as a newcomer runs it: go, then no_go, then rollback."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from app.demo import bind_loopback
+from tests.operator.conftest import REPO, in_ci
+
+GONOGO = Path(sys.executable).with_name("gonogo")
+
+
+def free_port() -> int:
+    sock = bind_loopback(0)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def demo_process(port: int) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [str(GONOGO), "demo", "--port", str(port), "--speed", "20"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return json.loads(response.read())
+
+
+def test_demo_goes_go_then_no_go_then_rollback() -> None:
+    if importlib.util.find_spec("app.main") is None and not in_ci():
+        pytest.skip("app/main.py (create_app) is not in this tree yet")
+    port = free_port()
+    wanted = ["go", "no_go", "rollback"]
+    seen: list[str] = []
+    with demo_process(port) as process:
+        deadline = time.monotonic() + 60
+        url = f"http://127.0.0.1:{port}/api/v1/gates/checkout/decision"
+        while seen != wanted:
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"gonogo demo exited with {process.returncode}:\n{output}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"saw {seen} within 60 s, wanted {wanted}")
+            try:
+                body = get_json(url)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                body = None  # still starting
+            if isinstance(body, dict) and body["decision"] == wanted[len(seen)]:
+                seen.append(body["decision"])
+            time.sleep(0.2)  # poll interval; the deadline above bounds the loop
+        status = get_json(f"http://127.0.0.1:{port}/status.json")
+        assert isinstance(status, dict)
+        assert [g["name"] for g in status["gates"]] == ["checkout"]
+
+
+def demo_cli() -> typer.Typer:
+    """A command group holding just ``demo``, registered the way app/commands does it."""
+    from app.commands import demo
+
+    cli = typer.Typer()
+
+    @cli.callback()
+    def group() -> None:
+        """gonogo"""
+
+    demo.register(cli)
+    return cli
+
+
+def test_demo_rejects_a_bad_speed_naming_the_option() -> None:
+    cli = demo_cli()
+    result = CliRunner().invoke(cli, ["demo", "--speed", "0"])
+    assert result.exit_code == 2
+    assert "--speed" in result.output
+
+
+def test_demo_reports_a_port_in_use_without_a_traceback() -> None:
+    cli = demo_cli()
+    taken = bind_loopback(0)
+    try:
+        result = CliRunner().invoke(cli, ["demo", "--port", str(taken.getsockname()[1])])
+    finally:
+        taken.close()
+    assert result.exit_code == 3
+    assert "cannot listen on 127.0.0.1" in result.output
+    assert "Traceback" not in result.output
