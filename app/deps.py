@@ -31,7 +31,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-def _current_token(
+async def _current_token(
     request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
@@ -50,7 +50,7 @@ _ACTIONS = {
 
 
 def _role_checker(role: str) -> Callable[..., Any]:
-    def check(principal: CurrentToken) -> Principal:
+    async def check(principal: CurrentToken) -> Principal:
         require(principal, role, action=_ACTIONS[role])
         return principal
 

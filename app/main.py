@@ -18,6 +18,7 @@ from app.clock import Clock, SystemClock
 from app.db import Database
 from app.logging import redactor
 from app.notify import Notifier
+from app.read_lane import DecisionReadLane
 from app.scheduler import GateScheduler
 from app.services import load_api_gates
 from app.settings import Settings, load_settings, validate_bind
@@ -104,6 +105,8 @@ def create_app(
     app.state.authenticator = TokenAuthenticator(settings.tokens)
     app.state.gates_loaded = False
     problems.install(app)
+    # Added last, so outermost: the hottest read skips the rest of the stack.
+    app.add_middleware(DecisionReadLane, state=app.state)
     app.include_router(api_router)
     app.include_router(public_router)
     app.include_router(status_page.router)

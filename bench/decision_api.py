@@ -47,9 +47,14 @@ class Load:
     errors: str
 
 
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
 def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 def run_wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int) -> Load:
@@ -64,9 +69,16 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: int, threads: 
         url,
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    try:
+        return _parse_wrk(output)
+    except (AttributeError, ValueError) as error:
+        raise SystemExit(f"could not read wrk's output ({error}):\n{output}") from None
+
+
+def _parse_wrk(output: str) -> Load:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"(Non-2xx or 3xx responses: \d+|Socket errors:.*)", output)
     return Load(rate, p50, p99, errors.group(1) if errors else "none")
 
@@ -113,6 +125,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--interval", default="1s", help="the gates' sampling interval")
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-body", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -130,7 +143,9 @@ def main() -> None:
             work = Path(scratch)
             gates_dir = work / "gates"
             gates_dir.mkdir()
-            names = write_gates(gates_dir, options.gates, interval="1s", prometheus=prometheus_url)
+            names = write_gates(
+                gates_dir, options.gates, interval=options.interval, prometheus=prometheus_url
+            )
             script = work / "rotate.lua"
             script.write_text(ROTATE_LUA.replace("{count}", str(options.gates)))
 
@@ -201,7 +216,8 @@ def main() -> None:
 
     baseline = results["bare FastAPI"]
     print(
-        f"GET /api/v1/gates/{{gate}}/decision: {options.gates} gates sampling every 1 s,"
+        f"GET /api/v1/gates/{{gate}}/decision: {options.gates} gates"
+        f" sampling every {options.interval},"
         f" body {len(body)} bytes, wrk -t{options.threads} -c{options.connections}"
         f" -d{options.seconds}s"
     )
