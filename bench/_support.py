@@ -105,6 +105,35 @@ def wait_until_ok(url: str, *, timeout: float) -> None:
     raise SystemExit(f"{url} not ready after {timeout:.0f}s ({last})")
 
 
+def start_gonogo_serve(gates_dir: Path, work: Path) -> tuple[subprocess.Popen[str], str]:
+    """``gonogo serve`` on a fresh SQLite file in ``work``, open on loopback, and its URL.
+
+    Its log goes to ``work/gonogo.log``; print it with ``tail_log`` when something fails.
+    """
+    port = free_port()
+    env = {**os.environ, "GONOGO_LOG_FORMAT": "json"}
+    env.pop("GONOGO_TOKENS", None)
+    command = [
+        str(Path(sys.executable).with_name("gonogo")),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--gates-dir",
+        str(gates_dir),
+        "--database-url",
+        f"sqlite+aiosqlite:///{work / 'gonogo.db'}",
+    ]
+    log = (work / "gonogo.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def tail_log(work: Path, chars: int = 3000) -> str:
+    return (work / "gonogo.log").read_text()[-chars:]
+
+
 def free_port() -> int:
     import socket
 

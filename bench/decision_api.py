@@ -14,7 +14,6 @@ Targets: gonogo ≥ 80 % of the bare app's req/s, p99 < 20 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _support import free_port, start_fake_prometheus, stop, wait_until_ok, write_gates
+from _support import (
+    free_port,
+    start_fake_prometheus,
+    start_gonogo_serve,
+    stop,
+    tail_log,
+    wait_until_ok,
+    write_gates,
+)
 
 RATIO_TARGET = 0.80
 P99_TARGET_MS = 20.0
@@ -134,7 +141,6 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    gonogo_bin = Path(sys.executable).with_name("gonogo")
 
     prometheus, prometheus_url = start_fake_prometheus()
     children = [prometheus]
@@ -149,33 +155,13 @@ def main() -> None:
             script = work / "rotate.lua"
             script.write_text(ROTATE_LUA.replace("{count}", str(options.gates)))
 
-            gonogo_port = free_port()
-            env = {**os.environ, "GONOGO_LOG_FORMAT": "json"}
-            env.pop("GONOGO_TOKENS", None)
-            children.append(
-                start(
-                    [
-                        str(gonogo_bin),
-                        "serve",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(gonogo_port),
-                        "--gates-dir",
-                        str(gates_dir),
-                        "--database-url",
-                        f"sqlite+aiosqlite:///{work / 'gonogo.db'}",
-                    ],
-                    work / "gonogo.log",
-                    env,
-                )
-            )
-            gonogo = f"http://127.0.0.1:{gonogo_port}"
+            process, gonogo = start_gonogo_serve(gates_dir, work)
+            children.append(process)
             try:
                 wait_until_ok(f"{gonogo}/readyz", timeout=60)
                 body = wait_for_go(gonogo, names[:5], timeout=60)
             except SystemExit:
-                print((work / "gonogo.log").read_text()[-3000:], file=sys.stderr)
+                print(tail_log(work), file=sys.stderr)
                 raise
 
             body_file = work / "body.json"

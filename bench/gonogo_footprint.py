@@ -1,8 +1,10 @@
-"""CPU and memory of one gonogo process holding many gates (SPEC §9).
+"""CPU and memory of one ``gonogo serve`` process holding many gates (SPEC §9).
 
-One process holds ``--gates`` gates (3 Prometheus criteria each) sampling a local fake
-Prometheus every ``--interval``, for ``--seconds``. Prints CPU as a share of one core and
-resident memory, against the same process before the gates were loaded.
+Runs the real server (scheduler, probes, metrics and SQLite sample persistence) twice
+against a local fake Prometheus in its own process: first with no gates, the baseline;
+then with ``--gates`` gates of 3 Prometheus criteria each, sampling every ``--interval``,
+measured for ``--seconds`` once every gate has its first decision. CPU comes from the
+process's own user + system time in /proc, memory from its VmRSS and VmHWM.
 
     uv run python bench/gonogo_footprint.py                 # 1,000 gates, 30 s, 2 minutes
     uv run python bench/gonogo_footprint.py --seconds 30    # a quicker look
@@ -13,95 +15,133 @@ Targets: < 25 % of one core, < 300 MB.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import collections
-import gc
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from _support import rss_mb, start_fake_prometheus, stop, write_gates
-
-from app.catalog import GateCatalog
-from app.clock import SystemClock
-from app.notify import Notifier
-from app.scheduler import GateScheduler
-from gates.engine import Verdict
+import httpx
+from _support import (
+    cpu_seconds,
+    rss_mb,
+    start_fake_prometheus,
+    start_gonogo_serve,
+    stop,
+    tail_log,
+    wait_until_ok,
+    write_gates,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 CPU_TARGET = 0.25
 RSS_TARGET_MB = 300.0
 
 
-class CountingSink:
-    """Stands in for the database: counts what would be written."""
+@dataclass(frozen=True)
+class Reading:
+    cpu_share: float  # of one core
+    rss_mb: float
+    peak_mb: float
+    evaluations: float
+    decisions: dict[str, int]
 
-    def __init__(self) -> None:
-        self.decisions: collections.Counter[str] = collections.Counter()
 
-    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None:
-        self.decisions[verdict.decision.value] += 1
+def evaluations(base: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "gonogo_evaluations"
+        for sample in family.samples
+        if sample.name == "gonogo_evaluations_total"
+    )
 
 
-async def run(gates: int, interval: str, seconds: float) -> None:
+def decisions(base: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for gate in httpx.get(f"{base}/api/v1/gates", timeout=30).json():
+        decision = gate["decision"]["decision"]
+        counts[decision] = counts.get(decision, 0) + 1
+    return counts
+
+
+def wait_for_first_decisions(base: str, gates: int, *, timeout: float) -> None:
+    """Until every gate has been evaluated once (start-up is not the steady state)."""
+    deadline = time.monotonic() + timeout
+    while evaluations(base) < gates:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not every gate was evaluated within {timeout:.0f}s")
+        time.sleep(1)
+
+
+def measure(gates_dir: Path, work: Path, *, gates: int, seconds: float) -> Reading:
+    process, base = start_gonogo_serve(gates_dir, work)
+    try:
+        try:
+            wait_until_ok(f"{base}/readyz", timeout=120)
+            wait_for_first_decisions(base, gates, timeout=120)
+        except SystemExit:
+            print(tail_log(work), file=sys.stderr)
+            raise
+        evaluated_before = evaluations(base)
+        cpu_before, wall_before = cpu_seconds(process.pid), time.perf_counter()
+        peak = 0.0
+        while (elapsed := time.perf_counter() - wall_before) < seconds:
+            time.sleep(min(5.0, seconds - elapsed))
+            peak = max(peak, rss_mb(process.pid)[0])
+        cpu = (cpu_seconds(process.pid) - cpu_before) / (time.perf_counter() - wall_before)
+        current, high_water = rss_mb(process.pid)
+        return Reading(
+            cpu_share=cpu,
+            rss_mb=current,
+            peak_mb=max(peak, high_water),
+            evaluations=evaluations(base) - evaluated_before,
+            decisions=decisions(base),
+        )
+    finally:
+        stop(process)
+
+
+def run(gates: int, interval: str, seconds: float, baseline_seconds: float) -> None:
     prometheus, url = start_fake_prometheus()
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            gates_dir = Path(scratch)
-            gc.collect()
-            baseline_rss, _ = rss_mb()
-            idle_cpu_start, idle_wall_start = time.process_time(), time.perf_counter()
-            await asyncio.sleep(2)
-            idle_cpu = (time.process_time() - idle_cpu_start) / (
-                time.perf_counter() - idle_wall_start
+            root = Path(scratch)
+            (root / "idle" / "gates").mkdir(parents=True)
+            idle = measure(
+                root / "idle" / "gates", root / "idle", gates=0, seconds=baseline_seconds
             )
-
-            write_gates(gates_dir, gates, interval=interval, prometheus=url)
-            load_started = time.perf_counter()
-            catalog = GateCatalog(gates_dir=gates_dir)
-            catalog.load_files()
-            load_seconds = time.perf_counter() - load_started
-            clock = SystemClock()
-            notifier = Notifier(clock=clock)
-            sink = CountingSink()
-            scheduler = GateScheduler(catalog, notifier=notifier, sink=sink, clock=clock)
-            await notifier.start()
-
-            cpu_start, wall_start = time.process_time(), time.perf_counter()
-            await scheduler.start()
-            peak = 0.0
-            while (elapsed := time.perf_counter() - wall_start) < seconds:
-                await asyncio.sleep(min(5.0, seconds - elapsed))
-                peak = max(peak, rss_mb()[0])
-            cpu = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
-            current_rss, high_water = rss_mb()
-            latest = scheduler.latest_all()
-
-            await scheduler.stop()
-            await notifier.stop()
-            await catalog.aclose()
+            (root / "loaded" / "gates").mkdir(parents=True)
+            write_gates(root / "loaded" / "gates", gates, interval=interval, prometheus=url)
+            loaded = measure(
+                root / "loaded" / "gates", root / "loaded", gates=gates, seconds=seconds
+            )
     finally:
         stop(prometheus)
 
-    evaluations = sum(sink.decisions.values())
-    current = collections.Counter(v.decision.value for v in latest.values())
     rows = [
-        ("gates x criteria", f"{gates} x 3 at {interval}, {seconds:.0f} s"),
-        ("gate files loaded in", f"{load_seconds:.2f} s"),
-        ("evaluations", f"{evaluations} ({dict(sink.decisions)})"),
-        ("current decisions", str(dict(current))),
-        ("CPU, idle process (baseline)", f"{idle_cpu * 100:.1f} % of one core"),
-        ("CPU, with gates", f"{cpu * 100:.1f} % of one core (target < {CPU_TARGET * 100:.0f} %)"),
-        ("RSS, before gates (baseline)", f"{baseline_rss:.0f} MB"),
+        ("gates x criteria", f"{gates} x 3 at {interval}, measured {seconds:.0f} s"),
+        ("evaluations in that time", f"{loaded.evaluations:.0f}"),
+        ("current decisions", str(loaded.decisions)),
+        ("CPU, gonogo serve, no gates", f"{idle.cpu_share * 100:.1f} % of one core"),
         (
-            "RSS, with gates",
-            f"{current_rss:.0f} MB now, {max(peak, high_water):.0f} MB peak"
-            f" (target < {RSS_TARGET_MB:.0f} MB), x{current_rss / baseline_rss:.1f} the baseline",
+            "CPU, gonogo serve, with gates",
+            f"{loaded.cpu_share * 100:.1f} % of one core (target < {CPU_TARGET * 100:.0f} %)",
+        ),
+        ("RSS, gonogo serve, no gates", f"{idle.rss_mb:.0f} MB"),
+        (
+            "RSS, gonogo serve, with gates",
+            f"{loaded.rss_mb:.0f} MB now, {loaded.peak_mb:.0f} MB peak"
+            f" (target < {RSS_TARGET_MB:.0f} MB),"
+            f" x{loaded.rss_mb / idle.rss_mb:.1f} the idle server",
         ),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
-    ok = cpu < CPU_TARGET and max(peak, high_water) < RSS_TARGET_MB and len(latest) == gates
+    evaluated_all = sum(loaded.decisions.values()) == gates
+    ok = loaded.cpu_share < CPU_TARGET and loaded.peak_mb < RSS_TARGET_MB and evaluated_all
     print("targets met" if ok else "TARGETS MISSED")
 
 
@@ -112,8 +152,9 @@ def main() -> None:
     parser.add_argument("--gates", type=int, default=1000)
     parser.add_argument("--interval", default="30s")
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--baseline-seconds", type=float, default=15.0)
     options = parser.parse_args()
-    asyncio.run(run(options.gates, options.interval, options.seconds))
+    run(options.gates, options.interval, options.seconds, options.baseline_seconds)
 
 
 if __name__ == "__main__":
