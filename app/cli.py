@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from typer import rich_utils
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+# Click's usage errors exit 2, which ``gonogo check`` uses for rollback: a mistyped flag in a
+# pipeline must read as an error (3), never as a decision.
+EXIT_USAGE = 3
 
 cli = typer.Typer(
     name="gonogo",
@@ -17,4 +25,13 @@ def main() -> None:
     from app.commands import register_all
 
     register_all(cli)
-    cli()
+    try:
+        code = cli(standalone_mode=False)
+    except ClickException as error:
+        rich_utils.rich_format_error(error)
+        usage = isinstance(error, UsageError) and not isinstance(error, NoArgsIsHelpError)
+        sys.exit(EXIT_USAGE if usage else error.exit_code)
+    except typer.Abort:
+        rich_utils.rich_abort_error()
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

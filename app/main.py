@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -12,7 +13,13 @@ from fastapi import FastAPI
 from app import problems, status_page
 from app.api import api_router, integrations, public_router
 from app.auth import TokenAuthenticator
-from app.catalog import GateCatalog, LoadedGate, ProbeBuilder, build_probe
+from app.catalog import (
+    GateCatalog,
+    LoadedGate,
+    ProbeBuilder,
+    build_probe,
+    install_sighup_reload,
+)
 from app.checks import CheckRunner, SampleStore
 from app.clock import Clock, SystemClock
 from app.db import Database
@@ -40,6 +47,18 @@ def _probe_secrets(loaded: LoadedGate | None) -> list[str]:
     return [os.environ.get(name, "") for name in names]
 
 
+def _reload_on_sighup(catalog: GateCatalog, stack: AsyncExitStack) -> None:
+    try:
+        uninstall = install_sighup_reload(catalog, asyncio.get_running_loop())
+    except (NotImplementedError, RuntimeError, ValueError) as error:
+        # Signals reach only the main thread's loop (an app embedded elsewhere).
+        log.warning(
+            "gate reload on SIGHUP unavailable; use POST /api/v1/admin/reload", error=str(error)
+        )
+        return
+    stack.callback(uninstall)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -64,6 +83,8 @@ def create_app(
             stack.push_async_callback(catalog.aclose)
             catalog.subscribe(lambda _name, loaded: redactor.add(_probe_secrets(loaded)))
             catalog.load_files()
+            if settings.gates_dir is not None:
+                _reload_on_sighup(catalog, stack)
             for loaded in catalog.all():
                 redactor.add(_probe_secrets(loaded))
             async with db.session() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -234,6 +235,65 @@ def test_gonogo_check_errors_exit_3_with_one_line(cli_server: Server) -> None:
     assert nobody.returncode == 3
     assert "cannot reach the server" in nobody.stderr
     assert "Traceback" not in nobody.stderr
+
+
+def test_sighup_reloads_the_gate_directory_and_a_bad_file_keeps_the_old_gates(
+    tmp_path: Path,
+) -> None:
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    (gates / "first.yaml").write_text(gate(1.0))
+    with running(Server(gates, tmp_path / "gonogo.db")) as server:
+        assert server.process is not None
+
+        def names() -> list[str]:
+            return [g["name"] for g in server.call("GET", "/gates", "viewer").json()]
+
+        (gates / "second.yaml").write_text(gate(1.0))
+        server.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: names() == ["first", "second"], 10, "second gate loaded on SIGHUP")
+
+        (gates / "third.yaml").write_text("criteria: [\n")
+        (gates / "second.yaml").unlink()
+        server.process.send_signal(signal.SIGHUP)
+        line = log_line(server, "gate reload refused", seconds=10)
+        assert "third.yaml:" in line
+        assert names() == ["first", "second"]
+        assert server.process.poll() is None
+
+
+def log_line(server: Server, text: str, *, seconds: float) -> str:
+    """The first line of the server's log (stderr) containing ``text``."""
+    assert server.process is not None and server.process.stderr is not None
+    stream = server.process.stderr
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([stream], [], [], left)
+        if not ready:
+            break
+        line = stream.readline()
+        if not line:
+            break
+        if text in line:
+            return line
+    pytest.fail(f"no log line with {text!r} within {seconds}s")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--gate", "g", "--version", "1", "--no-such-flag"],
+        ["check", "--server", "http://127.0.0.1:1", "--version", "1"],  # no --gate
+        ["check", "--server", "http://127.0.0.1:1", "--gate", "g", "--version", "1", "--var", "x"],
+        ["validate"],
+    ],
+    ids=["unknown flag", "missing option", "bad --var", "validate without a path"],
+)
+def test_a_usage_error_exits_3_never_2_which_is_rollback(args: list[str]) -> None:
+    result = subprocess.run([GONOGO, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Usage: gonogo" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_an_invalid_gate_dir_with_one_line(tmp_path: Path) -> None:
