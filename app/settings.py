@@ -35,6 +35,10 @@ class SettingsError(Exception):
     """A setting is invalid; the message names the variable and never echoes its value."""
 
 
+# A placeholder such as CHANGE-ME, or a guessable word, is refused at start-up.
+MIN_SECRET_CHARS = 16
+
+
 def parse_tokens(text: str) -> tuple[ApiToken, ...]:
     """``name:role:secret,...``; the secret may itself contain ``:``."""
     tokens: list[ApiToken] = []
@@ -55,8 +59,13 @@ def parse_tokens(text: str) -> tuple[ApiToken, ...]:
             )
         if name in names:
             raise ValueError(f"token name {name!r} is used twice")
-        if len(secret) < 8:
-            raise ValueError(f"the secret of token {name!r} is shorter than 8 characters")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"the secret of token {name!r} is shorter than {MIN_SECRET_CHARS} characters"
+                " (make one with: openssl rand -hex 24)"
+            )
+        if any(t.secret.get_secret_value() == secret for t in tokens):
+            raise ValueError(f"token {name!r} has the same secret as another token")
         names.add(name)
         tokens.append(ApiToken(name, role, SecretStr(secret)))
     return tuple(tokens)

@@ -5,6 +5,9 @@ the status code: 2xx lets the canary advance, anything else counts as a failed c
 So the answer is 200 only while the gate's current (continuous) decision is ``go``, and
 403 with a problem+json body listing the reasons otherwise. The decision comes from
 memory, like every read: the webhook never calls a probe.
+
+Flagger's webhooks send no headers of their own, so besides ``Authorization: Bearer`` (a
+proxy may add it) the caller's token is read from ``metadata.token``; any role may ask.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.auth import TokenAuthenticator, require
 from gates.engine import Decision
 
 log = structlog.get_logger(__name__)
@@ -33,7 +37,9 @@ class FlaggerWebhook(BaseModel):
     name: str = Field(description="the Canary's name")
     namespace: str = Field(description="the Canary's namespace")
     phase: str | None = Field(default=None, description="Progressing, Promoting, ...")
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="``token``: a gonogo API token, when tokens are set"
+    )
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -71,6 +77,7 @@ def flagger_answer(gate: str, catalog: Any, scheduler: Any) -> JSONResponse:
 )
 async def flagger_webhook(gate: str, payload: FlaggerWebhook, request: Request) -> JSONResponse:
     state = request.app.state
+    _authorize(state.authenticator, request.headers.get("authorization"), payload)
     answer = flagger_answer(gate, state.catalog, state.scheduler)
     log.info(
         "flagger webhook",
@@ -80,3 +87,12 @@ async def flagger_webhook(gate: str, payload: FlaggerWebhook, request: Request) 
         status=answer.status_code,
     )
     return answer
+
+
+def _authorize(
+    authenticator: TokenAuthenticator, authorization: str | None, payload: FlaggerWebhook
+) -> None:
+    token = payload.metadata.get("token")
+    if not authorization and token:
+        authorization = f"Bearer {token}"
+    require(authenticator.authenticate(authorization), "viewer", action="reading")

@@ -8,7 +8,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app import problems
 from app.api.integrations import router as integrations_router
+from app.auth import TokenAuthenticator
+from app.settings import load_settings
 from app.status_page import router
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
 from gates.model import Gate
@@ -123,9 +126,15 @@ class FixedClock:
 
 
 def status_app(
-    catalog: FakeCatalog, scheduler: FakeScheduler, checks: FakeChecks | None = None
+    catalog: FakeCatalog,
+    scheduler: FakeScheduler,
+    checks: FakeChecks | None = None,
+    *,
+    tokens: str = "",
 ) -> FastAPI:
     app = FastAPI()
+    problems.install(app)
+    app.state.authenticator = TokenAuthenticator(load_settings(tokens=tokens).tokens)
     app.include_router(router)
     app.include_router(integrations_router)
     app.state.catalog = catalog

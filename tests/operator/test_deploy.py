@@ -133,6 +133,13 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == present
 
 
+def test_one_replica_and_no_overlap_during_a_rollout() -> None:
+    # Every process samples every gate and runs every running check: two would race.
+    spec = kube("Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
 def container() -> dict[str, Any]:
     [found] = kube("Deployment")["spec"]["template"]["spec"]["containers"]
     return found

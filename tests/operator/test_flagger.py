@@ -23,8 +23,11 @@ FLAGGER_BODY = {
 }
 
 
-def client(scheduler: FakeScheduler) -> httpx.AsyncClient:
-    app = status_app(FakeCatalog([FakeLoaded(make_gate("portal"))]), scheduler)
+TOKEN = "flagger-viewer-secret-0001"
+
+
+def client(scheduler: FakeScheduler, *, tokens: str = "") -> httpx.AsyncClient:
+    app = status_app(FakeCatalog([FakeLoaded(make_gate("portal"))]), scheduler, tokens=tokens)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gonogo")
 
 
@@ -93,3 +96,41 @@ async def test_extra_fields_from_newer_flagger_versions_are_accepted() -> None:
             "/api/v1/integrations/flagger/portal", json={**FLAGGER_BODY, "checksum": "abc"}
         )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("metadata", "headers"),
+    [
+        ({"type": "rollout", "token": TOKEN}, {}),
+        ({"type": "rollout"}, {"Authorization": f"Bearer {TOKEN}"}),
+    ],
+    ids=["token in metadata", "bearer header"],
+)
+async def test_with_tokens_set_the_caller_shows_a_token(
+    metadata: dict[str, str], headers: dict[str, str]
+) -> None:
+    scheduler = FakeScheduler({"portal": verdict("portal", Decision.GO, 0.9995)})
+    async with client(scheduler, tokens=f"flagger:viewer:{TOKEN}") as http:
+        response = await http.post(
+            "/api/v1/integrations/flagger/portal",
+            json={**FLAGGER_BODY, "metadata": metadata},
+            headers=headers,
+        )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "metadata", [{"type": "rollout"}, {"type": "rollout", "token": "not-the-token"}]
+)
+async def test_with_tokens_set_no_or_a_wrong_token_is_401_and_never_go(
+    metadata: dict[str, str],
+) -> None:
+    scheduler = FakeScheduler({"portal": verdict("portal", Decision.GO, 0.9995)})
+    async with client(scheduler, tokens=f"flagger:viewer:{TOKEN}") as http:
+        response = await http.post(
+            "/api/v1/integrations/flagger/portal", json={**FLAGGER_BODY, "metadata": metadata}
+        )
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "not-the-token" not in response.text
+    assert TOKEN not in response.text

@@ -290,7 +290,16 @@ def test_settings_fail_fast_naming_the_variable_without_echoing_secrets() -> Non
         load_settings(port=70000)
     with pytest.raises(SettingsError, match="GONOGO_DATABASE_URL"):
         load_settings(database_url="mysql://x")
-    tokens = parse_tokens("a:viewer:secret:with:colons, b:admin:another-secret")
+    placeholders = "ci:pipeline:CHANGE-ME,admin:admin:CHANGE-ME"
+    with pytest.raises(SettingsError, match="shorter than 16") as short:
+        load_settings(tokens=placeholders)
+    assert "GONOGO_TOKENS" in str(short.value)
+    assert "CHANGE-ME" not in str(short.value)
+    shared = "ci:pipeline:one-long-shared-secret,admin:admin:one-long-shared-secret"
+    with pytest.raises(SettingsError, match="same secret") as same:
+        load_settings(tokens=shared)
+    assert "one-long-shared-secret" not in str(same.value)
+    tokens = parse_tokens("a:viewer:secret:with:colons, b:admin:another-long-secret")
     assert [(t.name, t.role) for t in tokens] == [("a", "viewer"), ("b", "admin")]
     assert tokens[0].secret.get_secret_value() == "secret:with:colons"
     assert "secret:with" not in repr(tokens)
