@@ -138,7 +138,8 @@ class Signoff(BaseModel):
 
     id: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    role: Literal["pipeline", "approver", "admin"] = "approver"
+    # Who may record it: POST /checks/{id}/signoffs needs at least approver (SPEC §5).
+    role: Literal["approver", "admin"] = "approver"
 
 
 class Notify(BaseModel):

@@ -462,7 +462,15 @@ CASES += [
         crit("name: a", "probe: c", 'go: "> 1"') + "signoffs: [{id: uat, role: boss}]\n",
         (7, 28),
         "signoffs[0].role",
-        "'pipeline', 'approver' or 'admin'",
+        "'approver' or 'admin'",
+        None,
+    ),
+    (
+        "sign-off role below approver, who records sign-offs",
+        crit("name: a", "probe: c", 'go: "> 1"') + "signoffs: [{id: uat, role: pipeline}]\n",
+        (7, 28),
+        "signoffs[0].role",
+        "'approver' or 'admin'",
         None,
     ),
     (
