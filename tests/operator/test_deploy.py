@@ -133,11 +133,11 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == present
 
 
-def test_one_replica_and_no_overlap_during_a_rollout() -> None:
-    # Every process samples every gate and runs every running check: two would race.
+def test_one_replica_that_a_rollout_never_leaves_unavailable() -> None:
+    # Every process samples every gate and runs every running check: there is no lease.
     spec = kube("Deployment")["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 def container() -> dict[str, Any]:
