@@ -22,7 +22,7 @@ from typing import Literal
 
 import structlog
 
-from gates.errors import GateFileError
+from gates.errors import GateFileError, count_of
 from gates.loader import load_gate_text
 from gates.model import Gate
 from gates.sampler import probe_budget
@@ -80,7 +80,7 @@ class GateDirInvalid(Exception):
         self.problems = tuple(problems)
         listed = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(
-            f"the gate directory is invalid ({len(self.problems)} problems):\n{listed}"
+            f"the gate directory is invalid ({count_of(len(self.problems), 'problem')}):\n{listed}"
         )
 
 

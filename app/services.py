@@ -28,7 +28,7 @@ from app.problems import Conflict, Invalid, NotFound
 from app.scheduler import GateScheduler
 from gates.conditions import ConditionError, format_duration, parse_duration
 from gates.engine import Decision, Steady, Verdict
-from gates.errors import GateFileError
+from gates.errors import GateFileError, count_of
 from gates.model import GATE_NAME
 
 MAX_CHECK_TIMEOUT = timedelta(hours=24)
@@ -183,7 +183,7 @@ async def put_gate(
         raise Conflict(str(read_only)) from None
     except GateFileError as invalid:
         raise Invalid(
-            f"the gate definition is invalid ({len(invalid.problems)} problems)",
+            f"the gate definition is invalid ({count_of(len(invalid.problems), 'problem')})",
             errors=[_located(p.as_dict()) for p in invalid.problems],
         ) from None
     if previous is not loaded:
@@ -222,8 +222,7 @@ async def delete_gate(session: AsyncSession, catalog: GateCatalog, *, name: str)
     running = await repo.running_check_count(session, name)
     if running:
         raise Conflict(
-            f"gate {name!r} has {running} running check{'s' if running != 1 else ''};"
-            " cancel or decide them first"
+            f"gate {name!r} has {count_of(running, 'running check')}; cancel or decide them first"
         )
     await repo.delete_api_gate(session, name)
 

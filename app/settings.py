@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gates.conditions import ConditionError, parse_duration
+from gates.errors import count_of
 
 Role = Literal["viewer", "pipeline", "approver", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "pipeline", "approver", "admin")
@@ -50,7 +51,7 @@ def parse_tokens(text: str) -> tuple[ApiToken, ...]:
         if len(parts) != 3 or not parts[0] or not parts[2]:
             raise ValueError(
                 f"entry {position + 1} is not name:role:secret (it has"
-                f" {len(parts)} part{'s' if len(parts) != 1 else ''})"
+                f" {count_of(len(parts), 'part')})"
             )
         name, role, secret = parts
         if role not in ROLES:

@@ -74,15 +74,19 @@ def _as_problem(item: GateProblem | str) -> GateProblem:
     return GateProblem(file="", line=None, col=None, loc=(), message=item)
 
 
+def count_of(count: int, noun: str) -> str:
+    """``1 problem``, ``2 problems``: for messages people read."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 class GateFileError(GonogoError):
     """A gate definition (file or API body) is invalid; ``problems`` lists every problem."""
 
     def __init__(self, problems: Iterable[GateProblem | str]) -> None:
         self.problems: tuple[GateProblem, ...] = tuple(_as_problem(p) for p in problems)
-        count = len(self.problems)
         listed = "\n".join(str(p) for p in self.problems)
         super().__init__(
-            f"invalid gate definition ({count} problem{'s' if count != 1 else ''}):\n{listed}"
+            f"invalid gate definition ({count_of(len(self.problems), 'problem')}):\n{listed}"
         )
 
     @property

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
-from gates.errors import GateProblem
+from gates.errors import GateProblem, count_of
 from gates.loader import check_gate_file, gate_files
 from gates.model import Gate
 from gates.sampler import placeholder_values, take_sample
@@ -111,10 +111,7 @@ def validate(
         for problem in problems:
             typer.echo(str(problem))
     if files:
-        typer.echo(
-            f"{valid + invalid} gate file{'s' if valid + invalid != 1 else ''}:"
-            f" {valid} valid, {invalid} invalid"
-        )
+        typer.echo(f"{count_of(valid + invalid, 'gate file')}: {valid} valid, {invalid} invalid")
     if invalid or errors:
         raise typer.Exit(EXIT_NOT_GO)
 
