@@ -16,10 +16,8 @@ from probes.client import (
     ENV_VAR_PATTERN,
     HTTP_URL_PATTERN,
     ProbeFailure,
-    SourceClient,
-    bearer_headers,
+    bearer_source,
     failure_measurement,
-    secret_from_env,
 )
 
 ALERTS_PATH = "/api/v2/alerts"
@@ -57,16 +55,7 @@ class AlertmanagerProbe:
     def __init__(self, config: AlertmanagerConfig, *, name: str) -> None:
         self.config = config
         self.name = name
-        token = secret_from_env(config.token_env, field="token_env")
-        headers, secrets = bearer_headers(config.headers, token)
-        self._credential = f"token_env {config.token_env}" if config.token_env else None
-        self.client = SourceClient(
-            base_url=config.url,
-            timeout=config.timeout,
-            retries=config.retries,
-            headers=headers,
-            secrets=secrets,
-        )
+        self.client, self._credential = bearer_source(config)
 
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -552,6 +552,36 @@ def failure_measurement(
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 HTTP_URL_PATTERN = r"^https?://\S+$"
+
+
+class BearerSourceConfig(Protocol):
+    """A probe config whose source takes an optional ``Authorization: Bearer`` token."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    @property
+    def token_env(self) -> str | None: ...
+
+
+def bearer_source(config: BearerSourceConfig) -> tuple[SourceClient, str | None]:
+    """The pooled client for ``config``'s source, sending its token when it names one, and
+    the credential to name when the source refuses it (``"token_env X"``)."""
+    token = secret_from_env(config.token_env, field="token_env")
+    headers, secrets = bearer_headers(config.headers, token)
+    client = SourceClient(
+        base_url=config.url,
+        timeout=config.timeout,
+        retries=config.retries,
+        headers=headers,
+        secrets=secrets,
+    )
+    return client, f"token_env {config.token_env}" if config.token_env else None
 
 
 def bearer_headers(

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from probes.answers import is_number, kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
 from probes.client import ProbeFailure, SourceClient, secret_from_env
 
@@ -24,7 +25,6 @@ DEFAULT_SITE = "datadoghq.com"
 DEFAULT_WINDOW = timedelta(minutes=5)
 QUERY_PATH = "/api/v1/query"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_MESSAGE_CHARS = 200
 _UNUSED_KEYS = ("metric", "matchers", "params", "path", "field")
 
 
@@ -116,7 +116,7 @@ def error_messages(body: Any) -> str:
     """The text of Datadog's ``{"errors": [...]}`` error body, or "" for anything else."""
     if isinstance(body, dict) and isinstance(body.get("errors"), list):
         texts = [str(e) for e in body["errors"] if isinstance(e, str | int | float)]
-        return _short("; ".join(texts))
+        return shorten("; ".join(texts))
     return ""
 
 
@@ -127,17 +127,17 @@ def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> M
         return Measurement.error(f"{TYPE_NAME}: {detail}", now)
 
     if not isinstance(body, dict):
-        return error(f"unexpected response: a JSON object was expected, got {_kind(body)}")
+        return error(f"unexpected response: a JSON object was expected, got {kind_of(body)}")
     status = body.get("status")
     if status is None and "series" not in body:
         keys = ", ".join(sorted(map(str, body))[:5]) or "none"
         return error(f"unexpected response: no status or series (keys: {keys})")
     if status != "ok":
         cause = body.get("error") or body.get("message") or f"status {status!r}"
-        return error(f"query failed: {_short(str(cause))}")
+        return error(f"query failed: {shorten(str(cause))}")
     series = body.get("series")
     if not isinstance(series, list):
-        return error(f"unexpected response: series is {_kind(series)}, not a list")
+        return error(f"unexpected response: series is {kind_of(series)}, not a list")
     if not series:
         return Measurement.no_data(f"{TYPE_NAME}: no series matched the query", now)
     points: list[_LastPoint] = []
@@ -171,18 +171,18 @@ def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> M
 
 def _last_point(item: Any, index: int) -> _LastPoint | None:
     if not isinstance(item, dict):
-        raise ValueError(f"series[{index}] is {_kind(item)}, not an object")
+        raise ValueError(f"series[{index}] is {kind_of(item)}, not an object")
     pointlist = item.get("pointlist")
     if not isinstance(pointlist, list):
-        raise ValueError(f"series[{index}].pointlist is {_kind(pointlist)}, not a list")
+        raise ValueError(f"series[{index}].pointlist is {kind_of(pointlist)}, not a list")
     for point in reversed(pointlist):
         if not (isinstance(point, list) and len(point) >= 2):
             raise ValueError(f"series[{index}] has a point that is not [timestamp, value]")
         timestamp, value = point[0], point[1]
         if value is None:
             continue
-        if not _is_number(value) or not _is_number(timestamp):
-            raise ValueError(f"series[{index}] has a non-numeric point {_short(repr(point))}")
+        if not is_number(value) or not is_number(timestamp):
+            raise ValueError(f"series[{index}] has a non-numeric point {shorten(repr(point))}")
         stamp = datetime.fromtimestamp(float(timestamp) / 1000, UTC)
         label = f"{_series_label(item, index)} at {stamp.isoformat().replace('+00:00', 'Z')}"
         return _LastPoint(label, float(timestamp), float(value))
@@ -206,24 +206,8 @@ def _series_label(item: Any, index: int) -> str:
     if isinstance(item, dict):
         for key in ("scope", "expression", "display_name", "metric"):
             if isinstance(item.get(key), str) and item[key]:
-                return _short(str(item[key]), 80)
+                return shorten(str(item[key]), 80)
     return f"series[{index}]"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
-
-
-def _short(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _unused_keys(query: ProbeQuery, keys: Sequence[str]) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from probes.answers import is_number, kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
 from probes.client import ProbeFailure, SourceClient, secret_from_env
 
@@ -29,7 +30,6 @@ NRQL_DOCUMENT = (
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Row keys that describe a TIMESERIES bucket rather than measure anything.
 _TIME_KEYS = frozenset({"beginTimeSeconds", "endTimeSeconds", "timestamp"})
-_MESSAGE_CHARS = 200
 _UNUSED_KEYS = ("metric", "matchers", "params", "path")
 
 
@@ -124,7 +124,7 @@ def graphql_errors(body: Any) -> str:
             kind = extensions.get("errorClass") or extensions.get("error_code")
             kind = kind or extensions.get("code")
         texts.append(f"{message} ({kind})" if kind else message)
-    return _short("; ".join(texts))
+    return shorten("; ".join(texts))
 
 
 def read_nrql_response(
@@ -136,7 +136,7 @@ def read_nrql_response(
         return Measurement.error(f"{TYPE_NAME}: {detail}", now)
 
     if not isinstance(body, dict):
-        return error(f"unexpected response: a JSON object was expected, got {_kind(body)}")
+        return error(f"unexpected response: a JSON object was expected, got {kind_of(body)}")
     results = _dig(body, ("data", "actor", "account", "nrql", "results"))
     if results is None:
         messages = graphql_errors(body)
@@ -144,7 +144,7 @@ def read_nrql_response(
             return error(f"NerdGraph error: {messages}")
         return error("unexpected response: no data.actor.account.nrql.results")
     if not isinstance(results, list):
-        return error(f"unexpected response: results is {_kind(results)}, not a list")
+        return error(f"unexpected response: results is {kind_of(results)}, not a list")
     if not results:
         return Measurement.no_data(f"{TYPE_NAME}: the NRQL query returned no rows", now)
     if len(results) > 1 and reduce is None:
@@ -176,7 +176,7 @@ def read_nrql_response(
 def _row_value(row: Any, field: str | None) -> tuple[str, float | None]:
     """(field name, number or None for null) of one result row."""
     if not isinstance(row, dict):
-        raise ValueError(f"is {_kind(row)}, not an object")
+        raise ValueError(f"is {kind_of(row)}, not an object")
     if field is not None:
         if field in row:
             return field, _number(field, row[field])
@@ -188,7 +188,7 @@ def _row_value(row: Any, field: str | None) -> tuple[str, float | None]:
     for key, raw in row.items():
         if key in _TIME_KEYS:
             continue
-        if raw is None or _is_number(raw) or isinstance(raw, dict):
+        if raw is None or is_number(raw) or isinstance(raw, dict):
             return key, _number(key, raw)
     raise ValueError(f"no numeric field (fields: {', '.join(map(str, row)) or 'none'})")
 
@@ -196,14 +196,14 @@ def _row_value(row: Any, field: str | None) -> tuple[str, float | None]:
 def _number(name: str, raw: Any) -> float | None:
     if raw is None:
         return None
-    if _is_number(raw):
+    if is_number(raw):
         return float(raw)
     if isinstance(raw, dict):
         if len(raw) == 1:
             return _number(name, next(iter(raw.values())))
         keys = ", ".join(map(str, raw))
         raise ValueError(f"{name} holds several values ({keys}); set field: {name}.<one of them>")
-    raise ValueError(f"{name} is {_kind(raw)}, not a number")
+    raise ValueError(f"{name} is {kind_of(raw)}, not a number")
 
 
 def _reduce(values: Sequence[float], reduce: Reduce) -> float:
@@ -225,19 +225,3 @@ def _dig(body: Any, keys: Sequence[str]) -> Any:
             return None
         body = body.get(key)
     return body
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
-
-
-def _short(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from probes.answers import kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
 from probes.client import JsonResponse, ProbeFailure, SourceClient, secret_from_env
 
@@ -51,7 +52,6 @@ SESSIONS = "sum(session)"
 QUANTITY = "sum(quantity)"
 _LINK = re.compile(r'<([^>]*)>((?:\s*;\s*[A-Za-z]+\s*=\s*"[^"]*")*)')
 _LINK_PARAM = re.compile(r'([A-Za-z]+)\s*=\s*"([^"]*)"')
-_MESSAGE_CHARS = 200
 _UNUSED_KEYS = ("query", "matchers", "path", "field", "reduce")
 
 
@@ -259,7 +259,7 @@ class SentryProbe:
         detail = failure.detail
         body = failure.body
         if isinstance(body, dict) and isinstance(body.get("detail"), str):
-            detail += f": {_short(body['detail'])}"
+            detail += f": {shorten(body['detail'])}"
         if failure.http_status in (401, 403):
             detail += f" — check token_env {self.config.token_env}"
         reset = _reset_time(failure.headers.get("x-sentry-rate-limit-reset"))
@@ -298,11 +298,11 @@ def _interval(window: timedelta) -> str:
 
 def _count_new_issues(body: Any, since: datetime) -> int:
     if not isinstance(body, list):
-        raise _Unexpected(f"the issue list is {_kind(body)}, not a list")
+        raise _Unexpected(f"the issue list is {kind_of(body)}, not a list")
     count = 0
     for index, issue in enumerate(body):
         if not isinstance(issue, dict):
-            raise _Unexpected(f"issue [{index}] is {_kind(issue)}, not an object")
+            raise _Unexpected(f"issue [{index}] is {kind_of(issue)}, not an object")
         first_seen = _parse_time(issue.get("firstSeen"))
         # An issue without a readable firstSeen counts: miscounting it as old would fail open.
         if first_seen is None or first_seen >= since:
@@ -312,12 +312,12 @@ def _count_new_issues(body: Any, since: datetime) -> int:
 
 def _groups(body: Any) -> list[Any]:
     if not isinstance(body, dict):
-        raise _Unexpected(f"a JSON object was expected, got {_kind(body)}")
+        raise _Unexpected(f"a JSON object was expected, got {kind_of(body)}")
     groups = body.get("groups")
     if groups is None:
         return []
     if not isinstance(groups, list):
-        raise _Unexpected(f"groups is {_kind(groups)}, not a list")
+        raise _Unexpected(f"groups is {kind_of(groups)}, not a list")
     return groups
 
 
@@ -335,7 +335,7 @@ def _total(
     if value is None and allow_null:
         return None
     if not (isinstance(value, int | float) and not isinstance(value, bool)):
-        raise _Unexpected(f"groups[{index}].totals[{field!r}] is {_kind(value)}, not a number")
+        raise _Unexpected(f"groups[{index}].totals[{field!r}] is {kind_of(value)}, not a number")
     return float(value)
 
 
@@ -369,15 +369,3 @@ def _iso(moment: datetime) -> str:
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
-
-
-def _short(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
