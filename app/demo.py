@@ -305,8 +305,8 @@ class DemoUrls:
     service: str
     gate: str
 
-    def check_command(self) -> str:
-        return f"gonogo check --server {self.status_page} --gate {self.gate} --version 1.4.2"
+    def check_command(self, launcher: str = "gonogo") -> str:
+        return f"{launcher} check --server {self.status_page} --gate {self.gate} --version 1.4.2"
 
 
 def bind_loopback(port: int) -> socket.socket:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from pathlib import Path
 
@@ -35,6 +36,12 @@ async def _serve_gonogo(gates_dir: Path, data_dir: Path, sock: socket.socket) ->
     await server.serve(sockets=[sock])
 
 
+def _launcher() -> str:
+    """How the person reading this runs gonogo: under ``uv run`` (which sets ``UV``) the
+    command is in the project's environment, not on their PATH."""
+    return "uv run gonogo" if os.environ.get("UV") else "gonogo"
+
+
 def _announce(urls: DemoUrls, pace: Pace) -> None:
     typer.echo("gonogo demo: a simulated checkout service drifting through")
     typer.echo(
@@ -52,7 +59,7 @@ def _announce(urls: DemoUrls, pace: Pace) -> None:
     typer.echo(f"  simulated     {urls.service}/health")
     typer.echo("")
     typer.echo("  try, in another terminal:")
-    typer.echo(f"    {urls.check_command()}")
+    typer.echo(f"    {urls.check_command(launcher=_launcher())}")
     typer.echo("")
     typer.echo("Ctrl-C stops it; nothing is left behind.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ def demo_process(port: int) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         [str(GONOGO), "demo", "--port", str(port), "--speed", "20"],
         cwd=REPO,
+        env={**os.environ, "UV": "uv"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -81,6 +83,11 @@ def test_demo_goes_go_then_no_go_then_rollback() -> None:
         status = get_json(f"http://127.0.0.1:{port}/status.json")
         assert isinstance(status, dict)
         assert [g["name"] for g in status["gates"]] == ["checkout"]
+        assert process.stdout is not None
+        process.terminate()
+        announced = process.stdout.read()
+    # Started by ``uv run`` (which sets UV), gonogo is not on the reader's PATH.
+    assert f"uv run gonogo check --server http://127.0.0.1:{port}" in announced
 
 
 def demo_cli() -> typer.Typer:
