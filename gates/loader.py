@@ -382,6 +382,24 @@ def _factory(type_name: str, location: Loc, problems: _Problems) -> ProbeFactory
     return factory
 
 
+def _check_no_probe_placeholders(raw: Any, at: Loc, problems: _Problems) -> None:
+    """A probe's connection is built once per gate and shared by every check, so its
+    settings cannot follow a check's values: a ``${name}`` there would be sent as is."""
+    if isinstance(raw, Mapping):
+        for key, value in raw.items():
+            _check_no_probe_placeholders(value, (*at, key), problems)
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            _check_no_probe_placeholders(value, (*at, index), problems)
+    elif isinstance(raw, str) and "${" in raw:
+        problems.add(
+            at,
+            "placeholders are not filled in probe settings",
+            "a probe's connection is shared by every check of the gate; put ${...} in the"
+            " criterion's query, matchers, params or path instead",
+        )
+
+
 def _check_probes(raw: Any, problems: _Problems) -> _Probes:
     found = _Probes()
     if raw is None:
@@ -413,6 +431,7 @@ def _check_probes(raw: Any, problems: _Problems) -> _Probes:
             continue
         _check_keys(entry, factory.config_model, at, problems, secrets=True)
         _check_headers(entry.get("headers"), (*at, "headers"), problems)
+        _check_no_probe_placeholders(entry, at, problems)
         try:
             config = factory.config_model.model_validate(dict(entry))
         except ValidationError as invalid:

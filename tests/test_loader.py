@@ -466,6 +466,15 @@ CASES += [
         None,
     ),
     (
+        "placeholder in a probe setting, which every check shares",
+        "vars: {env: prod}\nprobes:\n  h: {type: http, url: 'https://${env}.example/health'}\n"
+        "criteria:\n  - {name: up, probe: h, metric: up, go: '== 1'}\n",
+        (3, 24),
+        "probes.h.url",
+        "placeholders are not filled in probe settings",
+        "put ${...} in the criterion's query",
+    ),
+    (
         "sign-off role below approver, who records sign-offs",
         crit("name: a", "probe: c", 'go: "> 1"') + "signoffs: [{id: uat, role: pipeline}]\n",
         (7, 28),
