@@ -61,16 +61,13 @@ class DecisionReadLane:
         return body
 
     def _may_read(self, scope: Scope) -> bool:
-        authenticator = self.state.authenticator
-        if authenticator.open:
-            return True
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
         try:
-            principal = authenticator.authenticate(authorization)
+            principal = self.state.authenticator.authenticate(authorization)
         except Problem:
             return False
         return bool(principal.has(READ_ROLE))

@@ -125,8 +125,10 @@ def start_gonogo_serve(gates_dir: Path, work: Path) -> tuple[subprocess.Popen[st
         "--database-url",
         f"sqlite+aiosqlite:///{work / 'gonogo.db'}",
     ]
-    log = (work / "gonogo.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    with (work / "gonogo.log").open("w") as log:  # the child keeps its own copy
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
+        )
     return process, f"http://127.0.0.1:{port}"
 
 

@@ -49,7 +49,8 @@ def lane(*, tokens: str = TOKENS_SETTING, ready: bool = True) -> tuple[DecisionR
     state = SimpleNamespace(authenticator=TokenAuthenticator(load_settings(tokens=tokens).tokens))
     if ready:
         state.catalog = Catalog({"portal", "fresh"})
-        state.scheduler = Scheduler({"portal": BODY})
+        # "gone" was evaluated, then removed from the catalog: its bytes must not be served.
+        state.scheduler = Scheduler({"portal": BODY, "gone": BODY})
     downstream = Downstream()
     return DecisionReadLane(downstream, state=state), downstream
 
@@ -57,7 +58,12 @@ def lane(*, tokens: str = TOKENS_SETTING, ready: bool = True) -> tuple[DecisionR
 async def ask(
     app: DecisionReadLane, path: str, *, method: str = "GET", token: str | None = None
 ) -> tuple[int, dict[bytes, bytes], bytes]:
-    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    if token is None:
+        headers = []
+    elif " " in token:  # a whole header value
+        headers = [(b"authorization", token.encode())]
+    else:
+        headers = [(b"authorization", f"Bearer {token}".encode())]
     scope = {"type": "http", "method": method, "path": path, "headers": headers}
     messages: list[dict[str, Any]] = []
 
@@ -94,7 +100,9 @@ async def test_open_access_needs_no_token() -> None:
     [
         ("/api/v1/gates/portal/decision", "GET", None, "no token"),
         ("/api/v1/gates/portal/decision", "GET", "not-a-token", "bad token"),
+        ("/api/v1/gates/portal/decision", "GET", f"Basic {TOKENS['viewer']}", "other scheme"),
         ("/api/v1/gates/nope/decision", "GET", TOKENS["viewer"], "unknown gate"),
+        ("/api/v1/gates/gone/decision", "GET", TOKENS["viewer"], "removed gate, bytes left"),
         ("/api/v1/gates/fresh/decision", "GET", TOKENS["viewer"], "not evaluated yet"),
         ("/api/v1/gates/portal/decision", "HEAD", TOKENS["viewer"], "another method"),
         ("/api/v1/gates/portal", "GET", TOKENS["viewer"], "another path"),
