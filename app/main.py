@@ -10,25 +10,27 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from app import problems, status_page
-from app.api import api_router, integrations, public_router
-from app.auth import TokenAuthenticator
-from app.catalog import (
+from app.checks.runner import CheckRunner, SampleStore
+from app.checks.service import load_api_gates
+from app.core import problems
+from app.core.auth import TokenAuthenticator
+from app.core.clock import Clock, SystemClock
+from app.core.db import Database
+from app.core.logging import redactor
+from app.core.settings import Settings, load_settings, validate_bind
+from app.gates.catalog import (
     GateCatalog,
     LoadedGate,
     ProbeBuilder,
     build_probe,
     install_sighup_reload,
 )
-from app.checks import CheckRunner, SampleStore
-from app.clock import Clock, SystemClock
-from app.db import Database
-from app.logging import redactor
-from app.notify import Notifier
-from app.read_lane import DecisionReadLane
-from app.scheduler import GateScheduler
-from app.services import load_api_gates
-from app.settings import Settings, load_settings, validate_bind
+from app.gates.read_lane import DecisionReadLane
+from app.gates.scheduler import GateScheduler
+from app.integrations import flagger as integrations
+from app.observability.notify import Notifier
+from app.observability.routes import api_router, public_router
+from app.web import status_page
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """Alembic environment: async engines (aiosqlite, asyncpg), URL from GONOGO_DATABASE_URL.
 
-``app.migrate`` runs migrations on a connection it already holds (passed in
+``app.core.migrate`` runs migrations on a connection it already holds (passed in
 ``config.attributes["connection"]``), so they also run inside a running event loop.
 """
 
@@ -14,8 +14,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import Base, UtcDateTime
-from app.settings import load_settings
+from app.core.db import Base, UtcDateTime
+from app.core.settings import load_settings
 
 config = context.config
 target_metadata = Base.metadata

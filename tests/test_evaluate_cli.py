@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from app.commands import gatefiles
+from app.cli import gatefiles
 from probes.base import ProbeConfig
 from tests.fakeprobe import FakeProbe
 

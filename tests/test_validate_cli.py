@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.commands import gatefiles
+from app.cli import gatefiles
 
 GATEFILES = Path(__file__).parent / "gatefiles"
 REPO = Path(__file__).resolve().parents[1]

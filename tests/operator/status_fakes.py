@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import problems
-from app.api.integrations import router as integrations_router
-from app.auth import TokenAuthenticator
-from app.settings import load_settings
-from app.status_page import router
+from app.core import problems
+from app.core.auth import TokenAuthenticator
+from app.core.settings import load_settings
+from app.integrations.flagger import router as integrations_router
+from app.web.status_page import router
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
 from gates.model import Gate
 from probes.base import ProbeConfig

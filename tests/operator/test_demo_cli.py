@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.demo import bind_loopback
+from app.demo.service import bind_loopback
 from tests.operator.conftest import REPO, in_ci
 
 GONOGO = Path(sys.executable).with_name("gonogo")
@@ -92,7 +92,7 @@ def test_demo_goes_go_then_no_go_then_rollback() -> None:
 
 def demo_cli() -> typer.Typer:
     """A command group holding just ``demo``, registered the way app/commands does it."""
-    from app.commands import demo
+    from app.cli import demo
 
     cli = typer.Typer()
 

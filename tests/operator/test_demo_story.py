@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from app import demo
+from app.demo import service as demo
 from gates.engine import Decision, Sample, decide
 from gates.model import Gate
 from gates.sampler import placeholder_values, take_sample

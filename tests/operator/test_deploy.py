@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import metrics
+from app.observability import metrics
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
 from gates.model import Gate
 from probes.base import MeasurementStatus, ProbeConfig
@@ -241,7 +241,7 @@ def alert_exprs() -> list[str]:
 
 
 def exported_samples() -> dict[str, set[str]]:
-    """Every sample name in app.metrics' exposition, with its label names, after one
+    """Every sample name in app.observability.metrics' exposition, with its label names, after one
     evaluation, check, notification and decision change have been recorded."""
     gate = Gate(
         name="metric-names",

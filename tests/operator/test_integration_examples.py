@@ -61,7 +61,7 @@ def test_flagger_canary_calls_the_webhook_route() -> None:
 
 
 def test_flagger_route_exists() -> None:
-    from app.api.integrations import router
+    from app.integrations.flagger import router
 
     paths = {(route.path, tuple(sorted(route.methods))) for route in router.routes}  # type: ignore[attr-defined]
     assert ("/api/v1/integrations/flagger/{gate}", ("POST",)) in paths
@@ -116,7 +116,7 @@ def _strings(node: Any) -> list[str]:
 
 def check_help() -> str:
     from app.cli import cli
-    from app.commands import register_all
+    from app.cli.commands import register_all
 
     register_all(cli)
     if "check" not in {c.name for c in cli.registered_commands} and not in_ci():

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from app.status_page import format_value, value_unit
+from app.web.status_page import format_value, value_unit
 from gates.engine import Decision
 from tests.operator.status_fakes import (
     T0,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from app.demo import bind_loopback
+from app.demo.service import bind_loopback
 from gates.engine import Decision
 from tests.operator.conftest import require_binary
 from tests.operator.status_fakes import (

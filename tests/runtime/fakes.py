@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from app.clock import Clock
-from app.notify import Notifier
+from app.core.clock import Clock
+from app.observability.notify import Notifier
 from gates.engine import Decision, Sample, Verdict, decide, judge
 from gates.model import Criterion, Gate, Notify
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import GateCatalog, GateDirInvalid, GateReadOnly, LoadedGate, install_sighup_reload
+from app.gates.catalog import (
+    GateCatalog,
+    GateDirInvalid,
+    GateReadOnly,
+    LoadedGate,
+    install_sighup_reload,
+)
 from gates.errors import GateFileError
 from tests.runtime.fakes import ProbeBench, eventually, gate_yaml
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.clock import ManualClock, SystemClock
+from app.core.clock import ManualClock, SystemClock
 from tests.runtime.fakes import T0
 
 

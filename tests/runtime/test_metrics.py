@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import metrics
+from app.observability import metrics
 from gates.engine import Decision, Sample, decide, inconclusive
 from tests.runtime.fakes import T0, make_gate, verdict_for
 

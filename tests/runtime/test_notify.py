@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from app import metrics
-from app.clock import SystemClock
-from app.notify import SIGNATURE_HEADER, Notifier, sign, slack_body
+from app.core.clock import SystemClock
+from app.observability import metrics
+from app.observability.notify import SIGNATURE_HEADER, Notifier, sign, slack_body
 from gates.engine import Decision
 from gates.model import Notify
 from tests.runtime.fakes import eventually, make_gate, verdict_for

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from app import metrics
-from app.catalog import GateCatalog
-from app.clock import ManualClock
-from app.scheduler import GateScheduler, encode_verdict, history_size, phase_offset
+from app.core.clock import ManualClock
+from app.gates.catalog import GateCatalog
+from app.gates.scheduler import GateScheduler, encode_verdict, history_size, phase_offset
+from app.observability import metrics
 from gates.engine import Decision
 from probes.base import Measurement
 from tests.runtime.fakes import (
@@ -184,7 +184,7 @@ async def test_probe_faults_stay_inconclusive_for_their_own_criterion(runtime: R
 async def test_an_evaluation_fault_is_a_no_go_naming_it_and_sampling_goes_on(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app import scheduler as scheduler_module
+    from app.gates import scheduler as scheduler_module
 
     real = scheduler_module.take_sample
     calls = 0
@@ -295,7 +295,7 @@ async def test_metrics_follow_the_continuous_evaluations(runtime: Runtime) -> No
 async def test_a_hanging_webhook_receiver_never_delays_decisions() -> None:
     import asyncio
 
-    from app.notify import Notifier
+    from app.observability.notify import Notifier
 
     connected = asyncio.Event()
     never = asyncio.Event()

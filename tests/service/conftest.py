@@ -17,10 +17,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.clock import ManualClock
+from app.core.clock import ManualClock
+from app.core.migrate import upgrade_database
+from app.core.settings import load_settings
 from app.main import create_app
-from app.migrate import upgrade_database
-from app.settings import load_settings
 from tests.conftest import T0
 from tests.runtime.fakes import ProbeBench
 

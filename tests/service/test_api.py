@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import CheckRow, EventRow, GateRow, SampleRow, SignoffRow
-from app.settings import SettingsError, load_settings, parse_tokens
+from app.core.db import CheckRow, EventRow, GateRow, SampleRow, SignoffRow
+from app.core.settings import SettingsError, load_settings, parse_tokens
 from tests.service.conftest import TOKENS, Service
 
 API_GATE = """\

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from app.clock import ManualClock
+from app.core.clock import ManualClock
 from tests.runtime.fakes import ProbeBench
 from tests.service.conftest import TOKEN_NAMES, Service, open_service
 

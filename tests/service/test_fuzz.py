@@ -12,9 +12,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from starlette.testclient import TestClient
 
+from app.core.migrate import upgrade_database
+from app.core.settings import load_settings
 from app.main import create_app
-from app.migrate import upgrade_database
-from app.settings import load_settings
 from tests.runtime.fakes import ProbeBench
 from tests.service.conftest import TOKENS, TOKENS_SETTING
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from app.auth import TokenAuthenticator
-from app.read_lane import DecisionReadLane
-from app.settings import load_settings
+from app.core.auth import TokenAuthenticator
+from app.core.settings import load_settings
+from app.gates.read_lane import DecisionReadLane
 from tests.service.conftest import TOKENS, TOKENS_SETTING, Service
 from tests.service.test_api import API_GATE, assert_problem
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 import structlog
 
-from app.clock import ManualClock
-from app.logging import REDACTED, configure_logging, redactor
+from app.core.clock import ManualClock
+from app.core.logging import REDACTED, configure_logging, redactor
+from app.core.settings import load_settings
 from app.main import create_app
-from app.settings import load_settings
 from tests.service.conftest import TOKENS, TOKENS_SETTING
 
 PROBE_SECRET = "probe-token-7f3a9c1e5d"

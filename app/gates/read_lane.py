@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.problems import Problem
+from app.core.problems import Problem
 
 PREFIX = "/api/v1/gates/"
 SUFFIX = "/decision"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from app.problems import Forbidden, Unauthorized
-from app.settings import ApiToken, Role, role_rank
+from app.core.problems import Forbidden, Unauthorized
+from app.core.settings import ApiToken, Role, role_rank
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gonogo"'}
 INVALID_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gonogo", error="invalid_token"'}

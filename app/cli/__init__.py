@@ -22,7 +22,7 @@ cli = typer.Typer(
 
 
 def main() -> None:
-    from app.commands import register_all
+    from app.cli.commands import register_all
 
     register_all(cli)
     try:

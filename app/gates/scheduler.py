@@ -32,10 +32,10 @@ from typing import Protocol
 
 import structlog
 
-from app import metrics
-from app.catalog import GateCatalog, LoadedGate
-from app.clock import Clock
-from app.notify import Notifier
+from app.core.clock import Clock
+from app.gates.catalog import GateCatalog, LoadedGate
+from app.observability import metrics
+from app.observability.notify import Notifier
 from gates.engine import Decision, Sample, Steady, Verdict, decide_safely
 from gates.model import Gate
 from gates.sampler import placeholder_values, take_sample

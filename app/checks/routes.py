@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from app import services
-from app.deps import Approver, Pipeline, SessionDep, Viewer
-from app.services import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
+from app.checks import service as services
+from app.checks.service import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
+from app.core.deps import Approver, Pipeline, SessionDep, Viewer
 
 router = APIRouter(tags=["checks"])
 

@@ -22,7 +22,7 @@ from gates.conditions import format_duration
 from gates.engine import Decision, Verdict
 
 if TYPE_CHECKING:
-    from app.catalog import GateCatalog, LoadedGate
+    from app.gates.catalog import GateCatalog, LoadedGate
 
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = PACKAGE_DIR / "static"

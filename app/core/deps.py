@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Principal, TokenAuthenticator, require
-from app.db import Database, run_after_commit, run_on_rollback
+from app.core.auth import Principal, TokenAuthenticator, require
+from app.core.db import Database, run_after_commit, run_on_rollback
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.auth import TokenAuthenticator, require
+from app.core.auth import TokenAuthenticator, require
 from gates.engine import Decision
 
 log = structlog.get_logger(__name__)

@@ -7,10 +7,10 @@ import importlib
 import typer
 
 _MODULES = (
-    "app.commands.gatefiles",
-    "app.commands.server",
-    "app.commands.check",
-    "app.commands.demo",
+    "app.cli.gatefiles",
+    "app.cli.server",
+    "app.cli.check",
+    "app.cli.demo",
 )
 
 

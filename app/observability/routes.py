@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app import metrics
-from app.api import admin, checks, gates
-from app.problems import problem_response
+from app.checks import routes as checks
+from app.core.problems import problem_response
+from app.gates import admin_routes as admin
+from app.gates import routes as gates
+from app.observability import metrics
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(gates.router)

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.deps import Admin
-from app.problems import Invalid
+from app.core.deps import Admin
+from app.core.problems import Invalid
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

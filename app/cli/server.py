@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.settings import Settings, SettingsError, load_settings, validate_bind
+from app.core.settings import Settings, SettingsError, load_settings, validate_bind
 
 
 def _fail(message: str) -> typer.Exit:
@@ -25,7 +25,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _migrate(settings: Settings) -> None:
-    from app.migrate import upgrade_database
+    from app.core.migrate import upgrade_database
 
     try:
         asyncio.run(upgrade_database(settings.database_url))
@@ -45,7 +45,7 @@ def _redacted(text: str, settings: Settings) -> str:
 
 def _check_gates_dir(settings: Settings) -> None:
     """Refuse to start on an invalid gate directory, before binding the port."""
-    from app.catalog import GateCatalog, GateDirInvalid
+    from app.gates.catalog import GateCatalog, GateDirInvalid
 
     if settings.gates_dir is None:
         return
@@ -81,7 +81,7 @@ def serve(
     """Run the service; migrates the database first."""
     import uvicorn
 
-    from app.logging import configure_logging
+    from app.core.logging import configure_logging
     from app.main import create_app
 
     settings = _settings(host=host, port=port, gates_dir=gates_dir, database_url=database_url)

@@ -24,13 +24,13 @@ from typing import Any
 
 import structlog
 
-from app import metrics
-from app import repository as repo
-from app.catalog import GateCatalog, LoadedGate
-from app.clock import Clock
-from app.db import CheckRow, Database, SampleRow, SignoffRow
-from app.notify import Notifier
-from app.scheduler import history_size
+from app.checks import repository as repo
+from app.core.clock import Clock
+from app.core.db import CheckRow, Database, SampleRow, SignoffRow
+from app.gates.catalog import GateCatalog, LoadedGate
+from app.gates.scheduler import history_size
+from app.observability import metrics
+from app.observability.notify import Notifier
 from gates.engine import (
     CriterionOutcome,
     CriterionResult,

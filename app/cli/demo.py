@@ -9,16 +9,16 @@ from pathlib import Path
 
 import typer
 
-from app.demo import DemoUrls, Pace, run_demo
+from app.demo.service import DemoUrls, Pace, run_demo
 
 
 async def _serve_gonogo(gates_dir: Path, data_dir: Path, sock: socket.socket) -> None:
     """gonogo itself, as ``gonogo serve`` runs it, on a fresh SQLite database."""
     import uvicorn
 
+    from app.core.migrate import upgrade_database
+    from app.core.settings import load_settings
     from app.main import create_app
-    from app.migrate import upgrade_database
-    from app.settings import load_settings
 
     port = int(sock.getsockname()[1])
     settings = load_settings(

@@ -1,6 +1,6 @@
 """What the API does, between the routes (parse, authorise) and the repository (SQL).
 
-Services raise ``app.problems`` errors; the request's session dependency commits. Work
+Services raise ``app.core.problems`` errors; the request's session dependency commits. Work
 that must only happen once the data is committed (starting a check's loop, waking
 waiters, installing a gate) is registered with ``after_commit``.
 """
@@ -18,14 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import repository as repo
-from app.auth import Principal, require
-from app.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
-from app.checks import CheckRunner, check_body, iso, no_sample_verdict
-from app.clock import Clock
-from app.db import CheckRow, after_commit, on_rollback
-from app.problems import Conflict, Invalid, NotFound
-from app.scheduler import GateScheduler
+from app.checks import repository as repo
+from app.checks.runner import CheckRunner, check_body, iso, no_sample_verdict
+from app.core.auth import Principal, require
+from app.core.clock import Clock
+from app.core.db import CheckRow, after_commit, on_rollback
+from app.core.problems import Conflict, Invalid, NotFound
+from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
+from app.gates.scheduler import GateScheduler
 from gates.conditions import ConditionError, format_duration, parse_duration
 from gates.engine import Decision, Steady, Verdict
 from gates.errors import GateFileError, count_of

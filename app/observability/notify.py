@@ -37,8 +37,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from app import metrics
-from app.clock import Clock
+from app.core.clock import Clock
+from app.observability import metrics
 from gates.conditions import format_duration
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict
 from gates.model import Gate, Notify

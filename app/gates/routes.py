@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app import services
-from app.deps import Admin, SessionDep, Viewer
-from app.problems import Invalid
+from app.checks import service as services
+from app.core.deps import Admin, SessionDep, Viewer
+from app.core.problems import Invalid
 
 router = APIRouter(prefix="/gates", tags=["gates"])
 

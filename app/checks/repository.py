@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import CheckRow, EventRow, GateRow, SampleRow, SignoffRow
+from app.core.db import CheckRow, EventRow, GateRow, SampleRow, SignoffRow
 
 RUNNING = "running"
 FINAL = "final"
