@@ -1,0 +1,218 @@
+"""The status page and /status.json, through HTTP, from in-memory state."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+
+from app.web.status_page import format_value, value_unit
+from gates.engine import Decision
+from tests.app.web.status_fakes import (
+    T0,
+    FakeCatalog,
+    FakeChecks,
+    FakeLoaded,
+    FakeScheduler,
+    make_gate,
+    status_app,
+    verdict,
+)
+
+
+def client_for(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gonogo")  # type: ignore[arg-type]
+
+
+def three_gates() -> tuple[FakeCatalog, FakeScheduler]:
+    catalog = FakeCatalog(
+        [
+            FakeLoaded(make_gate("portal")),
+            FakeLoaded(make_gate("billing")),
+            FakeLoaded(make_gate("records")),
+        ]
+    )
+    scheduler = FakeScheduler(
+        {
+            "portal": verdict("portal", Decision.GO, 0.9995),
+            "billing": verdict("billing", Decision.NO_GO, 0.998, passes=1),
+            "records": verdict("records", Decision.ROLLBACK, 0.91, passes=0),
+        }
+    )
+    return catalog, scheduler
+
+
+CHECK = {
+    "id": "c-42",
+    "gate": "portal",
+    "version": "2.4.1",
+    "environment": "production",
+    "stage": "blue-green",
+    "created_at": T0,
+    "latest": {"decision": "no_go", "reasons": ["missing sign-off: uat"]},
+    "missing_signoffs": ["uat", "clinical-safety"],
+}
+
+
+async def test_status_json_has_every_gate_with_decision_label_and_criteria() -> None:
+    catalog, scheduler = three_gates()
+    async with client_for(status_app(catalog, scheduler, FakeChecks([CHECK]))) as client:
+        response = await client.get("/status.json")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["generated_at"] == "2026-11-24T10:00:00Z"
+    assert body["summary"] == {"go": 1, "no_go": 1, "rollback": 1}
+    gates = {g["name"]: g for g in body["gates"]}
+    assert [g["name"] for g in body["gates"]] == ["billing", "portal", "records"]
+    assert (gates["portal"]["decision"], gates["portal"]["label"], gates["portal"]["colour"]) == (
+        "go",
+        "GO",
+        "Green",
+    )
+    assert (gates["billing"]["label"], gates["billing"]["colour"]) == ("NO GO", "Yellow")
+    assert (gates["records"]["label"], gates["records"]["colour"]) == ("ROLLBACK", "Red")
+    assert gates["billing"]["steady"]["text"] == "steady 1/3"
+    availability = gates["records"]["criteria"][0]
+    assert availability == {
+        "name": "availability",
+        "probe": "prom",
+        "outcome": "breach",
+        "value": 0.91,
+        "value_text": "91 %",
+        "go": "> 99.9%",
+        "rollback": "< 95%",
+        "reason": "0.91 < 0.95 (rollback: < 95%)",
+    }
+    latency = gates["portal"]["criteria"][1]
+    assert (latency["value_text"], latency["rollback"]) == ("350 ms", None)
+    [check] = body["checks"]
+    assert check["id"] == "c-42"
+    assert check["created_at"] == "2026-11-24T10:00:00Z"
+    assert check["decision"] == "no_go"
+    assert check["missing_signoffs"] == ["uat", "clinical-safety"]
+
+
+async def test_a_gate_not_sampled_yet_is_no_go_with_its_criteria_pending() -> None:
+    catalog = FakeCatalog([FakeLoaded(make_gate("fresh"))])
+    async with client_for(status_app(catalog, FakeScheduler())) as client:
+        [gate] = (await client.get("/status.json")).json()["gates"]
+    assert gate["decision"] == "no_go"
+    assert gate["reasons"] == ["no sample yet"]
+    assert gate["evaluated_at"] is None
+    assert [c["outcome"] for c in gate["criteria"]] == ["pending", "pending"]
+    assert gate["criteria"][0]["go"] == "> 99.9%"
+    assert gate["criteria"][0]["rollback"] == "< 95%"
+
+
+class Landmarks(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+async def test_page_shows_each_decision_as_text_in_an_accessible_layout() -> None:
+    catalog, scheduler = three_gates()
+    async with client_for(status_app(catalog, scheduler, FakeChecks([CHECK]))) as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    cards = re.findall(r'<article class="gate decision-(\w+)" data-gate="([\w-]+)"', html)
+    assert sorted(cards) == [("go", "portal"), ("no_go", "billing"), ("rollback", "records")]
+    for label in ("GO", "NO GO", "ROLLBACK"):
+        assert f'<span class="decision-text">{label}</span>' in html
+    assert "steady 1/3" in html
+    assert "91 %" in html and "0.91 &lt; 0.95 (rollback: &lt; 95%)" in html
+    assert "uat, clinical-safety" in html and "2.4.1" in html
+
+    parser = Landmarks()
+    parser.feed(html)
+    tags = parser.tags
+    assert ("html", {"lang": "en"}) in tags
+    assert any(tag == "main" for tag, _ in tags)
+    assert any(attrs.get("role") == "banner" for _, attrs in tags)
+    assert any(attrs.get("role") == "contentinfo" for _, attrs in tags)
+    assert any(attrs.get("aria-live") == "polite" for _, attrs in tags)
+    assert any(attrs.get("name") == "viewport" for tag, attrs in tags if tag == "meta")
+    # No CDN: every script and stylesheet comes from this server.
+    for tag, attrs in tags:
+        for key in ("src", "href"):
+            value = attrs.get(key)
+            if tag in {"script", "link"} and value:
+                assert value.startswith("/"), value
+
+
+async def test_gate_text_is_escaped() -> None:
+    hostile = make_gate("evil", description='<script>alert("x")</script>')
+    async with client_for(
+        status_app(FakeCatalog([FakeLoaded(hostile)]), FakeScheduler())
+    ) as client:
+        html = (await client.get("/")).text
+    assert '<script>alert("x")</script>' not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+async def test_empty_service_says_so() -> None:
+    async with client_for(status_app(FakeCatalog([]), FakeScheduler())) as client:
+        html = (await client.get("/")).text
+        body = (await client.get("/status.json")).json()
+    assert "No gates are defined" in html and "No checks are running." in html
+    assert body["gates"] == [] and body["checks"] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type", "marker"),
+    [("status.css", "text/css", "--rollback"), ("status.js", "text/javascript", "/status.json")],
+)
+async def test_static_files_are_served(name: str, media_type: str, marker: str) -> None:
+    async with client_for(status_app(FakeCatalog([]), FakeScheduler())) as client:
+        response = await client.get(f"/static/{name}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(media_type)
+    assert marker in response.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/nope.js", "/static/..%2Fstatus_page.py", "/static/%2E%2E%2F%2E%2E%2Fpyproject.toml"],
+)
+async def test_only_known_static_files_are_served(path: str) -> None:
+    async with client_for(status_app(FakeCatalog([]), FakeScheduler())) as client:
+        response = await client.get(path)
+    assert response.status_code == 404
+    assert "import" not in response.text
+
+
+async def test_unknown_check_decision_falls_back_to_no_go() -> None:
+    odd = {"id": 7, "gate": "portal", "version": "1", "created_at": "2026-11-24T10:00:00Z"}
+    async with client_for(
+        status_app(FakeCatalog([]), FakeScheduler(), FakeChecks([odd]))
+    ) as client:
+        [check] = (await client.get("/status.json")).json()["checks"]
+    assert check["decision"] == "no_go"
+    assert check["id"] == "7"
+    assert check["missing_signoffs"] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "conditions", "text"),
+    [
+        (0.9995, ["> 99.9%", "< 95%"], "99.95 %"),
+        (0.013, ["< 1%", None], "1.3 %"),
+        (0.35, ["< 2s", None], "350 ms"),
+        (2.5, ["< 2s", None], "2.5 s"),
+        (0.2, ["< 500ms", None], "200 ms"),
+        (3.0, ["== 0", "> 0"], "3"),
+        (None, ["> 1", None], "no value"),
+    ],
+)
+def test_values_are_shown_in_the_unit_of_their_thresholds(
+    value: float | None, conditions: list[str | None], text: str
+) -> None:
+    assert format_value(value, value_unit(conditions)) == text

@@ -1,0 +1,814 @@
+"""Gate files: loading, and every problem reported with file:line:col, location and hint."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import gates.loader
+from gates.errors import GateFileError, GateProblem, format_loc, loc
+from gates.loader import (
+    check_gate_text,
+    gate_file_problems,
+    load_gate_dir,
+    load_gate_file,
+    load_gate_text,
+)
+from gates.model import Gate
+from probes.base import ProbeConfig, ProbeQuery
+from probes.registry import probe_type
+
+GATEFILES = Path(__file__).resolve().parents[1] / "gatefiles"
+
+VALID = textwrap.dedent(
+    """\
+    description: Patient portal
+    interval: 10s
+    vars: {version: ".+", environment: production}
+    probes:
+      steady: {type: constant, value: 0.9995, timeout: 2}
+    criteria:
+      - name: availability
+        probe: steady
+        query: 'up{version=~"${version}", env="${environment}", stage="${stage}"}'
+        go: "> 99.9%"
+        rollback: "< 95%"
+        rollback_after: 1
+      - name: errors
+        probe: steady
+        go: ["< 1%", ">= 0"]
+        min_volume: {query: 'sum(requests{version=~"${version}"})', at_least: 100}
+    signoffs:
+      - {id: uat, description: UAT signed off}
+    notify:
+      - {url: "https://ops.example/gonogo", secret_env: GONOGO_WEBHOOK_SECRET}
+    """
+)
+
+
+def problems_of(text: str, *, name: str = "portal") -> list[GateProblem]:
+    gate, problems = check_gate_text(textwrap.dedent(text), name=name, source="portal.yaml")
+    assert gate is None, "expected the definition to be refused"
+    assert problems, "a refused definition must say why"
+    return problems
+
+
+def only(text: str, **kw: Any) -> GateProblem:
+    problems = problems_of(text, **kw)
+    assert len(problems) == 1, [str(p) for p in problems]
+    return problems[0]
+
+
+# -- valid definitions ------------------------------------------------------------------------
+
+
+def test_a_valid_gate_loads_with_validated_probe_configs() -> None:
+    gate = load_gate_text(VALID, name="portal", source="portal.yaml")
+    assert gate.name == "portal"
+    assert gate.interval.total_seconds() == 10
+    assert gate.steady_for == 3  # the default
+    config = gate.probes["steady"]
+    assert type(config) is probe_type("constant").config_model
+    assert isinstance(config, ProbeConfig)
+    assert (config.type, config.timeout) == ("constant", 2)
+    assert config.model_dump()["value"] == 0.9995
+    assert [c.name for c in gate.criteria] == ["availability", "errors"]
+    assert [c.threshold for c in gate.criteria[1].go] == [0.01, 0]
+    assert gate.rollback_after_for(gate.criteria[0]) == 1
+    assert gate.signoffs[0].id == "uat"
+
+
+def test_a_json_body_is_accepted_like_yaml() -> None:
+    body = (
+        '{\n\t"probes": {"c": {"type": "constant", "value": 1}},\n'
+        '\t"criteria": [{"name": "up", "probe": "c", "go": "== 1"}]\n}'
+    )
+    gate = load_gate_text(body, name="api-gate", source="gate api-gate")
+    assert gate.criteria[0].probe == "c"
+
+
+def test_json_problems_have_positions_too() -> None:
+    problem = only('{"probes": {"c": {"type": "constant", "value": 1}},\n "criteria": 5}')
+    assert (problem.line, problem.col, problem.loc) == (2, 14, ("criteria",))
+
+
+def test_yaml_anchors_and_merge_keys_share_settings() -> None:
+    text = textwrap.dedent(
+        """\
+        probes:
+          a: &base {type: constant, value: 1, timeout: 3}
+          b: {<<: *base, value: 2}
+        criteria:
+          - {name: a, probe: a, go: "> 0"}
+          - {name: b, probe: b, go: "> 0"}
+        """
+    )
+    gate = load_gate_text(text, name="merged", source="merged.yaml")
+    assert gate.probes["b"].timeout == 3
+    assert gate.probes["b"].model_dump()["value"] == 2
+
+
+def test_a_placeholder_declared_under_vars_is_accepted() -> None:
+    text = VALID.replace("environment: production}", "environment: production, ring: all}")
+    text = text.replace('stage="${stage}"', 'ring="${ring}"')
+    gate = load_gate_text(text, name="portal", source="portal.yaml")
+    assert gate.vars["ring"] == "all"
+
+
+def test_load_gate_file_names_the_gate_after_the_file() -> None:
+    gate = load_gate_file(GATEFILES / "valid.yaml")
+    assert gate.name == "valid"
+    assert gate_file_problems(GATEFILES / "valid.yaml") == []
+
+
+# -- problems: one row per kind -------------------------------------------------------------
+
+CASES: list[tuple[str, str, tuple[int | None, int | None], str, str, str | None]] = [
+    # (id, text, (line, col), loc, message contains, hint contains)
+    ("empty", "", (None, None), "", "empty", "probes: and criteria:"),
+    ("only a comment", "# nothing\n", (None, None), "", "empty", None),
+    (
+        "yaml syntax error",
+        "probes:\n  p: {type: constant, value: 1\ncriteria: []\n",
+        (3, 9),
+        "",
+        "YAML syntax error: while parsing a flow mapping (opened at line 2)",
+        None,
+    ),
+    (
+        "tab indentation",
+        "probes:\n\tp: 1\n",
+        (2, 1),
+        "",
+        "YAML syntax error",
+        None,
+    ),
+    ("top-level list", "- a\n- b\n", (1, 1), "", "not a list", None),
+    ("top-level scalar", "hello\n", (1, 1), "", "not a single value (str)", None),
+    ("two documents", "a: 1\n---\nb: 2\n", (2, 1), "", "expected a single document", None),
+    (
+        "criteria missing",
+        "probes: {c: {type: constant, value: 1}}\n",
+        (1, 1),
+        "",
+        "criteria: is missing",
+        "criteria: [{name:",
+    ),
+    ("criteria empty", "criteria: []\n", (1, 11), "criteria", "criteria is empty", None),
+    ("criteria not a list", "criteria: x\n", (1, 11), "criteria", "must be a list", None),
+    (
+        "criterion not a mapping",
+        "criteria:\n  - availability\n",
+        (2, 5),
+        "criteria[0]",
+        "a criterion is a mapping",
+        None,
+    ),
+    (
+        "probes not a mapping",
+        "probes: [prometheus]\ncriteria: [{name: a, probe: x, go: '> 1'}]\n",
+        (1, 9),
+        "probes",
+        "map each probe name",
+        None,
+    ),
+]
+
+BASE = "probes:\n  c: {type: constant, value: 1}\ncriteria:\n"
+
+
+def crit(*lines: str) -> str:
+    return BASE + "".join(f"    {line}\n" if i else f"  - {line}\n" for i, line in enumerate(lines))
+
+
+CASES += [
+    (
+        "bad go condition",
+        crit("name: a", "probe: c", 'go: ">> 5"'),
+        (6, 9),
+        "criteria[0].go",
+        "bad condition '>> 5': expected '<op> <number>[unit]'",
+        "write it in quotes",
+    ),
+    (
+        "bad rollback condition",
+        crit("name: a", "probe: c", 'go: "> 1"', 'rollback: "5 %%"'),
+        (7, 15),
+        "criteria[0].rollback",
+        "bad condition '5 %%'",
+        None,
+    ),
+    (
+        "unquoted number as condition",
+        crit("name: a", "probe: c", "go: 5"),
+        (6, 9),
+        "criteria[0].go",
+        "write it as a quoted string",
+        None,
+    ),
+    (
+        "bad duration",
+        crit("name: a", "probe: c", 'go: "> 1"', "window: 5 minutes"),
+        (7, 13),
+        "criteria[0].window",
+        "bad duration '5 minutes'",
+        "500ms, 30s, 5m",
+    ),
+    (
+        "interval zero",
+        "interval: 0s\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 11),
+        "interval",
+        "interval must be at least 1s, got 0s",
+        "at least 1s",
+    ),
+    (
+        "interval negative",
+        "interval: -30s\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 11),
+        "interval",
+        "bad duration '-30s'",
+        None,
+    ),
+    (
+        "interval negative number",
+        "interval: -5\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 11),
+        "interval",
+        "must be a non-negative number of seconds",
+        None,
+    ),
+    (
+        "steady_for zero",
+        "steady_for: 0\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 13),
+        "steady_for",
+        "greater than or equal to 1",
+        "consecutive all-pass samples",
+    ),
+    (
+        "steady_for not a number",
+        "steady_for: three\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 13),
+        "steady_for",
+        "valid integer",
+        None,
+    ),
+    (
+        "rollback_after zero on a criterion",
+        crit("name: a", "probe: c", 'go: "> 1"', "rollback_after: 0"),
+        (7, 21),
+        "criteria[0].rollback_after",
+        "greater than or equal to 1",
+        None,
+    ),
+    (
+        "bad no_data policy",
+        crit("name: a", "probe: c", 'go: "> 1"', "no_data: ignore"),
+        (7, 14),
+        "criteria[0].no_data",
+        "'inconclusive', 'pass' or 'fail'",
+        None,
+    ),
+    (
+        "go missing",
+        crit("name: a", "probe: c"),
+        (4, 5),
+        "criteria[0].go",
+        "go is required",
+        None,
+    ),
+    (
+        "unknown top-level key",
+        "rollbak_after: 2\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 1),
+        "rollbak_after",
+        "unknown key 'rollbak_after'",
+        "did you mean 'rollback_after'?",
+    ),
+    (
+        "unknown criterion key",
+        crit("name: a", "probe: c", 'go: "> 1"', "rollback_afer: 1"),
+        (7, 5),
+        "criteria[0].rollback_afer",
+        "unknown key 'rollback_afer'",
+        "did you mean 'rollback_after'?",
+    ),
+    (
+        "unknown key without a close match lists the known ones",
+        crit("name: a", "probe: c", 'go: "> 1"', "colour: blue"),
+        (7, 5),
+        "criteria[0].colour",
+        "unknown key 'colour'",
+        "known keys: description, field, go,",
+    ),
+    (
+        "unknown min_volume key",
+        crit("name: a", "probe: c", 'go: "> 1"', "min_volume: {at_least: 5, qurey: x}"),
+        (7, 31),
+        "criteria[0].min_volume.qurey",
+        "unknown key 'qurey'",
+        "did you mean 'query'?",
+    ),
+    (
+        "unknown probe config key",
+        "probes:\n  c: {type: constant, value: 1, timeot: 1}\n"
+        "criteria: [{name: a, probe: c, go: '> 1'}]\n",
+        (2, 33),
+        "probes.c.timeot",
+        "unknown key 'timeot'",
+        "did you mean 'timeout'?",
+    ),
+    (
+        "duplicate key",
+        crit("name: a", "probe: c", 'go: "> 1"', 'go: "< 1"'),
+        (7, 5),
+        "criteria[0].go",
+        "duplicate key 'go' (first at line 6)",
+        "silently keep only the last one",
+    ),
+    (
+        "unknown probe reference",
+        crit("name: a", "probe: cc", 'go: "> 1"'),
+        (5, 12),
+        "criteria[0].probe",
+        "unknown probe 'cc'",
+        "did you mean 'c'?",
+    ),
+    (
+        "unknown probe reference far from any name",
+        crit("name: a", "probe: prometheus", 'go: "> 1"'),
+        (5, 12),
+        "criteria[0].probe",
+        "unknown probe 'prometheus'",
+        "define it under probes: (defined: c)",
+    ),
+    (
+        "unknown probe type",
+        "probes:\n  c: {type: constnt, value: 1}\ncriteria: [{name: a, probe: c, go: '> 1'}]\n",
+        (2, 13),
+        "probes.c.type",
+        "unknown probe type 'constnt'",
+        "did you mean 'constant'? known types:",
+    ),
+    (
+        "probe without type",
+        "probes:\n  c: {value: 1}\ncriteria: [{name: a, probe: c, go: '> 1'}]\n",
+        (2, 6),
+        "probes.c.type",
+        "every probe needs type:",
+        None,
+    ),
+    (
+        "probe config of the wrong type",
+        "probes:\n  c: {type: constant, value: lots}\ncriteria: [{name: a, probe: c, go: '> 1'}]\n",
+        (2, 30),
+        "probes.c.value",
+        "valid number",
+        None,
+    ),
+    (
+        "probe config missing a required key",
+        "probes:\n  c: {type: constant}\ncriteria: [{name: a, probe: c, go: '> 1'}]\n",
+        (2, 6),
+        "probes.c.value",
+        "value is required",
+        None,
+    ),
+    (
+        "probe timeout out of range",
+        "probes:\n  c: {type: constant, value: 1, timeout: 0}\n"
+        "criteria: [{name: a, probe: c, go: '> 1'}]\n",
+        (2, 42),
+        "probes.c.timeout",
+        "greater than 0",
+        None,
+    ),
+    (
+        "duplicate criterion names",
+        BASE + "  - {name: a, probe: c, go: '> 1'}\n  - {name: a, probe: c, go: '< 1'}\n",
+        (5, 12),
+        "criteria[1].name",
+        "duplicate criterion name 'a' (also criteria[0])",
+        "unique",
+    ),
+    (
+        "placeholder typo",
+        crit("name: a", "probe: c", 'go: "> 1"', "query: 'up{v=\"${verison}\"}'"),
+        (7, 12),
+        "criteria[0].query",
+        "placeholder ${verison} is not version, environment, stage or a key of vars",
+        "did you mean ${version}?",
+    ),
+    (
+        "placeholder typo of a declared var",
+        "vars: {region: eu}\n"
+        + crit("name: a", "probe: c", 'go: "> 1"', "matchers: ['r=\"${regoin}\"']"),
+        (8, 16),
+        "criteria[0].matchers[0]",
+        "placeholder ${regoin}",
+        "did you mean ${region}?",
+    ),
+    (
+        "undeclared placeholder",
+        crit("name: a", "probe: c", 'go: "> 1"', "params: {q: '${tenant}'}"),
+        (7, 17),
+        "criteria[0].params.q",
+        "placeholder ${tenant}",
+        "declare it under vars: with a default",
+    ),
+    (
+        "undeclared placeholder in the volume query",
+        crit(
+            "name: a",
+            "probe: c",
+            'go: "> 1"',
+            "min_volume: {query: 'x{t=\"${tenant}\"}', at_least: 1}",
+        ),
+        (7, 25),
+        "criteria[0].min_volume.query",
+        "placeholder ${tenant}",
+        "declare it under vars:",
+    ),
+    (
+        "malformed placeholder",
+        crit("name: a", "probe: c", 'go: "> 1"', "query: 'up{v=\"${ version}\"}'"),
+        (7, 12),
+        "criteria[0].query",
+        "malformed placeholder '${ version}'",
+        "letters, digits and _",
+    ),
+    (
+        "criterion name with capitals",
+        crit("name: Availability", "probe: c", 'go: "> 1"'),
+        (4, 11),
+        "criteria[0].name",
+        "should match pattern",
+        "lowercase letters",
+    ),
+    (
+        "duplicate sign-off id",
+        crit("name: a", "probe: c", 'go: "> 1"') + "signoffs: [{id: uat}, {id: uat}]\n",
+        (7, 28),
+        "signoffs[1].id",
+        "duplicate sign-off id 'uat'",
+        None,
+    ),
+    (
+        "bad sign-off role",
+        crit("name: a", "probe: c", 'go: "> 1"') + "signoffs: [{id: uat, role: boss}]\n",
+        (7, 28),
+        "signoffs[0].role",
+        "'approver' or 'admin'",
+        None,
+    ),
+    (
+        "placeholder in a probe setting, which every check shares",
+        "vars: {env: prod}\nprobes:\n  h: {type: http, url: 'https://${env}.example/health'}\n"
+        "criteria:\n  - {name: up, probe: h, metric: up, go: '== 1'}\n",
+        (3, 24),
+        "probes.h.url",
+        "placeholders are not filled in probe settings",
+        "put ${...} in the criterion's query",
+    ),
+    (
+        "sign-off role below approver, who records sign-offs",
+        crit("name: a", "probe: c", 'go: "> 1"') + "signoffs: [{id: uat, role: pipeline}]\n",
+        (7, 28),
+        "signoffs[0].role",
+        "'approver' or 'admin'",
+        None,
+    ),
+    (
+        "notify url without scheme",
+        crit("name: a", "probe: c", 'go: "> 1"') + "notify: [{url: ops.example}]\n",
+        (7, 16),
+        "notify[0].url",
+        "should match pattern",
+        None,
+    ),
+    (
+        "vars not a mapping",
+        "vars: [a, b]\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 7),
+        "vars",
+        "valid dictionary",
+        None,
+    ),
+    (
+        "name differs from the file name",
+        "name: billing\n" + crit("name: a", "probe: c", 'go: "> 1"'),
+        (1, 7),
+        "name",
+        "name 'billing' does not match the gate name 'portal'",
+        "remove name:",
+    ),
+    (
+        "recursive alias",
+        "&a [*a]\n",
+        (1, 1),
+        "",
+        "nested too deeply",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "where", "message", "hint"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_problem_is_located_and_explained(
+    text: str, position: tuple[int | None, int | None], where: str, message: str, hint: str | None
+) -> None:
+    problem = only(text)
+    assert (problem.line, problem.col) == position, str(problem)
+    assert format_loc(problem.loc) == where
+    assert message in problem.message
+    if hint is None:
+        return
+    assert problem.hint is not None and hint in problem.hint
+
+
+SECRET = "s3cr3t-value-never-printed"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "hint"),
+    [
+        (
+            f"probes:\n  c: {{type: constant, value: 1, token: {SECRET}}}\n",
+            "probes.c.token",
+            "token_env",
+        ),
+        (
+            f"probes:\n  c: {{type: constant, value: 1, password: {SECRET}}}\n",
+            "probes.c.password",
+            "password_env",
+        ),
+        (
+            f"probes:\n  c: {{type: constant, value: 1, api_key: {SECRET}}}\n",
+            "probes.c.api_key",
+            "api_key_env",
+        ),
+        (
+            f"probes:\n  c: {{type: nosuchtype, app_key: {SECRET}}}\n",
+            "probes.c.app_key",
+            "app_key_env",
+        ),
+        (
+            "probes:\n  c: {type: constant, value: 1,"
+            f" headers: {{Authorization: 'Bearer {SECRET}'}}}}\n",
+            "probes.c.headers.Authorization",
+            "token_env",
+        ),
+        (
+            "probes:\n  c: {type: constant, value: 1}\n"
+            f"notify: [{{url: 'https://x.example', secret: {SECRET}}}]\n",
+            "notify[0].secret",
+            "secret_env",
+        ),
+    ],
+    ids=["token", "password", "api_key", "unknown type", "header", "notify secret"],
+)
+def test_inline_secrets_are_refused_and_never_echoed(text: str, where: str, hint: str) -> None:
+    text += "criteria: [{name: a, probe: c, go: '> 1'}]\n"
+    problems = problems_of(text)
+    secret_problems = [p for p in problems if format_loc(p.loc) == where]
+    assert len(secret_problems) == 1, [str(p) for p in problems]
+    assert "secrets never go in gate files" in secret_problems[0].message
+    assert secret_problems[0].hint is not None and hint in secret_problems[0].hint
+    with pytest.raises(GateFileError) as refused:
+        load_gate_text(text, name="portal", source="portal.yaml")
+    assert SECRET not in str(refused.value)
+    assert SECRET not in repr(refused.value.errors)
+
+
+def test_every_problem_of_a_file_is_reported_in_line_order() -> None:
+    problems = gate_file_problems(GATEFILES / "many-problems.yaml")
+    rendered = [str(p) for p in problems]
+    assert [(p.line, format_loc(p.loc)) for p in problems] == [
+        (2, "interval"),
+        (3, "steady_for"),
+        (4, "rollbak_after"),
+        (6, "probes.prom.token"),
+        (7, "probes.alerts.type"),
+        (11, "criteria[0].go"),
+        (12, "criteria[1].name"),
+        (13, "criteria[1].probe"),
+        (14, "criteria[1].query"),
+        (16, "criteria[1].window"),
+    ], rendered
+    path = str(GATEFILES / "many-problems.yaml")
+    assert rendered[5] == (
+        f"{path}:11:9: criteria[0].go: bad condition '>> 5': expected '<op> <number>[unit]'"
+        " with op one of > >= < <= == != and unit one of % ms s m, e.g. '> 99.9%' or '< 2s'"
+        " (hint: write it in quotes, e.g. go: '> 99.9%', or a list of them to AND)"
+    )
+    assert all("s3cr3t" not in line for line in rendered)
+
+
+def test_problem_prints_like_a_compiler_diagnostic() -> None:
+    problem = GateProblem("portal.yaml", 12, 9, loc("criteria", 1, "go"), "bad condition", "fix it")
+    assert str(problem) == "portal.yaml:12:9: criteria[1].go: bad condition (hint: fix it)"
+    assert problem.as_dict() == {
+        "loc": ["criteria", 1, "go"],
+        "msg": "bad condition (hint: fix it)",
+        "line": 12,
+        "col": 9,
+    }
+    assert str(GateProblem("portal.yaml", None, None, (), "empty")) == "portal.yaml: empty"
+
+
+def test_gate_file_error_lists_problems_and_accepts_plain_messages() -> None:
+    error = GateFileError(["gate x: probe 'p' cannot be built"])
+    assert str(error.problems[0]) == "gate x: probe 'p' cannot be built"
+    assert "1 problem)" in str(error)
+
+
+@pytest.mark.parametrize("stem", ["Portal", "-portal", "portal_v2", "p" * 64, "porta l"])
+def test_a_bad_gate_name_is_refused(stem: str) -> None:
+    problem = only(crit("name: a", "probe: c", 'go: "> 1"'), name=stem)
+    assert f"gate name {stem!r} is not valid" in problem.message
+    assert problem.hint is not None and "lowercase" in problem.hint
+
+
+def test_a_bad_file_stem_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "Patient_Portal.yaml"
+    path.write_text((GATEFILES / "valid.yaml").read_text())
+    with pytest.raises(GateFileError) as refused:
+        load_gate_file(path)
+    assert "gate name 'Patient_Portal' is not valid" in str(refused.value)
+
+
+def test_unreadable_files_are_problems_not_tracebacks(tmp_path: Path) -> None:
+    missing = gate_file_problems(tmp_path / "missing.yaml")
+    assert [p.message for p in missing] == ["cannot read: No such file or directory"]
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert "not UTF-8 text" in gate_file_problems(binary)[0].message
+
+
+def test_an_oversized_definition_is_refused() -> None:
+    problem = only("a: " + "x" * 1_000_001)
+    assert "larger than" in problem.message
+
+
+def test_the_fixture_files_fail_as_documented() -> None:
+    assert gate_file_problems(GATEFILES / "empty.yaml")[0].message == "the gate definition is empty"
+    syntax = gate_file_problems(GATEFILES / "syntax-error.yaml")[0]
+    assert (syntax.line, syntax.col) == (3, 9)
+    assert "not a list" in gate_file_problems(GATEFILES / "top-level-list.yaml")[0].message
+
+
+# -- probe types: check_query, and types that fail to load ---------------------------------
+
+
+class QueryStrictConfig(ProbeConfig):
+    pass
+
+
+class QueryStrictProbe:
+    """A probe type whose ``check_query`` wants a PromQL-ish query and no metric."""
+
+    type_name: ClassVar[str] = "strict"
+    config_model: ClassVar[type[ProbeConfig]] = QueryStrictConfig
+
+    def __init__(self, config: ProbeConfig, *, name: str) -> None:
+        self.config = config
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
+        problems = []
+        if query.query is None:
+            problems.append(("query", "a strict criterion needs query:"))
+        if query.metric is not None:
+            problems.append(("metric", "strict probes have no metrics"))
+        if query.query == "crash":
+            raise RuntimeError("checker bug")
+        return problems
+
+
+@pytest.fixture
+def strict_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = probe_type
+
+    def lookup(type_name: str) -> Any:
+        if type_name == "strict":
+            return QueryStrictProbe
+        if type_name == "broken":
+            raise ModuleNotFoundError("No module named 'probes.broken'")
+        return real(type_name)
+
+    monkeypatch.setattr(gates.loader, "probe_type", lookup)
+
+
+STRICT = "probes:\n  s: {type: strict}\ncriteria:\n"
+
+
+def test_check_query_problems_are_reported_at_the_criterion(strict_type: None) -> None:
+    problems = problems_of(STRICT + "  - name: a\n    probe: s\n    metric: up\n    go: '> 1'\n")
+    assert [(p.line, format_loc(p.loc), p.message) for p in problems] == [
+        (4, "criteria[0].query", "a strict criterion needs query:"),
+        (6, "criteria[0].metric", "strict probes have no metrics"),
+    ]
+
+
+def test_a_crashing_check_query_is_a_problem_not_a_crash(strict_type: None) -> None:
+    problem = only(STRICT + "  - {name: a, probe: s, query: crash, go: '> 1'}\n")
+    assert "could not check this query: RuntimeError: checker bug" in problem.message
+
+
+def test_a_probe_type_that_fails_to_import_is_a_problem(strict_type: None) -> None:
+    problem = only("probes:\n  b: {type: broken}\ncriteria: [{name: a, probe: b, go: '> 1'}]\n")
+    assert format_loc(problem.loc) == "probes.b.type"
+    assert "probe type 'broken' could not be loaded: ModuleNotFoundError" in problem.message
+
+
+def test_a_valid_query_passes_check_query(strict_type: None) -> None:
+    gate = load_gate_text(
+        STRICT + "  - {name: a, probe: s, query: up, go: '> 1'}\n", name="g", source="g.yaml"
+    )
+    assert isinstance(gate, Gate)
+
+
+# -- directories --------------------------------------------------------------------------------
+
+
+def test_load_gate_dir_returns_valid_gates_and_every_problem(tmp_path: Path) -> None:
+    valid = (GATEFILES / "valid.yaml").read_text()
+    (tmp_path / "portal.yaml").write_text(valid)
+    (tmp_path / "billing.yml").write_text(valid)
+    (tmp_path / "portal.yml").write_text(valid)  # same gate name as portal.yaml
+    (tmp_path / "broken.yaml").write_text((GATEFILES / "many-problems.yaml").read_text())
+    (tmp_path / ".swap.yaml").write_text(": not yaml")
+    (tmp_path / "README.md").write_text("not a gate")
+
+    gates_found, problems = load_gate_dir(tmp_path)
+
+    assert sorted(gates_found) == ["billing", "portal"]
+    assert any(p.file.endswith("portal.yml") and "also defined" in p.message for p in problems)
+    broken = [p for p in problems if p.file.endswith("broken.yaml")]
+    assert len(broken) == 10
+
+
+def test_load_gate_dir_on_a_missing_directory(tmp_path: Path) -> None:
+    gates_found, problems = load_gate_dir(tmp_path / "nope")
+    assert gates_found == {}
+    assert [p.message for p in problems] == ["not a directory"]
+
+
+# -- the shipped example gates ----------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "gates"
+
+
+class AnyConfig(ProbeConfig):
+    model_config = ProbeConfig.model_config | {"extra": "allow"}
+
+
+class AnyProbe:
+    type_name: ClassVar[str] = "any"
+    config_model: ClassVar[type[ProbeConfig]] = AnyConfig
+
+    @staticmethod
+    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
+        return []
+
+
+def test_example_gates_are_valid_apart_from_each_probe_types_own_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gates.loader, "probe_type", lambda type_name: AnyProbe)
+    found, problems = load_gate_dir(EXAMPLES)
+    assert [str(p) for p in problems] == []
+    assert sorted(found) == ["portal", "staged-rollout"]
+
+    portal = found["portal"]
+    by_name = {c.name: c for c in portal.criteria}
+    assert str(by_name["availability"].go[0]) == "> 99.9%"
+    assert str(by_name["availability"].rollback[0]) == "< 95%"  # type: ignore[index]
+    assert str(by_name["response-time-p95"].go[0]) == "< 2s"
+    assert str(by_name["error-rate"].go[0]) == "< 1%"
+    assert by_name["error-rate"].min_volume is not None
+    assert by_name["security-or-corruption"].rollback_after == 1
+    assert "SecurityBreach|DataCorruption" in by_name["security-or-corruption"].matchers[0]
+    assert by_name["new-fatal-issues"].metric == "new_issues"
+    assert [s.id for s in portal.signoffs] == ["uat", "clinical-safety"]
+    assert any(n.secret_env for n in portal.notify)
+    assert portal.vars["version"] == ".+"
+
+    staged = found["staged-rollout"]
+    assert all("${stage}" in (c.query or " ".join(c.matchers)) for c in staged.criteria)
+    assert "stage" in staged.vars
+
+
+def test_example_gates_validate_with_the_built_in_probes() -> None:
+    """``gonogo validate examples/gates`` must pass with the real probe types."""
+    found, problems = load_gate_dir(EXAMPLES)
+    assert [str(p) for p in problems] == []
+    assert sorted(found) == ["portal", "staged-rollout"]
