@@ -1,4 +1,4 @@
-"""The pure decision engine (SPEC §3).
+"""The pure decision engine (its rules are in docs/decisions.md).
 
 ``judge`` turns one measurement into a criterion outcome; ``decide`` turns the history of
 samples (plus sign-offs, for a check) into a decision with reasons. Neither does I/O nor
@@ -99,7 +99,7 @@ class Steady:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A decision with everything that explains it (the decision body of SPEC §5)."""
+    """A decision with everything that explains it (the decision body; see docs/decisions.md)."""
 
     gate: str
     decision: Decision
@@ -273,7 +273,7 @@ def decide(
     required_signoffs: Sequence[str] = (),
     recorded_signoffs: Set[str] = frozenset(),
 ) -> Verdict:
-    """The gate's decision from its samples, oldest first (SPEC §3).
+    """The gate's decision from its samples, oldest first (docs/decisions.md).
 
     Pass ``required_signoffs`` for a check (the gate's sign-off ids); the continuous gate
     decision has none.

@@ -24,8 +24,9 @@ from pydantic import (
 from gates.conditions import Condition, ConditionError, format_duration, parse_duration
 from probes.base import ProbeConfig, ProbeQuery, Reduce
 
-GATE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# A gate's, criterion's or sign-off's name; the string for pydantic, compiled for callers.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+GATE_NAME = re.compile(NAME_PATTERN)
 
 DEFAULT_INTERVAL = timedelta(seconds=30)
 MIN_INTERVAL = timedelta(seconds=1)
@@ -138,7 +139,7 @@ class Signoff(BaseModel):
 
     id: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    # Who may record it: POST /checks/{id}/signoffs needs at least approver (SPEC §5).
+    # Who may record it: POST /checks/{id}/signoffs needs at least approver (docs/decisions.md).
     role: Literal["approver", "admin"] = "approver"
 
 

@@ -17,7 +17,7 @@ from gates.loader import (
     load_gate_file,
     load_gate_text,
 )
-from gates.model import Gate
+from gates.model import GATE_NAME, NAME_PATTERN, Gate
 from probes.base import ProbeConfig, ProbeQuery
 from probes.registry import probe_type
 
@@ -812,3 +812,32 @@ def test_example_gates_validate_with_the_built_in_probes() -> None:
     found, problems = load_gate_dir(EXAMPLES)
     assert [str(p) for p in problems] == []
     assert sorted(found) == ["portal", "staged-rollout"]
+
+
+# -- the module's public names ------------------------------------------------------------------
+
+
+def test_the_loader_keeps_its_public_names() -> None:
+    """The loader is split over several modules; its own names stay importable from it."""
+    public = {
+        "CHECK_PLACEHOLDERS",
+        "GATE_FILE_SUFFIXES",
+        "MAX_DEFINITION_CHARS",
+        "CheckedGate",
+        "check_gate_file",
+        "check_gate_text",
+        "format_loc",
+        "gate_file_problems",
+        "gate_files",
+        "load_gate_dir",
+        "load_gate_file",
+        "load_gate_text",
+    }
+    assert set(gates.loader.__all__) == public
+    assert all(hasattr(gates.loader, name) for name in public)
+    assert gates.loader.CHECK_PLACEHOLDERS == ("version", "environment", "stage")
+    assert gates.loader.GATE_FILE_SUFFIXES == (".yaml", ".yml")
+
+
+def test_gate_names_have_one_pattern() -> None:
+    assert GATE_NAME.pattern == NAME_PATTERN
