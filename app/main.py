@@ -10,8 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from app.checks.runner import CheckRunner, SampleStore
-from app.checks.service import load_api_gates
+from app.checks.runner import CheckRunner
 from app.core import problems
 from app.core.auth import TokenAuthenticator
 from app.core.clock import Clock, SystemClock
@@ -26,7 +25,9 @@ from app.gates.catalog import (
     install_sighup_reload,
 )
 from app.gates.read_lane import DecisionReadLane
+from app.gates.samples import SampleStore
 from app.gates.scheduler import GateScheduler
+from app.gates.service import load_api_gates
 from app.integrations import flagger as integrations
 from app.observability.notify import Notifier
 from app.observability.routes import api_router, public_router

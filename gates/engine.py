@@ -16,6 +16,7 @@ from typing import Any
 from gates.conditions import Condition, describe_conditions
 from gates.model import Criterion, Gate, NoDataPolicy
 from probes.base import Measurement, MeasurementStatus
+from probes.timefmt import iso
 
 
 class CriterionOutcome(enum.StrEnum):
@@ -112,17 +113,16 @@ class Verdict:
         return {
             "gate": self.gate,
             "decision": self.decision.value,
-            "evaluated_at": _iso(self.evaluated_at),
+            "evaluated_at": iso(self.evaluated_at),
             "reasons": list(self.reasons),
             "steady": {"passes": self.steady.passes, "needed": self.steady.needed},
             "criteria": [c.as_dict() for c in self.criteria],
         }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.isoformat().replace("+00:00", "Z")
+def no_sample_verdict(gate: str, steady_for: int) -> Verdict:
+    """The decision before a gate or check has any sample: ``no_go``, "no sample yet"."""
+    return Verdict(gate, Decision.NO_GO, None, ("no sample yet",), Steady(0, steady_for), ())
 
 
 def _conditions_text(conditions: tuple[Condition, ...] | None) -> str | None:
@@ -280,7 +280,7 @@ def decide(
     """
     needed = gate.steady_for
     if not history:
-        return Verdict(gate.name, Decision.NO_GO, None, ("no sample yet",), Steady(0, needed), ())
+        return no_sample_verdict(gate.name, needed)
     latest = history[-1]
 
     rollback_reasons = []

@@ -29,6 +29,7 @@ from pydantic import Field
 from probes.answers import kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
 from probes.client import JsonResponse, ProbeFailure, SourceClient, secret_from_env
+from probes.timefmt import iso
 
 TYPE_NAME = "sentry"
 DEFAULT_URL = "https://sentry.io"
@@ -134,7 +135,7 @@ class SentryProbe:
         self, query: ProbeQuery, ctx: ProbeContext, window: timedelta
     ) -> Measurement:
         since = ctx.check_started_at or ctx.now - window
-        since_text = _iso(since)
+        since_text = iso(since.replace(microsecond=0))
         search = query.params.get("query", "").strip()
         params: dict[str, str] = {
             "query": f"{search} firstSeen:>={since_text}".strip(),
@@ -264,7 +265,7 @@ class SentryProbe:
             detail += f" — check token_env {self.config.token_env}"
         reset = _reset_time(failure.headers.get("x-sentry-rate-limit-reset"))
         if failure.http_status == 429 and reset is not None:
-            detail += f"; limit resets at {_iso(reset)}"
+            detail += f"; limit resets at {iso(reset.replace(microsecond=0))}"
         return Measurement(failure.status, now, detail=f"{TYPE_NAME}: {detail}")
 
 
@@ -361,10 +362,6 @@ def _search_value(value: str) -> str:
     if re.search(r'[\s"]', value):
         return '"' + value.replace('"', '\\"') + '"'
     return value
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _seg(value: str) -> str:

@@ -10,48 +10,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import CheckRow, EventRow, GateRow, SampleRow, SignoffRow
+from app.core.db import (
+    CANCELLED,
+    CHECK_STATES,
+    FINAL,
+    RUNNING,
+    CheckRow,
+    EventRow,
+    SampleRow,
+    SignoffRow,
+)
 
-RUNNING = "running"
-FINAL = "final"
-CANCELLED = "cancelled"
-CHECK_STATES = (RUNNING, FINAL, CANCELLED)
-
-# -- API-defined gates -------------------------------------------------------------------
-
-
-async def api_gates(session: AsyncSession) -> list[GateRow]:
-    result = await session.scalars(select(GateRow).order_by(GateRow.name))
-    return list(result)
-
-
-async def api_gate(session: AsyncSession, name: str) -> GateRow | None:
-    return await session.get(GateRow, name)
-
-
-async def save_api_gate(
-    session: AsyncSession, *, name: str, text: str, version: str, at: datetime, by: str
-) -> bool:
-    """Insert or replace; returns True when the gate is new."""
-    row = await session.get(GateRow, name, with_for_update=True)
-    if row is None:
-        session.add(GateRow(name=name, text=text, version=version, updated_at=at, updated_by=by))
-        await session.flush()
-        return True
-    row.text, row.version, row.updated_at, row.updated_by = text, version, at, by
-    await session.flush()
-    return False
-
-
-async def delete_api_gate(session: AsyncSession, name: str) -> bool:
-    result = await session.execute(delete(GateRow).where(GateRow.name == name))
-    return bool(getattr(result, "rowcount", 0))
-
-
-# -- checks ------------------------------------------------------------------------------
+__all__ = ["CANCELLED", "CHECK_STATES", "FINAL", "RUNNING"]
 
 
 async def add_check(session: AsyncSession, check: CheckRow) -> None:
@@ -97,13 +70,15 @@ async def checks(
     return list(await session.scalars(query))
 
 
-async def running_check_count(session: AsyncSession, gate: str) -> int:
-    result = await session.scalar(
-        select(func.count())
-        .select_from(CheckRow)
-        .where(CheckRow.gate == gate, CheckRow.state == RUNNING)
+async def _update_if_running(session: AsyncSession, check_id: str, **values: Any) -> bool:
+    """Set ``values`` on the check only while it is running; False when it was not."""
+    result = await session.execute(
+        update(CheckRow)
+        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
-    return int(result or 0)
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def lock_running(session: AsyncSession, check_id: str) -> bool:
@@ -111,25 +86,13 @@ async def lock_running(session: AsyncSession, check_id: str) -> bool:
 
     Serialises a sign-off or manual decision with the runner finalising the same check
     (row lock on PostgreSQL, the write lock on SQLite)."""
-    result = await session.execute(
-        update(CheckRow)
-        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
-        .values(state=RUNNING)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return await _update_if_running(session, check_id, state=RUNNING)
 
 
 async def update_running_verdict(
     session: AsyncSession, check_id: str, verdict: dict[str, Any]
 ) -> bool:
-    result = await session.execute(
-        update(CheckRow)
-        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
-        .values(verdict=verdict)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return await _update_if_running(session, check_id, verdict=verdict)
 
 
 async def finish_check(
@@ -144,46 +107,16 @@ async def finish_check(
     deciding_samples: Sequence[int],
 ) -> bool:
     """Make a running check final (or cancelled); False if it was not running any more."""
-    result = await session.execute(
-        update(CheckRow)
-        .where(CheckRow.id == check_id, CheckRow.state == RUNNING)
-        .values(
-            state=state,
-            decision=decision,
-            verdict=verdict,
-            decided_at=decided_at,
-            decided_by=decided_by,
-            deciding_samples=list(deciding_samples),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
-# -- samples -----------------------------------------------------------------------------
-
-
-async def add_sample(
-    session: AsyncSession,
-    *,
-    gate: str,
-    check_id: str | None,
-    evaluated_at: datetime,
-    decision: str,
-    body: dict[str, Any],
-    measurements: list[dict[str, Any]] | None = None,
-) -> int:
-    row = SampleRow(
-        gate=gate,
-        check_id=check_id,
-        evaluated_at=evaluated_at,
+    return await _update_if_running(
+        session,
+        check_id,
+        state=state,
         decision=decision,
-        body=body,
-        measurements=measurements,
+        verdict=verdict,
+        decided_at=decided_at,
+        decided_by=decided_by,
+        deciding_samples=list(deciding_samples),
     )
-    session.add(row)
-    await session.flush()
-    return row.id
 
 
 async def recent_check_samples(session: AsyncSession, check_id: str, limit: int) -> list[SampleRow]:
@@ -195,35 +128,6 @@ async def recent_check_samples(session: AsyncSession, check_id: str, limit: int)
         .limit(limit)
     )
     return list(reversed(list(result)))
-
-
-async def gate_samples(
-    session: AsyncSession,
-    gate: str,
-    *,
-    since: datetime | None,
-    before_id: int | None,
-    limit: int,
-) -> list[SampleRow]:
-    """Continuous samples of ``gate``, newest first."""
-    query = select(SampleRow).where(SampleRow.gate == gate, SampleRow.check_id.is_(None))
-    if since is not None:
-        query = query.where(SampleRow.evaluated_at > since)
-    if before_id is not None:
-        query = query.where(SampleRow.id < before_id)
-    query = query.order_by(SampleRow.id.desc()).limit(limit)
-    return list(await session.scalars(query))
-
-
-async def prune_continuous_samples(session: AsyncSession, older_than: datetime) -> int:
-    """Delete continuous samples older than ``older_than``; a check's samples are kept."""
-    result = await session.execute(
-        delete(SampleRow).where(SampleRow.check_id.is_(None), SampleRow.evaluated_at < older_than)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-# -- sign-offs and events ----------------------------------------------------------------
 
 
 async def signoffs(session: AsyncSession, check_id: str) -> list[SignoffRow]:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.checks import service as services
-from app.checks.service import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
+from app.checks.schemas import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
 from app.core.deps import Approver, Pipeline, SessionDep, Viewer
 
 router = APIRouter(tags=["checks"])

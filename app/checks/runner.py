@@ -27,120 +27,27 @@ import structlog
 from app.checks import repository as repo
 from app.core.clock import Clock
 from app.core.db import CheckRow, Database, SampleRow, SignoffRow
+from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate
+from app.gates.samples import measurements_of, sample_from_row
 from app.gates.scheduler import history_size
 from app.observability import metrics
 from app.observability.notify import Notifier
 from gates.engine import (
-    CriterionOutcome,
-    CriterionResult,
     Decision,
     Sample,
     Steady,
     Verdict,
     decide_safely,
+    no_sample_verdict,
 )
 from gates.model import Gate
 from gates.sampler import placeholder_values, take_sample
-from probes.base import MeasurementStatus
 
 log = structlog.get_logger(__name__)
 
+
 ENGINE = "engine"
-RETENTION_SWEEP = timedelta(hours=1)
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def no_sample_verdict(gate: str, steady_for: int) -> Verdict:
-    return Verdict(gate, Decision.NO_GO, None, ("no sample yet",), Steady(0, steady_for), ())
-
-
-# -- samples as stored -------------------------------------------------------------------
-
-
-def measurements_of(sample: Sample) -> list[dict[str, Any]]:
-    """What the decision body leaves out but a resumed check's probes need."""
-    return [
-        {
-            "name": r.name,
-            "status": r.status.value if r.status is not None else None,
-            "observed_at": iso(r.observed_at),
-            "extra": dict(r.extra),
-        }
-        for r in sample.results
-    ]
-
-
-def sample_from_row(row: SampleRow) -> Sample:
-    """Rebuild an engine ``Sample`` from its stored decision body and measurements."""
-    stored = {m["name"]: m for m in row.measurements or []}
-    results = []
-    for item in row.body.get("criteria", []):
-        extra = stored.get(item["name"], {})
-        status = extra.get("status")
-        observed = extra.get("observed_at")
-        results.append(
-            CriterionResult(
-                name=item["name"],
-                outcome=CriterionOutcome(item["outcome"]),
-                reason=item.get("reason", ""),
-                probe=item.get("probe", ""),
-                go=item.get("go", ""),
-                rollback=item.get("rollback"),
-                value=item.get("value"),
-                volume=item.get("volume"),
-                duration_ms=item.get("duration_ms"),
-                status=MeasurementStatus(status) if status else None,
-                observed_at=datetime.fromisoformat(observed) if observed else None,
-                extra={k: float(v) for k, v in (extra.get("extra") or {}).items()},
-            )
-        )
-    return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
-
-
-# -- the check body (SPEC §5) ------------------------------------------------------------
-
-
-def signoff_body(row: SignoffRow) -> dict[str, Any]:
-    return {
-        "signoff": row.signoff,
-        "signed_by": row.signed_by,
-        "comment": row.comment,
-        "signed_at": iso(row.signed_at),
-    }
-
-
-def check_body(row: CheckRow, signoffs: Sequence[SignoffRow]) -> dict[str, Any]:
-    """The decision body of the check's latest (or final) decision, plus the check."""
-    body = dict(row.verdict)
-    if row.state == repo.CANCELLED:
-        body["decision"] = None
-    body.update(
-        {
-            "id": row.id,
-            "state": row.state,
-            "version": row.version,
-            "environment": row.environment,
-            "stage": row.stage,
-            "vars": dict(row.vars),
-            "metadata": dict(row.meta),
-            "created_at": iso(row.created_at),
-            "deadline": iso(row.deadline),
-            "decided_at": iso(row.decided_at),
-            "decided_by": row.decided_by,
-            "deciding_samples": list(row.deciding_samples),
-            "signoffs": [signoff_body(s) for s in signoffs],
-        }
-    )
-    return body
-
-
-# -- the runner --------------------------------------------------------------------------
 
 
 @dataclass
@@ -391,7 +298,7 @@ class CheckRunner:
                 if not await repo.update_running_verdict(session, run.id, body):
                     run.ended = True  # ended by a request; its own hook does the rest
                     return
-                sample_id = await repo.add_sample(
+                sample_id = await gate_repo.add_sample(
                     session,
                     gate=gate.name,
                     check_id=run.id,
@@ -631,53 +538,3 @@ def _duration(span: timedelta) -> str:
     from gates.conditions import format_duration
 
     return format_duration(span)
-
-
-# -- continuous samples ------------------------------------------------------------------
-
-
-class SampleStore:
-    """Stores the continuous gate samples (the scheduler's ``SampleSink``) and prunes
-    those older than the retention; a check's samples are never pruned."""
-
-    def __init__(self, db: Database, *, clock: Clock, retention: timedelta) -> None:
-        self._db = db
-        self._clock = clock
-        self._retention = retention
-        self._task: asyncio.Task[None] | None = None
-
-    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None:
-        async with self._db.session() as session:
-            await repo.add_sample(
-                session,
-                gate=gate,
-                check_id=None,
-                evaluated_at=verdict.evaluated_at or self._clock.now(),
-                decision=verdict.decision.value,
-                body=verdict.as_dict(),
-            )
-
-    async def prune(self) -> int:
-        async with self._db.session() as session:
-            removed = await repo.prune_continuous_samples(
-                session, self._clock.now() - self._retention
-            )
-        if removed:
-            log.info("old gate samples pruned", removed=removed)
-        return removed
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._sweep(), name="gonogo-sample-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _sweep(self) -> None:
-        while True:
-            try:
-                await self.prune()
-            except Exception:
-                log.exception("pruning gate samples failed")
-            await self._clock.sleep(RETENTION_SWEEP.total_seconds())

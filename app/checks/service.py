@@ -7,274 +7,30 @@ waiters, installing a gate) is registered with ``after_commit``.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import uuid
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks import repository as repo
-from app.checks.runner import CheckRunner, check_body, iso, no_sample_verdict
+from app.checks.runner import CheckRunner
+from app.checks.schemas import (
+    MAX_IDEMPOTENCY_KEY,
+    CancelRequest,
+    CheckRequest,
+    ManualDecisionRequest,
+    SignoffRequest,
+)
+from app.checks.views import check_body, event_body
 from app.core.auth import Principal, require
 from app.core.clock import Clock
-from app.core.db import CheckRow, after_commit, on_rollback
+from app.core.db import CheckRow, after_commit
 from app.core.problems import Conflict, Invalid, NotFound
-from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
-from app.gates.scheduler import GateScheduler
-from gates.conditions import ConditionError, format_duration, parse_duration
-from gates.engine import Decision, Steady, Verdict
-from gates.errors import GateFileError, count_of
-from gates.model import GATE_NAME
-
-MAX_CHECK_TIMEOUT = timedelta(hours=24)
-MAX_IDEMPOTENCY_KEY = 255
-
-Text255 = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
-
-
-class CheckRequest(BaseModel):
-    """``POST /gates/{gate}/checks``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: Text255 = Field(description="the release being judged; fills ${version}")
-    environment: Text255 | None = None
-    stage: Text255 | None = None
-    vars: dict[
-        Annotated[str, StringConstraints(max_length=100)],
-        Annotated[str, StringConstraints(max_length=2000)],
-    ] = Field(default_factory=dict, description="extra placeholder values for this check")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="kept with the check")
-    timeout: str | float | None = Field(
-        default=None, description="overrides the gate's timeout: '10m', or seconds"
-    )
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: str | float | None) -> str | float | None:
-        if value is None:
-            return None
-        try:
-            span = parse_duration(value)
-        except ConditionError as error:
-            raise ValueError(str(error)) from None
-        except OverflowError:
-            raise ValueError(f"at most {format_duration(MAX_CHECK_TIMEOUT)}") from None
-        if not timedelta(0) < span <= MAX_CHECK_TIMEOUT:
-            raise ValueError(
-                f"must be longer than 0s and at most {format_duration(MAX_CHECK_TIMEOUT)}"
-            )
-        return value
-
-    def timeout_span(self) -> timedelta | None:
-        return None if self.timeout is None else parse_duration(self.timeout)
-
-    def fingerprint(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-class SignoffRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    signoff: Annotated[str, StringConstraints(min_length=1, max_length=63)]
-    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
-
-
-class ManualDecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision: Literal["go", "no_go", "rollback"]
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, strip_whitespace=True)]
-
-
-class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
-
-
-# -- gates -------------------------------------------------------------------------------
-
-
-def _loaded_or_404(catalog: GateCatalog, name: str) -> LoadedGate:
-    loaded = catalog.get(name)
-    if loaded is None:
-        raise NotFound(f"no gate named {name!r}")
-    return loaded
-
-
-def gate_decision(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
-    verdict = scheduler.latest(loaded.name) or no_sample_verdict(
-        loaded.name, loaded.gate.steady_for
-    )
-    return verdict.as_dict()
-
-
-def gate_decision_json(catalog: GateCatalog, scheduler: GateScheduler, name: str) -> bytes:
-    """The current continuous decision body, from memory only."""
-    loaded = _loaded_or_404(catalog, name)
-    body = scheduler.latest_body(name)
-    if body is not None:
-        return body
-    return json.dumps(gate_decision(loaded, scheduler), separators=(",", ":")).encode()
-
-
-def gate_summary(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
-    gate = loaded.gate
-    return {
-        "name": gate.name,
-        "description": gate.description,
-        "source": loaded.source,
-        "version": loaded.version,
-        "decision": gate_decision(loaded, scheduler),
-    }
-
-
-def gate_detail(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
-    # The definition holds only *_env variable names, never their values.
-    return {
-        **gate_summary(loaded, scheduler),
-        "path": loaded.path,
-        "definition": loaded.gate.model_dump(mode="json"),
-        "text": loaded.text,
-    }
-
-
-def list_gates(catalog: GateCatalog, scheduler: GateScheduler) -> list[dict[str, Any]]:
-    return [gate_summary(loaded, scheduler) for loaded in catalog.all()]
-
-
-def get_gate(catalog: GateCatalog, scheduler: GateScheduler, name: str) -> dict[str, Any]:
-    return gate_detail(_loaded_or_404(catalog, name), scheduler)
-
-
-def _check_gate_name(name: str) -> None:
-    if not GATE_NAME.match(name):
-        raise Invalid(
-            f"bad gate name {name!r}",
-            errors=[
-                {"loc": ["path", "gate"], "msg": "a gate name matches [a-z0-9][a-z0-9-]{0,62}"}
-            ],
-        )
-
-
-async def put_gate(
-    session: AsyncSession,
-    catalog: GateCatalog,
-    scheduler: GateScheduler,
-    *,
-    name: str,
-    text: str,
-    principal: Principal,
-    clock: Clock,
-) -> tuple[dict[str, Any], bool]:
-    """Create or replace an API-defined gate; returns its body and whether it is new."""
-    _check_gate_name(name)
-    previous = catalog.get(name)
-    try:
-        loaded = catalog.put_api_gate(name, text)
-    except GateReadOnly as read_only:
-        raise Conflict(str(read_only)) from None
-    except GateFileError as invalid:
-        raise Invalid(
-            f"the gate definition is invalid ({count_of(len(invalid.problems), 'problem')})",
-            errors=[_located(p.as_dict()) for p in invalid.problems],
-        ) from None
-    if previous is not loaded:
-        on_rollback(session, lambda: _restore(catalog, name, previous))
-    created = await repo.save_api_gate(
-        session,
-        name=name,
-        text=text,
-        version=definition_version(text),
-        at=clock.now(),
-        by=principal.name,
-    )
-    return gate_detail(loaded, scheduler), created
-
-
-def _located(error: dict[str, Any]) -> dict[str, Any]:
-    where = f"line {error['line']}, column {error['col']}: " if error.get("line") else ""
-    return {**error, "loc": ["body", *error["loc"]], "msg": where + error["msg"]}
-
-
-def _restore(catalog: GateCatalog, name: str, previous: LoadedGate | None) -> None:
-    """Undo a catalog change whose database write failed."""
-    try:
-        if previous is None:
-            catalog.remove_api_gate(name)
-        else:
-            catalog.put_api_gate(name, previous.text)
-    except (KeyError, GateReadOnly, GateFileError):
-        pass
-
-
-async def delete_gate(session: AsyncSession, catalog: GateCatalog, *, name: str) -> None:
-    loaded = _loaded_or_404(catalog, name)
-    if loaded.source == "file":
-        raise Conflict(f"gate {name!r} is defined by the file {loaded.path}; edit the file instead")
-    running = await repo.running_check_count(session, name)
-    if running:
-        raise Conflict(
-            f"gate {name!r} has {count_of(running, 'running check')}; cancel or decide them first"
-        )
-    await repo.delete_api_gate(session, name)
-
-    def remove() -> None:
-        with contextlib.suppress(KeyError, GateReadOnly):
-            catalog.remove_api_gate(name)
-
-    after_commit(session, remove)
-
-
-async def load_api_gates(session: AsyncSession, catalog: GateCatalog) -> list[str]:
-    """Install every stored API-defined gate; returns problems (gates that no longer load)."""
-    problems = []
-    for row in await repo.api_gates(session):
-        try:
-            catalog.put_api_gate(row.name, row.text)
-        except GateReadOnly:
-            problems.append(f"gate {row.name}: a gate file of that name takes precedence")
-        except GateFileError as invalid:
-            problems.append(f"gate {row.name} (stored): {invalid}")
-    return problems
-
-
-async def gate_samples(
-    session: AsyncSession,
-    catalog: GateCatalog,
-    *,
-    name: str,
-    since: datetime | None,
-    cursor: str | None,
-    limit: int,
-) -> dict[str, Any]:
-    _loaded_or_404(catalog, name)
-    before_id = None
-    if cursor is not None:
-        if not cursor.isdigit() or len(cursor) > 19:
-            raise Invalid(
-                "bad cursor",
-                errors=[
-                    {"loc": ["query", "cursor"], "msg": "use next_cursor from the previous page"}
-                ],
-            )
-        before_id = int(cursor)
-    rows = await repo.gate_samples(session, name, since=since, before_id=before_id, limit=limit)
-    items = [{"id": row.id, **row.body} for row in rows]
-    return {
-        "items": items,
-        "next_cursor": str(rows[-1].id) if len(rows) == limit else None,
-    }
-
-
-# -- checks ------------------------------------------------------------------------------
+from app.gates.catalog import GateCatalog
+from app.gates.service import loaded_or_404
+from gates.engine import Decision, Steady, Verdict, no_sample_verdict
+from probes.timefmt import iso
 
 
 async def _check_or_404(session: AsyncSession, check_id: str) -> CheckRow:
@@ -326,7 +82,7 @@ async def create_check(
     principal: Principal,
 ) -> tuple[dict[str, Any], bool]:
     """Start a check; returns its body and False when an idempotent retry found it."""
-    loaded = _loaded_or_404(catalog, gate_name)
+    loaded = loaded_or_404(catalog, gate_name)
     fingerprint = request.fingerprint()
     if idempotency_key is not None:
         existing = await repo.check_by_idempotency_key(session, gate_name, idempotency_key)
@@ -578,8 +334,5 @@ async def check_events(
     rows = await repo.events(session, check_id, after_id=after, limit=limit)
     return {
         "check": check_id,
-        "items": [
-            {"id": e.id, "kind": e.kind, "at": iso(e.at), "actor": e.actor, "data": e.data}
-            for e in rows
-        ],
+        "items": [event_body(e) for e in rows],
     }

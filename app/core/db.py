@@ -85,6 +85,12 @@ class GateRow(Base):
     updated_by: Mapped[str] = mapped_column(String(255))
 
 
+RUNNING = "running"
+FINAL = "final"
+CANCELLED = "cancelled"
+CHECK_STATES = (RUNNING, FINAL, CANCELLED)
+
+
 class CheckRow(Base):
     __tablename__ = "checks"
     __table_args__ = (

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.checks import service as services
 from app.core.deps import Admin, SessionDep, Viewer
 from app.core.problems import Invalid
+from app.gates import service as services
 
 router = APIRouter(prefix="/gates", tags=["gates"])
 

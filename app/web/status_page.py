@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gates.conditions import format_duration
 from gates.engine import Decision, Verdict
+from probes.timefmt import iso
 
 if TYPE_CHECKING:
     from app.gates.catalog import GateCatalog, LoadedGate
@@ -76,10 +77,6 @@ def format_value(value: float | None, unit: str) -> str:
     if unit == "s":
         return f"{value * 1000:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
     return f"{value:.6g}"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def gate_status(loaded: LoadedGate, verdict: Verdict | None) -> dict[str, Any]:
@@ -152,7 +149,7 @@ def check_status(check: Mapping[str, Any]) -> dict[str, Any]:
         "version": str(check.get("version", "")),
         "environment": check.get("environment"),
         "stage": check.get("stage"),
-        "created_at": _iso(created) if isinstance(created, datetime) else created,
+        "created_at": iso(created) if isinstance(created, datetime) else created,
         "decision": decision,
         "label": DECISION_LABELS[decision][0],
         "reasons": list(latest.get("reasons", [])) if isinstance(latest, Mapping) else [],
@@ -175,7 +172,7 @@ def status_snapshot(
     for gate in gates:
         summary[gate["decision"]] += 1
     return {
-        "generated_at": _iso(now),
+        "generated_at": iso(now),
         "refresh_seconds": REFRESH_SECONDS,
         "summary": summary,
         "gates": gates,

@@ -1,0 +1,51 @@
+"""The check body (``GET /checks/{id}``) and its audit events, from their rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from app.core.db import CANCELLED, CheckRow, EventRow, SignoffRow
+from probes.timefmt import iso
+
+log = structlog.get_logger(__name__)
+
+
+def signoff_body(row: SignoffRow) -> dict[str, Any]:
+    return {
+        "signoff": row.signoff,
+        "signed_by": row.signed_by,
+        "comment": row.comment,
+        "signed_at": iso(row.signed_at),
+    }
+
+
+def check_body(row: CheckRow, signoffs: Sequence[SignoffRow]) -> dict[str, Any]:
+    """The decision body of the check's latest (or final) decision, plus the check."""
+    body = dict(row.verdict)
+    if row.state == CANCELLED:
+        body["decision"] = None
+    body.update(
+        {
+            "id": row.id,
+            "state": row.state,
+            "version": row.version,
+            "environment": row.environment,
+            "stage": row.stage,
+            "vars": dict(row.vars),
+            "metadata": dict(row.meta),
+            "created_at": iso(row.created_at),
+            "deadline": iso(row.deadline),
+            "decided_at": iso(row.decided_at),
+            "decided_by": row.decided_by,
+            "deciding_samples": list(row.deciding_samples),
+            "signoffs": [signoff_body(s) for s in signoffs],
+        }
+    )
+    return body
+
+
+def event_body(row: EventRow) -> dict[str, Any]:
+    return {"id": row.id, "kind": row.kind, "at": iso(row.at), "actor": row.actor, "data": row.data}

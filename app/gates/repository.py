@@ -1,0 +1,100 @@
+"""Database reads and writes for gates: API-defined gates and continuous samples.
+
+Nothing here commits: the caller's unit of work owns the transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import RUNNING, CheckRow, GateRow, SampleRow
+
+
+async def api_gates(session: AsyncSession) -> list[GateRow]:
+    result = await session.scalars(select(GateRow).order_by(GateRow.name))
+    return list(result)
+
+
+async def api_gate(session: AsyncSession, name: str) -> GateRow | None:
+    return await session.get(GateRow, name)
+
+
+async def save_api_gate(
+    session: AsyncSession, *, name: str, text: str, version: str, at: datetime, by: str
+) -> bool:
+    """Insert or replace; returns True when the gate is new."""
+    row = await session.get(GateRow, name, with_for_update=True)
+    if row is None:
+        session.add(GateRow(name=name, text=text, version=version, updated_at=at, updated_by=by))
+        await session.flush()
+        return True
+    row.text, row.version, row.updated_at, row.updated_by = text, version, at, by
+    await session.flush()
+    return False
+
+
+async def delete_api_gate(session: AsyncSession, name: str) -> bool:
+    result = await session.execute(delete(GateRow).where(GateRow.name == name))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def running_check_count(session: AsyncSession, gate: str) -> int:
+    result = await session.scalar(
+        select(func.count())
+        .select_from(CheckRow)
+        .where(CheckRow.gate == gate, CheckRow.state == RUNNING)
+    )
+    return int(result or 0)
+
+
+async def add_sample(
+    session: AsyncSession,
+    *,
+    gate: str,
+    check_id: str | None,
+    evaluated_at: datetime,
+    decision: str,
+    body: dict[str, Any],
+    measurements: list[dict[str, Any]] | None = None,
+) -> int:
+    row = SampleRow(
+        gate=gate,
+        check_id=check_id,
+        evaluated_at=evaluated_at,
+        decision=decision,
+        body=body,
+        measurements=measurements,
+    )
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def gate_samples(
+    session: AsyncSession,
+    gate: str,
+    *,
+    since: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> list[SampleRow]:
+    """Continuous samples of ``gate``, newest first."""
+    query = select(SampleRow).where(SampleRow.gate == gate, SampleRow.check_id.is_(None))
+    if since is not None:
+        query = query.where(SampleRow.evaluated_at > since)
+    if before_id is not None:
+        query = query.where(SampleRow.id < before_id)
+    query = query.order_by(SampleRow.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def prune_continuous_samples(session: AsyncSession, older_than: datetime) -> int:
+    """Delete continuous samples older than ``older_than``; a check's samples are kept."""
+    result = await session.execute(
+        delete(SampleRow).where(SampleRow.check_id.is_(None), SampleRow.evaluated_at < older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

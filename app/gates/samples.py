@@ -1,0 +1,117 @@
+"""Samples as stored: the engine's ``Sample`` to rows and back, and the continuous store.
+
+The store records every continuous gate sample and prunes those older than the
+retention; a check's samples are never pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from app.core.clock import Clock
+from app.core.db import Database, SampleRow
+from app.gates import repository as repo
+from gates.engine import (
+    CriterionOutcome,
+    CriterionResult,
+    Sample,
+    Verdict,
+)
+from probes.base import MeasurementStatus
+from probes.timefmt import iso
+
+log = structlog.get_logger(__name__)
+
+
+RETENTION_SWEEP = timedelta(hours=1)
+
+
+def measurements_of(sample: Sample) -> list[dict[str, Any]]:
+    """What the decision body leaves out but a resumed check's probes need."""
+    return [
+        {
+            "name": r.name,
+            "status": r.status.value if r.status is not None else None,
+            "observed_at": iso(r.observed_at),
+            "extra": dict(r.extra),
+        }
+        for r in sample.results
+    ]
+
+
+def sample_from_row(row: SampleRow) -> Sample:
+    """Rebuild an engine ``Sample`` from its stored decision body and measurements."""
+    stored = {m["name"]: m for m in row.measurements or []}
+    results = []
+    for item in row.body.get("criteria", []):
+        extra = stored.get(item["name"], {})
+        status = extra.get("status")
+        observed = extra.get("observed_at")
+        results.append(
+            CriterionResult(
+                name=item["name"],
+                outcome=CriterionOutcome(item["outcome"]),
+                reason=item.get("reason", ""),
+                probe=item.get("probe", ""),
+                go=item.get("go", ""),
+                rollback=item.get("rollback"),
+                value=item.get("value"),
+                volume=item.get("volume"),
+                duration_ms=item.get("duration_ms"),
+                status=MeasurementStatus(status) if status else None,
+                observed_at=datetime.fromisoformat(observed) if observed else None,
+                extra={k: float(v) for k, v in (extra.get("extra") or {}).items()},
+            )
+        )
+    return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
+
+
+class SampleStore:
+    """Stores the continuous gate samples (the scheduler's ``SampleSink``) and prunes
+    those older than the retention; a check's samples are never pruned."""
+
+    def __init__(self, db: Database, *, clock: Clock, retention: timedelta) -> None:
+        self._db = db
+        self._clock = clock
+        self._retention = retention
+        self._task: asyncio.Task[None] | None = None
+
+    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None:
+        async with self._db.session() as session:
+            await repo.add_sample(
+                session,
+                gate=gate,
+                check_id=None,
+                evaluated_at=verdict.evaluated_at or self._clock.now(),
+                decision=verdict.decision.value,
+                body=verdict.as_dict(),
+            )
+
+    async def prune(self) -> int:
+        async with self._db.session() as session:
+            removed = await repo.prune_continuous_samples(
+                session, self._clock.now() - self._retention
+            )
+        if removed:
+            log.info("old gate samples pruned", removed=removed)
+        return removed
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._sweep(), name="gonogo-sample-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning gate samples failed")
+            await self._clock.sleep(RETENTION_SWEEP.total_seconds())
