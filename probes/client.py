@@ -554,6 +554,35 @@ ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 HTTP_URL_PATTERN = r"^https?://\S+$"
 
 
+class SourceConfig(Protocol):
+    """What every probe config says about its connection."""
+
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+
+
+def source_client(
+    config: SourceConfig,
+    *,
+    base_url: str,
+    headers: Mapping[str, str],
+    secrets: Sequence[str | None] = (),
+    auth: tuple[str, str] | None = None,
+) -> SourceClient:
+    """The pooled client for one probe's source, with the config's timeout and retries;
+    ``secrets`` are the credentials it sends, scrubbed from everything it reports."""
+    return SourceClient(
+        base_url=base_url,
+        timeout=config.timeout,
+        retries=config.retries,
+        headers=headers,
+        auth=auth,
+        secrets=tuple(s for s in secrets if s),
+    )
+
+
 class BearerSourceConfig(Protocol):
     """A probe config whose source takes an optional ``Authorization: Bearer`` token."""
 
@@ -569,17 +598,20 @@ class BearerSourceConfig(Protocol):
     def token_env(self) -> str | None: ...
 
 
-def bearer_source(config: BearerSourceConfig) -> tuple[SourceClient, str | None]:
+def bearer_source(
+    config: BearerSourceConfig,
+    *,
+    defaults: Mapping[str, str] | None = None,
+    secrets: Sequence[str | None] = (),
+    auth: tuple[str, str] | None = None,
+) -> tuple[SourceClient, str | None]:
     """The pooled client for ``config``'s source, sending its token when it names one, and
-    the credential to name when the source refuses it (``"token_env X"``)."""
+    the credential to name when the source refuses it (``"token_env X"``). ``defaults``
+    are headers the config's own ``headers`` may override."""
     token = secret_from_env(config.token_env, field="token_env")
-    headers, secrets = bearer_headers(config.headers, token)
-    client = SourceClient(
-        base_url=config.url,
-        timeout=config.timeout,
-        retries=config.retries,
-        headers=headers,
-        secrets=secrets,
+    headers, sent = bearer_headers({**(defaults or {}), **config.headers}, token)
+    client = source_client(
+        config, base_url=config.url, headers=headers, secrets=(*sent, *secrets), auth=auth
     )
     return client, f"token_env {config.token_env}" if config.token_env else None
 

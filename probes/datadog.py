@@ -18,7 +18,7 @@ from pydantic import Field
 
 from probes.answers import is_number, kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
-from probes.client import ProbeFailure, SourceClient, secret_from_env
+from probes.client import ProbeFailure, secret_from_env, source_client
 
 TYPE_NAME = "datadog"
 DEFAULT_SITE = "datadoghq.com"
@@ -57,13 +57,11 @@ class DatadogProbe:
         self.name = name
         api_key = secret_from_env(config.api_key_env, field="api_key_env")
         app_key = secret_from_env(config.app_key_env, field="app_key_env")
-        secrets = [s for s in (api_key, app_key) if s]
-        self._client = SourceClient(
+        self._client = source_client(
+            config,
             base_url=config.base_url(),
-            timeout=config.timeout,
-            retries=config.retries,
             headers={"DD-API-KEY": api_key or "", "DD-APPLICATION-KEY": app_key or ""},
-            secrets=secrets,
+            secrets=[api_key, app_key],
         )
 
     def __repr__(self) -> str:

@@ -37,9 +37,7 @@ from probes.client import (
     HTTP_URL_PATTERN,
     ProbeFailure,
     RawResponse,
-    SourceClient,
-    bearer_headers,
-    secret_from_env,
+    bearer_source,
 )
 
 METRICS = ("up", "availability", "latency")
@@ -100,15 +98,7 @@ class HttpProbe:
     def __init__(self, config: HttpConfig, *, name: str) -> None:
         self.config = config
         self.name = name
-        token = secret_from_env(config.token_env, field="token_env")
-        headers, secrets = bearer_headers(config.headers, token)
-        self.client = SourceClient(
-            base_url=config.url,
-            timeout=config.timeout,
-            retries=config.retries,
-            headers={"Accept": "application/json, */*;q=0.5", **headers},
-            secrets=secrets,
-        )
+        self.client, _ = bearer_source(config, defaults={"Accept": "application/json, */*;q=0.5"})
 
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]:

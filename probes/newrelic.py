@@ -18,7 +18,7 @@ from pydantic import Field
 
 from probes.answers import is_number, kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
-from probes.client import ProbeFailure, SourceClient, secret_from_env
+from probes.client import ProbeFailure, secret_from_env, source_client
 
 TYPE_NAME = "newrelic"
 GRAPHQL_PATH = "/graphql"
@@ -50,12 +50,8 @@ class NewRelicProbe:
         self.config = config
         self.name = name
         api_key = secret_from_env(config.api_key_env, field="api_key_env") or ""
-        self._client = SourceClient(
-            base_url=config.base_url(),
-            timeout=config.timeout,
-            retries=config.retries,
-            headers={"API-Key": api_key},
-            secrets=[api_key],
+        self._client = source_client(
+            config, base_url=config.base_url(), headers={"API-Key": api_key}, secrets=[api_key]
         )
 
     def __repr__(self) -> str:

@@ -19,8 +19,7 @@ from probes.client import (
     ENV_VAR_PATTERN,
     HTTP_URL_PATTERN,
     ProbeFailure,
-    SourceClient,
-    bearer_headers,
+    bearer_source,
     failure_measurement,
     secret_from_env,
 )
@@ -66,9 +65,7 @@ class PrometheusProbe:
     def __init__(self, config: PrometheusConfig, *, name: str) -> None:
         self.config = config
         self.name = name
-        token = secret_from_env(config.token_env, field="token_env")
         password = secret_from_env(config.password_env, field="password_env")
-        headers, secrets = bearer_headers(config.headers, token)
         auth = (config.username, password) if config.username and password else None
         self._credential = (
             f"token_env {config.token_env}"
@@ -77,14 +74,7 @@ class PrometheusProbe:
             if config.password_env
             else None
         )
-        self.client = SourceClient(
-            base_url=config.url,
-            timeout=config.timeout,
-            retries=config.retries,
-            headers=headers,
-            auth=auth,
-            secrets=(*secrets, *([password] if password else [])),
-        )
+        self.client, _ = bearer_source(config, secrets=(password,), auth=auth)
 
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from probes.answers import kind_of, shorten
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
-from probes.client import JsonResponse, ProbeFailure, SourceClient, secret_from_env
+from probes.client import JsonResponse, ProbeFailure, secret_from_env, source_client
 from probes.timefmt import iso
 
 TYPE_NAME = "sentry"
@@ -74,10 +74,9 @@ class SentryProbe:
         self.config = config
         self.name = name
         token = secret_from_env(config.token_env, field="token_env") or ""
-        self._client = SourceClient(
+        self._client = source_client(
+            config,
             base_url=config.base_url(),
-            timeout=config.timeout,
-            retries=config.retries,
             headers={"Authorization": f"Bearer {token}"},
             secrets=[token],
         )
