@@ -1,8 +1,10 @@
 """An in-memory probe for tests, the way httpx ships ``MockTransport``.
 
 ``FakeProbe`` answers from a script: numbers, ``Measurement``s, ``None`` for "no data",
-an exception to raise, or ``HANG`` to block until released (or cancelled). It records
-every query and context it was asked with, so tests can check what the sampler sent.
+an exception to raise, or ``HANG`` to block until released (or cancelled). A test may
+also set the next answer (``probe.answer = ...``) or hold every call with ``hang()``
+until ``release()``. It records every query and context it was asked with, so tests can
+check what the sampler sent.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ class FakeProbe:
         script: Script | None = None,
         timeout: float = 5.0,
         retries: int = 0,
+        name: str = "fake",
     ) -> None:
         if not answers and script is None:
             answers = (1.0,)
+        self.name = name
         self._answers: Sequence[Answer] = answers
         self._script = script
         self.config = ProbeConfig(type="fake", timeout=timeout, retries=retries)
@@ -54,7 +58,24 @@ class FakeProbe:
         self.started = asyncio.Event()
         self.cancelled = 0
         self.closed = False
+        self.in_flight = 0
         self._release = asyncio.Event()
+        self._held = asyncio.Event()
+        self._held.set()
+
+    @property
+    def answer(self) -> Answer:
+        return self._answers[-1]
+
+    @answer.setter
+    def answer(self, value: Answer) -> None:
+        """From now on, answer ``value`` to every call."""
+        self._answers = (value,)
+        self._script = None
+
+    def hang(self) -> None:
+        """Hold every call from now on until ``release()``."""
+        self._held.clear()
 
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
@@ -62,6 +83,7 @@ class FakeProbe:
 
     def release(self) -> None:
         self._release.set()
+        self._held.set()
 
     def _next(self, query: ProbeQuery, ctx: ProbeContext) -> Answer:
         if self._script is not None:
@@ -72,6 +94,11 @@ class FakeProbe:
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         self.calls.append(Call(query, ctx))
         self.started.set()
+        self.in_flight += 1
+        try:
+            await self._held.wait()
+        finally:
+            self.in_flight -= 1
         answer = self._next(query, ctx)
         if isinstance(answer, _Hang):
             try:

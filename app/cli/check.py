@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx
@@ -17,6 +17,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from app.cli.options import VarError, parse_vars
 
 EXIT_GO, EXIT_NO_GO, EXIT_ROLLBACK, EXIT_ERROR = 0, 1, 2, 3
 EXIT_BY_DECISION = {"go": EXIT_GO, "no_go": EXIT_NO_GO, "rollback": EXIT_ROLLBACK}
@@ -28,16 +30,6 @@ DECISION_STYLE = {"go": "bold green", "no_go": "bold yellow", "rollback": "bold 
 
 class CheckError(Exception):
     """Something that ends ``gonogo check`` with exit code 3 and a one-line message."""
-
-
-def parse_vars(items: Sequence[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--var")
-        found[key.strip()] = value
-    return found
 
 
 def _problem_text(response: httpx.Response) -> str:
@@ -265,7 +257,11 @@ def check(
     ] = False,
 ) -> None:
     """Start a check and wait for its final decision: exit 0 go, 1 no_go, 2 rollback, 3 error."""
-    body: dict[str, Any] = {"version": version, "vars": parse_vars(var or [])}
+    try:
+        check_vars = parse_vars(var or [])
+    except VarError as bad:
+        raise typer.BadParameter(str(bad), param_hint="--var") from None
+    body: dict[str, Any] = {"version": version, "vars": check_vars}
     if environment is not None:
         body["environment"] = environment
     if stage is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from app.cli.options import VarError, parse_vars
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
 from gates.errors import GateProblem, count_of
 from gates.loader import check_gate_file, gate_files
@@ -28,7 +28,6 @@ EXIT_OK = 0
 EXIT_NOT_GO = 1
 EXIT_ERROR = 3
 
-_VAR = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$", re.DOTALL)
 _OUTCOME_STYLE = {
     CriterionOutcome.PASS: "green",
     CriterionOutcome.FAIL: "yellow",
@@ -123,19 +122,6 @@ class _EvaluateError(Exception):
     """Something that stops ``evaluate`` before it can judge (exit 3)."""
 
 
-def parse_vars(items: Sequence[str]) -> dict[str, str]:
-    """``--var k=v`` options as a mapping; raises ``_EvaluateError`` naming a bad one."""
-    values: dict[str, str] = {}
-    for item in items:
-        match = _VAR.match(item)
-        if match is None:
-            raise _EvaluateError(
-                f"bad --var {item!r}: write it as name=value (name: letters, digits, _)"
-            )
-        values[match["key"]] = match["value"]
-    return values
-
-
 def _build_probes(gate: Gate) -> dict[str, Probe]:
     built: dict[str, Probe] = {}
     for name, config in gate.probes.items():
@@ -224,7 +210,7 @@ def evaluate(
     """Take one sample of a gate now, with no server. Exit 0 go-able, 1 not, 3 error."""
     try:
         check_vars = parse_vars(var)
-    except _EvaluateError as bad:
+    except VarError as bad:
         typer.echo(f"error: {bad}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     if not gate_file.is_file():

@@ -7,7 +7,6 @@ Catalog changes that must follow the commit are registered with ``after_commit``
 from __future__ import annotations
 
 import contextlib
-import json
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from app.core.db import after_commit, on_rollback
 from app.core.problems import Conflict, Invalid, NotFound
 from app.gates import repository as repo
 from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
-from app.gates.scheduler import GateScheduler
+from app.gates.scheduler import GateScheduler, encode_verdict
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
 from gates.model import GATE_NAME
@@ -45,7 +44,7 @@ def gate_decision_json(catalog: GateCatalog, scheduler: GateScheduler, name: str
     body = scheduler.latest_body(name)
     if body is not None:
         return body
-    return json.dumps(gate_decision(loaded, scheduler), separators=(",", ":")).encode()
+    return encode_verdict(no_sample_verdict(loaded.name, loaded.gate.steady_for))
 
 
 def gate_summary(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:

@@ -1,68 +1,20 @@
-"""Test doubles for the runtime: scripted probes, gates built in code, recording sinks."""
+"""Test doubles for the runtime: a probe builder, gates built in code, recording sinks."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from app.core.clock import Clock
 from app.observability.notify import Notifier
 from gates.engine import Decision, Sample, Verdict, decide, judge
 from gates.model import Criterion, Gate, Notify
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig
+from tests.fakeprobe import Answer, FakeProbe
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-
-Answer = float | Measurement | Exception | None
-
-
-class ScriptedProbe:
-    """A probe whose next answer the test sets: a number, a Measurement, an exception
-    to raise, or ``None`` for "no data". ``hang()`` makes it block until ``release()``."""
-
-    type_name: ClassVar[str] = "scripted"
-    config_model: ClassVar[type[ProbeConfig]] = ProbeConfig
-
-    def __init__(self, name: str = "p", answer: Answer = 1.0, *, timeout: float = 5.0) -> None:
-        self.name = name
-        self.answer: Answer = answer
-        self.config = ProbeConfig(type="scripted", timeout=timeout, retries=0)
-        self.calls: list[ProbeContext] = []
-        self.closed = False
-        self.in_flight = 0
-        self._gate = asyncio.Event()
-        self._gate.set()
-
-    def hang(self) -> None:
-        self._gate.clear()
-
-    def release(self) -> None:
-        self._gate.set()
-
-    @staticmethod
-    def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
-        return []
-
-    async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
-        self.calls.append(ctx)
-        self.in_flight += 1
-        try:
-            await self._gate.wait()
-        finally:
-            self.in_flight -= 1
-        answer = self.answer
-        if isinstance(answer, Exception):
-            raise answer
-        if isinstance(answer, Measurement):
-            return answer
-        if answer is None:
-            return Measurement.no_data("no series", ctx.now)
-        return Measurement.ok(answer, ctx.now, detail="scripted")
-
-    async def aclose(self) -> None:
-        self.closed = True
 
 
 class ProbeBench:
@@ -70,18 +22,18 @@ class ProbeBench:
     remembers every one it built."""
 
     def __init__(self) -> None:
-        self.built: list[ScriptedProbe] = []
+        self.built: list[FakeProbe] = []
         self.answers: dict[str, Answer] = {}
         self.fail_for: set[str] = set()
 
-    def __call__(self, config: ProbeConfig, name: str) -> ScriptedProbe:
+    def __call__(self, config: ProbeConfig, name: str) -> FakeProbe:
         if name in self.fail_for:
             raise RuntimeError(f"cannot build {name}")
-        probe = ScriptedProbe(name, self.answers.get(name, 1.0))
+        probe = FakeProbe(self.answers.get(name, 1.0), name=name)
         self.built.append(probe)
         return probe
 
-    def latest(self, name: str) -> ScriptedProbe:
+    def latest(self, name: str) -> FakeProbe:
         return next(p for p in reversed(self.built) if p.name == name)
 
 
