@@ -30,7 +30,7 @@ from app.gates.scheduler import GateScheduler
 from app.gates.service import load_api_gates
 from app.integrations import flagger as integrations
 from app.observability.notify import Notifier
-from app.observability.routes import api_router, public_router
+from app.routes import api_router, public_router
 from app.web import status_page
 
 log = structlog.get_logger(__name__)

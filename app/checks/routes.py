@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from app.checks import service as services
+from app.checks.deps import RunnerDep
 from app.checks.schemas import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
-from app.core.deps import Approver, Pipeline, SessionDep, Viewer
+from app.core.deps import Approver, ClockDep, Pipeline, SessionDep, Viewer
+from app.gates.deps import CatalogDep
 
 router = APIRouter(tags=["checks"])
 
@@ -28,8 +30,10 @@ MAX_WAIT_SECONDS = 60
 async def start_check(
     gate: str,
     payload: CheckRequest,
-    request: Request,
     session: SessionDep,
+    catalog: CatalogDep,
+    runner: RunnerDep,
+    clock: ClockDep,
     principal: Pipeline,
     idempotency_key: Annotated[
         str | None,
@@ -39,13 +43,12 @@ async def start_check(
         ),
     ] = None,
 ) -> JSONResponse:
-    state = request.app.state
     key = services.check_idempotency_key(idempotency_key)
     body, created = await services.create_check(
         session,
-        state.catalog,
-        state.checks,
-        state.clock,
+        catalog,
+        runner,
+        clock,
         gate_name=gate,
         request=payload,
         idempotency_key=key,
@@ -61,8 +64,8 @@ async def start_check(
 @router.get("/checks/{check_id}", summary="A check; with wait, long-polls until it is final")
 async def get_check(
     check_id: str,
-    request: Request,
     session: SessionDep,
+    runner: RunnerDep,
     _: Viewer,
     wait: Annotated[
         float,
@@ -70,7 +73,7 @@ async def get_check(
     ] = 0,
 ) -> dict[str, Any]:
     # Wait first, from memory, so a long poll holds no database connection.
-    await request.app.state.checks.wait_final(check_id, wait)
+    await runner.wait_final(check_id, wait)
     return await services.get_check(session, check_id)
 
 
@@ -93,16 +96,17 @@ async def list_checks(
 async def add_signoff(
     check_id: str,
     payload: SignoffRequest,
-    request: Request,
     session: SessionDep,
+    catalog: CatalogDep,
+    runner: RunnerDep,
+    clock: ClockDep,
     principal: Approver,
 ) -> dict[str, Any]:
-    state = request.app.state
     return await services.add_signoff(
         session,
-        state.catalog,
-        state.checks,
-        state.clock,
+        catalog,
+        runner,
+        clock,
         check_id=check_id,
         request=payload,
         principal=principal,
@@ -116,16 +120,17 @@ async def add_signoff(
 async def decide_check(
     check_id: str,
     payload: ManualDecisionRequest,
-    request: Request,
     session: SessionDep,
+    catalog: CatalogDep,
+    runner: RunnerDep,
+    clock: ClockDep,
     principal: Approver,
 ) -> dict[str, Any]:
-    state = request.app.state
     return await services.decide_check(
         session,
-        state.catalog,
-        state.checks,
-        state.clock,
+        catalog,
+        runner,
+        clock,
         check_id=check_id,
         request=payload,
         principal=principal,
@@ -135,16 +140,16 @@ async def decide_check(
 @router.post("/checks/{check_id}/cancel", summary="Cancel a running check (pipeline)")
 async def cancel_check(
     check_id: str,
-    request: Request,
     session: SessionDep,
+    runner: RunnerDep,
+    clock: ClockDep,
     principal: Pipeline,
     payload: CancelRequest | None = None,
 ) -> dict[str, Any]:
-    state = request.app.state
     return await services.cancel_check(
         session,
-        state.checks,
-        state.clock,
+        runner,
+        clock,
         check_id=check_id,
         request=payload or CancelRequest(),
         principal=principal,

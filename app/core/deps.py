@@ -2,28 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal, TokenAuthenticator, require
-from app.core.db import Database, run_after_commit, run_on_rollback
+from app.core.clock import Clock
+from app.core.db import Database
+
+T = TypeVar("T")
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work per request: committed when the route returns without error."""
-    db: Database = request.app.state.db
-    async with db.sessions() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            run_on_rollback(session)
-            raise
-        run_after_commit(session)
+def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A dependency that reads ``app.state.<name>`` and checks that it is a ``kind``.
+
+    Each domain declares its own (``CatalogDep``, ``RunnerDep``, ...), so routes get typed
+    parts and never read ``app.state`` themselves. Async, so it costs no thread-pool hop.
+    """
+
+    async def get(request: Request) -> T:
+        value = getattr(request.app.state, name, None)
+        if not isinstance(value, kind):
+            raise RuntimeError(f"app.state.{name} is not a {kind.__name__} (not started?)")
+        return value
+
+    get.__name__ = f"state_{name}"
+    return get
+
+
+DatabaseDep = Annotated[Database, Depends(from_state("db", Database))]
+ClockDep = Annotated[Clock, Depends(from_state("clock", Clock))]
+AuthenticatorDep = Annotated[
+    TokenAuthenticator, Depends(from_state("authenticator", TokenAuthenticator))
+]
+
+
+async def _session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request (``Database.session``): committed when the route
+    returns without error, rolled back otherwise."""
+    async with db.session() as session:
+        yield session
 
 
 # scope="function": commit before the response is sent, so a client that reads right
@@ -32,10 +52,9 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 async def _current_token(
-    request: Request,
+    authenticator: AuthenticatorDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
-    authenticator: TokenAuthenticator = request.app.state.authenticator
     return authenticator.authenticate(authorization)
 
 

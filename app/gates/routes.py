@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import Admin, SessionDep, Viewer
+from app.core.deps import Admin, ClockDep, SessionDep, Viewer
 from app.core.problems import Invalid
 from app.gates import service as services
+from app.gates.deps import CatalogDep, SchedulerDep
 
 router = APIRouter(prefix="/gates", tags=["gates"])
 
@@ -27,15 +28,17 @@ _GATE_BODY = {
 
 
 @router.get("", summary="Every gate with its current decision")
-async def list_gates(request: Request, _: Viewer) -> list[dict[str, Any]]:
-    state = request.app.state
-    return services.list_gates(state.catalog, state.scheduler)
+async def list_gates(
+    catalog: CatalogDep, scheduler: SchedulerDep, _: Viewer
+) -> list[dict[str, Any]]:
+    return services.list_gates(catalog, scheduler)
 
 
 @router.get("/{gate}", summary="A gate's definition, source, version and current decision")
-async def get_gate(gate: str, request: Request, _: Viewer) -> dict[str, Any]:
-    state = request.app.state
-    return services.get_gate(state.catalog, state.scheduler, gate)
+async def get_gate(
+    gate: str, catalog: CatalogDep, scheduler: SchedulerDep, _: Viewer
+) -> dict[str, Any]:
+    return services.get_gate(catalog, scheduler, gate)
 
 
 @router.put(
@@ -46,7 +49,13 @@ async def get_gate(gate: str, request: Request, _: Viewer) -> dict[str, Any]:
     responses={201: {"description": "created"}, 409: {"description": "file-defined gate"}},
 )
 async def put_gate(
-    gate: str, request: Request, session: SessionDep, principal: Admin
+    gate: str,
+    request: Request,
+    session: SessionDep,
+    catalog: CatalogDep,
+    scheduler: SchedulerDep,
+    clock: ClockDep,
+    principal: Admin,
 ) -> JSONResponse:
     raw = await request.body()
     try:
@@ -56,15 +65,8 @@ async def put_gate(
             "the body is not UTF-8 text",
             errors=[{"loc": ["body"], "msg": "send the gate as UTF-8 YAML or JSON"}],
         ) from None
-    state = request.app.state
     body, created = await services.put_gate(
-        session,
-        state.catalog,
-        state.scheduler,
-        name=gate,
-        text=text,
-        principal=principal,
-        clock=state.clock,
+        session, catalog, scheduler, name=gate, text=text, principal=principal, clock=clock
     )
     return JSONResponse(
         body,
@@ -80,8 +82,8 @@ async def put_gate(
     response_class=Response,
     responses={409: {"description": "file-defined gate, or checks still running"}},
 )
-async def delete_gate(gate: str, request: Request, session: SessionDep, _: Admin) -> Response:
-    await services.delete_gate(session, request.app.state.catalog, name=gate)
+async def delete_gate(gate: str, session: SessionDep, catalog: CatalogDep, _: Admin) -> Response:
+    await services.delete_gate(session, catalog, name=gate)
     return Response(status_code=204)
 
 
@@ -91,17 +93,18 @@ async def delete_gate(gate: str, request: Request, session: SessionDep, _: Admin
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
 )
-async def gate_decision(gate: str, request: Request, _: Viewer) -> Response:
-    state = request.app.state
-    body = services.gate_decision_json(state.catalog, state.scheduler, gate)
+async def gate_decision(
+    gate: str, catalog: CatalogDep, scheduler: SchedulerDep, _: Viewer
+) -> Response:
+    body = services.gate_decision_json(catalog, scheduler, gate)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{gate}/samples", summary="Continuous sample history, newest first, paginated")
 async def gate_samples(
     gate: str,
-    request: Request,
     session: SessionDep,
+    catalog: CatalogDep,
     _: Viewer,
     since: Annotated[datetime | None, Query(description="only samples after this instant")] = None,
     cursor: Annotated[
@@ -115,5 +118,5 @@ async def gate_samples(
             errors=[{"loc": ["query", "since"], "msg": "give a zone, e.g. 2026-11-24T10:00:00Z"}],
         )
     return await services.gate_samples(
-        session, request.app.state.catalog, name=gate, since=since, cursor=cursor, limit=limit
+        session, catalog, name=gate, since=since, cursor=cursor, limit=limit
     )

@@ -12,7 +12,7 @@ proxy may add it) the caller's token is read from ``metadata.token``; any role m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from fastapi import APIRouter, Request
@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.auth import TokenAuthenticator, require
-from gates.engine import Decision
+from app.gates.catalog import LoadedGate
+from gates.engine import Decision, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,15 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def flagger_answer(gate: str, catalog: Any, scheduler: Any) -> JSONResponse:
+class KnownGates(Protocol):
+    def get(self, name: str) -> LoadedGate | None: ...
+
+
+class LatestVerdicts(Protocol):
+    def latest(self, gate: str) -> Verdict | None: ...
+
+
+def flagger_answer(gate: str, catalog: KnownGates, scheduler: LatestVerdicts) -> JSONResponse:
     """200 with the decision body on go; 403 problem+json with the reasons otherwise;
     404 for a gate gonogo does not know."""
     if catalog.get(gate) is None:

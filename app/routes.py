@@ -1,13 +1,16 @@
-"""The HTTP API (SPEC §5): ``/api/v1`` routers plus the public health and metrics routes."""
+"""Every router in one place: ``/api/v1`` (gates, checks, admin) and the public health and
+metrics routes (``docs/architecture.md``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
 from app.checks import routes as checks
+from app.core.deps import DatabaseDep
 from app.core.problems import problem_response
 from app.gates import admin_routes as admin
 from app.gates import routes as gates
+from app.gates.deps import CatalogDep
 from app.observability import metrics
 
 api_router = APIRouter(prefix="/api/v1")
@@ -29,10 +32,11 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "not ready; the body says why"}},
     response_model=None,
 )
-async def readyz(request: Request) -> dict[str, object] | Response:
-    state = request.app.state
-    database = await state.db.ping()
-    gates_loaded = bool(getattr(state, "gates_loaded", False))
+async def readyz(
+    request: Request, db: DatabaseDep, catalog: CatalogDep
+) -> dict[str, object] | Response:
+    database = await db.ping()
+    gates_loaded = bool(getattr(request.app.state, "gates_loaded", False))
     if not (database and gates_loaded):
         reasons = []
         if not database:
@@ -40,7 +44,7 @@ async def readyz(request: Request) -> dict[str, object] | Response:
         if not gates_loaded:
             reasons.append("the gates are not loaded yet")
         return problem_response(503, "; ".join(reasons), database=database, gates=gates_loaded)
-    return {"status": "ready", "database": True, "gates": len(state.catalog.all())}
+    return {"status": "ready", "database": True, "gates": len(catalog.all())}
 
 
 @public_router.get("/metrics", summary="Prometheus metrics (public)", response_class=Response)
