@@ -27,6 +27,7 @@ import structlog
 from app.checks import repository as repo
 from app.core.clock import Clock
 from app.core.db import CheckRow, Database, SampleRow, SignoffRow
+from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate
 from app.gates.samples import measurements_of, sample_from_row
@@ -218,7 +219,7 @@ class CheckRunner:
     # -- one check's loop --------------------------------------------------------------
 
     async def _loop(self, run: _CheckRun) -> None:
-        tick = 0
+        ticker: Ticker | None = None
         try:
             while not run.ended:
                 loaded = self._catalog.get(run.gate)
@@ -228,20 +229,20 @@ class CheckRunner:
                     )
                     return
                 gate = loaded.gate
-                now = self._clock.now()
-                if now >= run.deadline:
+                if ticker is None:
+                    start = run.created_at + gate.initial_delay
+                    ticker = Ticker(self._clock, anchor=start, interval=gate.interval)
+                ticker.interval = gate.interval
+                if self._clock.now() >= run.deadline:
                     await self._time_out(run, gate)
                     return
-                start = run.created_at + gate.initial_delay
-                due = start + tick * gate.interval
-                if due > now:
-                    await self._clock.sleep((min(due, run.deadline) - now).total_seconds())
+                if ticker.due > self._clock.now():
+                    await ticker.sleep_until_due(limit=run.deadline)
                     continue
                 await self._sample(run, loaded)
                 if run.ended:
                     return
-                # The next tick after now: a slow sample skips ticks rather than bunching.
-                tick = max(tick + 1, (self._clock.now() - start) // gate.interval + 1)
+                ticker.advance()
         except asyncio.CancelledError:
             raise
         except Exception:

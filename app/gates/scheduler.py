@@ -27,12 +27,13 @@ import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 import structlog
 
 from app.core.clock import Clock
+from app.core.ticker import Ticker
 from app.gates.catalog import GateCatalog, LoadedGate
 from app.observability import metrics
 from app.observability.notify import Notifier
@@ -172,20 +173,14 @@ class GateScheduler:
         anchor = self._clock.now()
         if spread:
             anchor += phase_offset(gate.name, interval)
-        tick = 0
+        ticker = Ticker(self._clock, anchor=anchor, interval=interval)
         while True:
-            await self._sleep_until(anchor + tick * interval)
+            await ticker.sleep_until_due()
             try:
                 await self._evaluate(run)
             except Exception:  # a fault in publishing must not end the gate's sampling
                 log.exception("gate loop fault", gate=gate.name)
-            # The next tick after now, and never the same tick twice.
-            due = (self._clock.now() - anchor) // interval + 1
-            tick = max(due, tick + 1)
-
-    async def _sleep_until(self, deadline: datetime) -> None:
-        while (remaining := (deadline - self._clock.now()).total_seconds()) > 0:
-            await self._clock.sleep(remaining)
+            ticker.advance()
 
     async def _evaluate(self, run: _GateRun) -> None:
         gate = run.loaded.gate
