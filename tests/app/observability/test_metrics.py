@@ -106,7 +106,9 @@ def test_an_evaluation_sets_decision_values_outcomes_and_counts(gate_name: str) 
 
 def test_a_criterion_without_a_value_loses_its_value_series(gate_name: str) -> None:
     gate = make_gate(gate_name, criteria=CRITERIA)
-    no_data_before = value("gonogo_probe_requests_total", probe_type="scripted", result="no_data") or 0
+    no_data_before = (
+        value("gonogo_probe_requests_total", probe_type="scripted", result="no_data") or 0
+    )
     metrics.observe_evaluation(
         gate, verdict_for(gate, {"availability": 0.999, "latency-p95": 0.4}), 0
     )
