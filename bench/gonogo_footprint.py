@@ -1,4 +1,4 @@
-"""CPU and memory of one ``gonogo serve`` process holding many gates (SPEC §9).
+"""CPU and memory of one ``gonogo serve`` process holding many gates.
 
 Runs the real server (scheduler, probes, metrics and SQLite sample persistence) twice
 against a local fake Prometheus in its own process: first with no gates, the baseline;

@@ -1,1 +1,1 @@
-"""Alembic migrations for gonogo's database (SPEC §8)."""
+"""Alembic migrations for gonogo's database."""

@@ -1,4 +1,4 @@
-"""Checks (SPEC §3): one sampling loop per running check, until its final decision.
+"""Checks (``docs/decisions.md``): one sampling loop per running check, until its final decision.
 
 A check samples its gate from ``created_at + initial_delay``, every ``interval``, with
 the check's own placeholder values, and is decided by the engine with the gate's
@@ -7,7 +7,7 @@ deadline (``no_go`` with the last sample's reasons), on a manual decision or whe
 cancelled. Every sample and decision change is written to the database with the check,
 so a restarted process resumes each running check with its history, sign-offs and
 original deadline. Each check's loop is one asyncio task: the unit a database lease
-could later wrap when several replicas share the database (SPEC §9).
+could later wrap when several replicas share the database.
 
 Writes that end a check are conditional on it still running, so the runner and an API
 request that race to end the same check cannot both win.

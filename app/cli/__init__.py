@@ -1,4 +1,4 @@
-"""The ``gonogo`` command line (SPEC §7). Each group of commands lives in ``app/commands``."""
+"""The ``gonogo`` command line (``docs/api.md``). Each group of commands is a module here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``gonogo check``: start a check on a server and wait for its final decision (SPEC §7).
+"""``gonogo check``: start a check on a server and wait for its final decision (``docs/api.md``).
 
 Exit codes: 0 go, 1 no_go, 2 rollback, 3 error or cancelled.
 """

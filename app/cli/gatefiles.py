@@ -1,4 +1,4 @@
-"""``gonogo validate`` and ``gonogo evaluate``: gate files, without a server (SPEC §7)."""
+"""``gonogo validate`` and ``gonogo evaluate``: gate files, without a server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``gonogo serve`` and ``gonogo migrate`` (SPEC §7)."""
+"""``gonogo serve`` and ``gonogo migrate``."""
 
 from __future__ import annotations
 

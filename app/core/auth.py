@@ -1,4 +1,4 @@
-"""Bearer tokens and roles (SPEC §5): viewer < pipeline < approver < admin."""
+"""Bearer tokens and roles (``docs/operations.md``): viewer < pipeline < approver < admin."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Database: the async engine and sessions, and the tables (SPEC §8).
+"""Database: the async engine and sessions, and the tables (``docs/architecture.md``).
 
 The schema is built by Alembic (``migrations/``); ``alembic check`` proves these models
 and the migrations agree. Constraint names follow one convention so migrations can name

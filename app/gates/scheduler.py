@@ -1,4 +1,4 @@
-"""The continuous gate decision (SPEC §3): every gate sampled every ``interval``.
+"""The continuous gate decision (``docs/decisions.md``): every gate sampled every ``interval``.
 
 Each gate has its own asyncio task (the unit a database lease can later wrap). Ticks are
 drift-free: a gate samples at ``anchor + k * interval``, and a sample that overruns skips
@@ -70,7 +70,7 @@ def phase_offset(name: str, interval: timedelta) -> timedelta:
 
 
 def encode_verdict(verdict: Verdict) -> bytes:
-    """The decision body (SPEC §5) as JSON bytes."""
+    """The decision body (``docs/api.md``) as UTF-8 JSON bytes."""
     return json.dumps(verdict.as_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
 

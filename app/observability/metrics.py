@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §6), in a registry of their own.
+"""Prometheus metrics (``docs/operations.md`` lists them), in a registry of their own.
 
 Labels are bounded: gate, criterion, decision, outcome, probe type and result only; never
 a version, check id, URL or error text.

@@ -1,4 +1,4 @@
-"""Webhook notifications on decision changes (SPEC §9).
+"""Webhook notifications on decision changes (``docs/operations.md``).
 
 ``decision_changed`` only builds the request and puts it on a bounded queue; worker tasks
 deliver it with retries (exponential backoff with jitter, a timeout per attempt), so a

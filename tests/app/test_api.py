@@ -1,4 +1,4 @@
-"""Gates, auth, health and bad input through HTTP (SPEC §5): every error is problem+json,
+"""Gates, auth, health and bad input through HTTP (docs/api.md): every error is problem+json,
 never a 500, and a rejected request changes nothing stored."""
 
 from __future__ import annotations

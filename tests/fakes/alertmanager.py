@@ -1,4 +1,4 @@
-"""A fake Alertmanager API v2 ``GET /api/v2/alerts`` (FORMATS.md §2).
+"""A fake Alertmanager API v2 ``GET /api/v2/alerts``.
 
 It keeps a list of alerts in the real ``gettableAlert`` shape and applies the request's
 ``active``/``silenced``/``inhibited`` flags and repeated ``filter`` matchers as the real

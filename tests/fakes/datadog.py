@@ -1,6 +1,6 @@
 """A local Datadog ``GET /api/v1/query`` (query timeseries points).
 
-Speaks the documented wire format (FORMATS.md §4): the success envelope of
+Speaks the documented wire format: the success envelope of
 ``examples/datadog_query.json`` with ``from_date``/``to_date`` in ms, one series per
 group, ``pointlist`` of ``[ms, value|null]``; 403 ``{"errors":["Forbidden"]}`` when either
 key header is missing or wrong; 400 ``{"errors":[...]}`` for missing parameters; 429 with

@@ -1,4 +1,4 @@
-"""A fake health endpoint (FORMATS.md §6): Spring Boot Actuator and IETF health+json.
+"""A fake health endpoint: Spring Boot Actuator and IETF health+json.
 
 ``GET /actuator/health`` and ``GET /health`` answer from ``mode``:
 - ``spring-up`` / ``spring-down``: ``{"status":"UP"}`` 200 / ``{"status":"DOWN"}`` 503, as

@@ -1,6 +1,6 @@
 """A local New Relic NerdGraph ``POST /graphql`` that answers NRQL queries.
 
-Speaks the documented wire format (FORMATS.md §5): 200 with
+Speaks the documented wire format: 200 with
 ``data.actor.account.nrql.results``; GraphQL ``errors`` with HTTP 200 for bad NRQL and
 NRQL limits (``TOO_MANY_REQUESTS``); 401 with the ``BAD_API_KEY`` body for a missing or
 wrong ``API-Key`` header (the header name is case-insensitive, as on the real service);

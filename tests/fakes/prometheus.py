@@ -1,4 +1,4 @@
-"""A fake Prometheus instant-query API (FORMATS.md §1).
+"""A fake Prometheus instant-query API.
 
 ``GET|POST /api/v1/query`` (under an optional path prefix) answers in the documented
 envelope: values are JSON strings, timestamps Unix seconds (the fraction written only when

@@ -1,6 +1,6 @@
 """A local Sentry web API: project details, a project's issues, stats_v2 and sessions.
 
-Speaks the documented wire format (FORMATS.md §3):
+Speaks the documented wire format:
 - bearer auth: a wrong token gets 401 ``{"detail":"Invalid token"}`` with
   ``WWW-Authenticate: xBasic realm="api"``; no token gets DRF's default text;
 - the issue list is a JSON array of issues shaped like ``examples/sentry_issues.json``,

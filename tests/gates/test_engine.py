@@ -1,4 +1,4 @@
-"""The decision engine, one test (or table row) per rule of SPEC §3."""
+"""The decision engine, one test (or table row) per rule in docs/decisions.md."""
 
 from __future__ import annotations
 

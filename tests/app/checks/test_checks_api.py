@@ -1,4 +1,4 @@
-"""Checks through HTTP (SPEC §3, §5): go, no_go by timeout, rollback, manual decisions,
+"""Checks through HTTP (docs/decisions.md, docs/api.md): go, no_go by timeout, rollback, manual decisions,
 cancellation, sign-offs, idempotency, long-polling and resuming after a restart."""
 
 from __future__ import annotations

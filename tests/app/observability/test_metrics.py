@@ -39,7 +39,7 @@ def gate_name(request: pytest.FixtureRequest) -> str:
 
 def test_every_spec_metric_is_exported_with_its_type(gate_name: str) -> None:
     # With labelled children in every family, as in a running server, nothing but the
-    # SPEC families may appear (no ``_created`` companions).
+    # documented families may appear (no ``_created`` companions).
     gate = make_gate(gate_name, criteria=CRITERIA)
     metrics.observe_evaluation(gate, verdict_for(gate, {"availability": 1.0}), 0.01)
     metrics.decision_changed(gate_name, Decision.NO_GO)
