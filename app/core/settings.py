@@ -1,4 +1,4 @@
-"""Service settings from ``GONOGO_*`` environment variables (``docs/operations.md``), validated at start-up."""
+"""Service settings from ``GONOGO_*`` variables (``docs/operations.md``), validated at start-up."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Checks through HTTP (docs/decisions.md, docs/api.md): go, no_go by timeout, rollback, manual decisions,
-cancellation, sign-offs, idempotency, long-polling and resuming after a restart."""
+"""Checks through HTTP (docs/decisions.md, docs/api.md): go, no_go by timeout, rollback,
+manual decisions, cancellation, sign-offs, idempotency, long-polling, resuming after a restart."""
 
 from __future__ import annotations
 
