@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +31,42 @@ def require_binary(name: str, *candidates: str) -> str:
     if in_ci():
         pytest.fail(f"{message}; CI=true, so this must not be skipped")
     pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextmanager
+def server_process(
+    argv: list[str], *, ready_url: str, log_path: Path, deadline: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server binary on loopback until the block ends; wait until ``ready_url``
+    answers 200 (a bounded readiness poll of a child process), fail with its log if not."""
+    log = log_path.open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        give_up = time.monotonic() + deadline
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{argv[0]} exited early: {log_path.read_text()}")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > give_up:
+                pytest.fail(f"{argv[0]} not ready within {deadline}s: {log_path.read_text()}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
