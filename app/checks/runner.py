@@ -31,7 +31,6 @@ from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate
 from app.gates.samples import measurements_of, sample_from_row
-from app.gates.scheduler import history_size
 from app.observability import metrics
 from app.observability.notify import Notifier
 from gates.engine import (
@@ -42,7 +41,7 @@ from gates.engine import (
     decide_safely,
     no_sample_verdict,
 )
-from gates.model import Gate
+from gates.model import Gate, history_size
 from gates.sampler import placeholder_values, take_sample
 
 log = structlog.get_logger(__name__)

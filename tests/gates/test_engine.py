@@ -457,10 +457,14 @@ def gates_and_histories(draw: st.DrawFn) -> tuple[Gate, list[Sample]]:
     return gate, samples
 
 
-def trailing(samples: Sequence[Sample], name: str, wanted: CriterionOutcome) -> int:
+def conclusive_breaches(samples: Sequence[Sample], name: str) -> int:
+    """Trailing breaches among the conclusive outcomes (inconclusive ones are skipped)."""
     count = 0
     for sample in reversed(samples):
-        if sample.outcome_of(name) is not wanted:
+        found = sample.outcome_of(name)
+        if found is INCONCLUSIVE or found is None:
+            continue
+        if found is not BREACH:
             break
         count += 1
     return count
@@ -483,7 +487,7 @@ def test_property_go_only_after_steady_passes_rollback_only_after_breaches(
         assert verdict.decision is not Decision.GO
 
     should_roll_back = any(
-        c.rollback and trailing(samples, c.name, BREACH) >= gate.rollback_after_for(c)
+        c.rollback and conclusive_breaches(samples, c.name) >= gate.rollback_after_for(c)
         for c in gate.criteria
     )
     assert (verdict.decision is Decision.ROLLBACK) == should_roll_back

@@ -16,6 +16,10 @@ from tests.fakes.health import HealthFake
 from tests.fakes.server import refused_port
 
 
+# What the sampler hands the probe for a gate with interval: 30s (gap bound 1m30s).
+INTERVAL = timedelta(seconds=30)
+
+
 @pytest.fixture
 async def health() -> AsyncIterator[HealthFake]:
     fake = HealthFake()
@@ -30,16 +34,21 @@ async def measure(
     *,
     window: timedelta | None = None,
     history: Sequence[Measurement] = (),
+    interval: timedelta | None = INTERVAL,
     **options: object,
 ) -> Measurement:
     config = HttpConfig.model_validate(
         {"type": "http", "url": url, "timeout": 1, "retries": 0, **options}
     )
     probe = HttpProbe(config, name="health")
+    ctx = ProbeContext(
+        now=now,
+        history=history,
+        interval=interval,
+        max_gap=None if interval is None else max(3 * interval, timedelta(seconds=10)),
+    )
     try:
-        return await probe.measure(
-            ProbeQuery(metric=metric, window=window), ProbeContext(now=now, history=history)
-        )
+        return await probe.measure(ProbeQuery(metric=metric, window=window), ctx)
     finally:
         await probe.aclose()
 
@@ -160,12 +169,18 @@ async def test_availability_is_the_up_fraction_over_the_window(
     assert result.detail == "1 of 4 checks down; now up: HTTP 200, status UP"
 
 
-async def test_availability_with_no_history_is_the_current_check(
+async def test_availability_without_history_is_not_judged_on_one_check(
     health: HealthFake, now: datetime
 ) -> None:
-    health.mode = "spring-down"
+    """Regression: a 5m availability was judged on the current check alone (after a
+    restart, a redefinition, a check's first sample). It is inconclusive until covered,
+    and still records up, so coverage builds up."""
     result = await measure(health.url + "/health", now, "availability", window=timedelta(minutes=5))
-    assert (result.value, result.volume) == (0.0, 1.0)
+    assert (result.status, result.value) == (MeasurementStatus.ERROR, None)
+    assert result.detail == (
+        "availability over 5m needs history since 2026-11-24T09:55:30Z, have 0s"
+    )
+    assert result.extra == {"up": 1.0}
 
 
 def test_check_query() -> None:
