@@ -15,7 +15,6 @@ from tests.fakes import Reply
 from tests.fakes.health import HealthFake
 from tests.fakes.server import refused_port
 
-
 # What the sampler hands the probe for a gate with interval: 30s (gap bound 1m30s).
 INTERVAL = timedelta(seconds=30)
 
