@@ -341,10 +341,16 @@ def _steady_run(gate: Gate, history: Sequence[Sample]) -> tuple[int, Gap | None]
 
 @dataclass(frozen=True, slots=True)
 class BreachRun:
-    """A criterion's current run of breaches: how many, and the latest breach's reason."""
+    """A criterion's current run of breaches: how many, the latest breach's reason, and
+    where each breach is (1 for the latest sample, 2 for the one before, ...)."""
 
     count: int
     reason: str | None
+    positions: tuple[int, ...] = ()
+
+    def span(self, breaches: int) -> int:
+        """The latest samples that hold the latest ``breaches`` breaches of the run."""
+        return self.positions[min(breaches, self.count) - 1] if self.count else 0
 
 
 def breach_run(gate: Gate, history: Sequence[Sample], criterion: str) -> BreachRun:
@@ -355,16 +361,35 @@ def breach_run(gate: Gate, history: Sequence[Sample], criterion: str) -> BreachR
     neither extends nor ends it; a gap longer than ``gap_bound`` ends it.
     """
     recent, _ = _unbroken(history, gap_bound(gate))
-    count, reason = 0, None
-    for sample in recent:
+    reason = None
+    positions: list[int] = []
+    for position, sample in enumerate(recent, start=1):
         outcome = sample.outcome_of(criterion)
         if outcome is CriterionOutcome.BREACH:
-            count += 1
+            positions.append(position)
             if reason is None:
                 reason = _latest_reason(sample, criterion)
         elif outcome in (CriterionOutcome.PASS, CriterionOutcome.FAIL):
             break
-    return BreachRun(count, reason)
+    return BreachRun(len(positions), reason, tuple(positions))
+
+
+def deciding_count(gate: Gate, history: Sequence[Sample], decision: Decision) -> int:
+    """How many of the latest samples a decision rests on: the steady run for ``go``; for
+    ``rollback``, every sample back to the oldest breach that counted (inconclusive ones
+    between breaches included); the latest sample otherwise."""
+    if not history:
+        return 0
+    if decision is Decision.GO:
+        return min(steady_passes(gate, history), gate.steady_for)
+    if decision is Decision.ROLLBACK:
+        spans = [
+            breach_run(gate, history, c.name).span(gate.rollback_after_for(c))
+            for c in gate.criteria
+            if c.rollback and breach_run(gate, history, c.name).count >= gate.rollback_after_for(c)
+        ]
+        return max(spans, default=1)
+    return 1
 
 
 def decide(

@@ -20,6 +20,7 @@ from gates.engine import (
     Sample,
     decide,
     decide_safely,
+    deciding_count,
     freshness_bound,
     gap_bound,
     judge,
@@ -921,3 +922,18 @@ def test_property_inconclusives_between_breaches_never_delay_or_hasten_rollback(
         verdict = decide(gate, timed(gate, *((t, {"availability": a}) for t, a in rows)))
         expected = Decision.ROLLBACK if breaches == rollback_after else Decision.NO_GO
         assert verdict.decision is expected, rows
+
+
+def test_the_samples_a_rollback_rests_on_include_the_inconclusive_ones_between_breaches() -> None:
+    """A final check records its deciding samples: breach, error, breach is three."""
+    gate = make_gate(AVAILABILITY, rollback_after=2, steady_for=2)
+    flaky = timed(
+        gate, *((at, {"availability": a}) for at, a in [(0, GOOD), (30, DOWN), (60, ERROR)])
+    )
+    flaky += timed(gate, (90, {"availability": DOWN}))
+    assert decide(gate, flaky).decision is Decision.ROLLBACK
+    assert deciding_count(gate, flaky, Decision.ROLLBACK) == 3
+    steady = timed(gate, *((at, {"availability": GOOD}) for at in (0, 30, 60)))
+    assert deciding_count(gate, steady, Decision.GO) == 2
+    assert deciding_count(gate, steady, Decision.NO_GO) == 1
+    assert deciding_count(gate, [], Decision.NO_GO) == 0
