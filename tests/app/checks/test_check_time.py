@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 
 from app.core.clock import ManualClock
+from probes.base import Measurement
 from tests.app.conftest import Service, open_service
-from tests.app.fakes import ProbeBench
+from tests.app.fakes import T0, ProbeBench
 
 STEADY = """\
 interval: 10s
@@ -56,3 +57,37 @@ async def test_a_restart_in_the_middle_of_a_steady_run_needs_fresh_passes(
             assert len(final["deciding_samples"]) == 3
     finally:
         await lifespan.__aexit__(None, None, None)
+
+
+FLAKY = """\
+interval: 10s
+steady_for: 3
+rollback_after: 2
+timeout: 24h
+probes:
+  f: {type: constant, value: 1}
+criteria:
+  - {name: availability, probe: f, go: "> 99%", rollback: "< 95%"}
+"""
+
+
+async def test_a_flaky_probe_between_breaches_still_rolls_back(service: Service) -> None:
+    """Regression: breach, probe error, breach never reached rollback_after: 2."""
+    created = await service.client.put(
+        "/api/v1/gates/flaky", content=FLAKY, headers=service.headers("admin")
+    )
+    assert created.status_code in (200, 201), created.text
+    probe = service.bench.latest("f")
+    probe.answer = 0.9
+    check = await service.start_check("flaky")
+    await service.samples_reach(check["id"], 1)
+    probe.answer = Measurement.error("source: connection refused after 3 tries", T0)
+    await service.advance(10)
+    await service.samples_reach(check["id"], 2)
+    assert (await service.check(check["id"]))["state"] == "running"
+    probe.answer = 0.9
+    await service.advance(10)
+    final = await service.final(check["id"])
+    assert final["decision"] == "rollback"
+    assert final["reasons"] == ["availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]"]
+    assert len(final["deciding_samples"]) == 3
