@@ -101,7 +101,7 @@ def _no_boolean(value: Any) -> Any:
 
 
 # Counts are whole numbers as written: no boolean (true is not 1), no "3", no 3.0.
-Count = Annotated[int, Field(strict=True)]
+Count = Annotated[int, BeforeValidator(_no_boolean), Field(strict=True)]
 # A finite number as written (an int or a float, never a boolean, NaN or infinity).
 FiniteNumber = Annotated[float, BeforeValidator(_no_boolean), Field(allow_inf_nan=False)]
 

@@ -861,8 +861,9 @@ criteria:
 
 STRICT_CASES = [
     # (what is written, where, located at line, message fragment)
-    ("steady_for: true\n", ("steady_for",), 9, "valid integer"),
-    ("rollback_after: true\n", ("rollback_after",), 9, "valid integer"),
+    ("steady_for: true\n", ("steady_for",), 9, "not the boolean true"),
+    ("steady_for: 3.0\n", ("steady_for",), 9, "valid integer"),
+    ("rollback_after: true\n", ("rollback_after",), 9, "not the boolean true"),
     ("timeout: true\n", ("timeout",), 9, "not a boolean"),
     ("timeout: 99999999999999999999d\n", ("timeout",), 9, "longer than the maximum of 366d"),
     ("interval: 99999999999999999999d\n", ("interval",), 1, "longer than the maximum of 366d"),
@@ -888,7 +889,7 @@ def test_loose_or_overflowing_gate_keys_are_located_problems(
 CRITERION_CASES = [
     ("go", '"> 1e999"', "too large"),
     ("rollback", '"< -1e999"', "too large"),
-    ("rollback_after", "true", "valid integer"),
+    ("rollback_after", "true", "not the boolean true"),
     ("window", "99999999999999999999d", "longer than the maximum of 366d"),
 ]
 
