@@ -383,12 +383,15 @@ def deciding_count(gate: Gate, history: Sequence[Sample], decision: Decision) ->
     if decision is Decision.GO:
         return min(steady_passes(gate, history), gate.steady_for)
     if decision is Decision.ROLLBACK:
-        spans = [
-            breach_run(gate, history, c.name).span(gate.rollback_after_for(c))
-            for c in gate.criteria
-            if c.rollback and breach_run(gate, history, c.name).count >= gate.rollback_after_for(c)
-        ]
-        return max(spans, default=1)
+        spans = [1]
+        for criterion in gate.criteria:
+            if not criterion.rollback:
+                continue
+            run = breach_run(gate, history, criterion.name)
+            required = gate.rollback_after_for(criterion)
+            if run.count >= required:
+                spans.append(run.span(required))
+        return max(spans)
     return 1
 
 
