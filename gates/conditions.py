@@ -33,6 +33,10 @@ _CONDITION = re.compile(
 )
 
 
+# Thresholds beyond this are refused: 1e999 would overflow to inf.
+MAX_THRESHOLD = 1e300
+
+
 class ConditionError(ValueError):
     """A condition string that does not parse; the message says what is expected."""
 
@@ -53,7 +57,18 @@ class Condition:
                 f"bad condition {text!r}: expected '<op> <number>[unit]' with op one of"
                 " > >= < <= == != and unit one of % ms s m, e.g. '> 99.9%' or '< 2s'"
             )
-        threshold = float(Decimal(match["number"]) * _UNIT_SCALE[match["unit"] or ""])
+        exact = Decimal(match["number"]) * _UNIT_SCALE[match["unit"] or ""]
+        threshold = float(exact)
+        if not math.isfinite(threshold) or abs(threshold) > MAX_THRESHOLD:
+            # 1e999 would become inf: a bound no value can meet (or every value meets).
+            raise ConditionError(
+                f"bad condition {text!r}: the number is too large; thresholds are finite,"
+                f" at most {MAX_THRESHOLD:g} in size"
+            )
+        if threshold == 0 and exact != 0:
+            raise ConditionError(
+                f"bad condition {text!r}: the number is too small to tell from 0; write 0"
+            )
         return cls(match["op"], threshold, " ".join(text.split()))
 
     def holds(self, value: float) -> bool:
@@ -72,16 +87,20 @@ def describe_conditions(conditions: tuple[Condition, ...]) -> str:
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# The longest duration a gate file may write (interval, timeout, window, ...): far beyond
+# any sane setting, far below what overflows a timedelta or a datetime sum.
+MAX_DURATION = timedelta(days=366)
 
 
 def parse_duration(text: str | int | float) -> timedelta:
-    """``30s``, ``5m``, ``1h30m``, ``500ms``, ``7d``, or a number of seconds."""
+    """``30s``, ``5m``, ``1h30m``, ``500ms``, ``7d``, or a number of seconds, at most
+    ``MAX_DURATION``; raises ``ValueError`` (never ``OverflowError``) otherwise."""
     if isinstance(text, bool):
         raise ValueError("a duration is like '30s', '5m', '1h30m' or '500ms', not a boolean")
     if isinstance(text, int | float):
         if not math.isfinite(text) or text < 0:
             raise ValueError(f"bad duration {text!r}: must be a non-negative number of seconds")
-        return timedelta(seconds=text)
+        return _bounded(float(text), text)
     compact = text.strip().replace(" ", "")
     if not compact or _DURATION_PART.sub("", compact) != "":
         raise ValueError(
@@ -89,6 +108,14 @@ def parse_duration(text: str | int | float) -> timedelta:
             " e.g. '30s', '5m', '1h30m'"
         )
     seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(compact))
+    return _bounded(seconds, text)
+
+
+def _bounded(seconds: float, written: str | int | float) -> timedelta:
+    if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
+        raise ValueError(
+            f"bad duration {written!r}: longer than the maximum of {format_duration(MAX_DURATION)}"
+        )
     return timedelta(seconds=seconds)
 
 

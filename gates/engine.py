@@ -8,12 +8,13 @@ reads a clock. The engine fails closed: anything unexpected becomes ``no_go``.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from gates.conditions import Condition, describe_conditions
+from gates.conditions import Condition, describe_conditions, format_duration
 from gates.model import Criterion, Gate, NoDataPolicy
 from probes.base import Measurement, MeasurementStatus
 from probes.timefmt import iso
@@ -33,6 +34,26 @@ class Decision(enum.StrEnum):
 
 
 _NEGATED = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
+
+# A run survives a pause between samples of up to this many intervals, and never less
+# than the floor (a 1s gate may miss a few ticks to a slow source).
+GAP_INTERVALS = 3
+MIN_GAP_BOUND = timedelta(seconds=10)
+
+
+def gap_bound(gate: Gate) -> timedelta:
+    """``max(3 × interval, 10s)``: the one bound of "recent" for a gate.
+
+    Two consecutive samples further apart than this break every steady and breach run
+    (docs/decisions.md, "Gaps between samples"); a windowed value with a longer hole in
+    its history is not covered ("Window coverage"); and a decision is fresh for this long
+    after it was evaluated.
+    """
+    return max(gate.interval * GAP_INTERVALS, MIN_GAP_BOUND)
+
+
+# The same bound, by the name the expiry of decisions uses.
+freshness_bound = gap_bound
 
 
 def format_number(value: float) -> str:
@@ -193,7 +214,10 @@ def judge(
         )
 
     value = measurement.value
-    traffic = measurement.volume
+    if not math.isfinite(value):
+        # Measurement.ok refuses these; a probe that builds its own must not slip one by.
+        return result(CriterionOutcome.INCONCLUSIVE, f"value is {value!r}, not a finite number")
+    traffic = _finite_or_none(measurement.volume)
     if criterion.min_volume is not None:
         if criterion.min_volume.query is not None:
             if volume is None or volume.status is not MeasurementStatus.OK:
@@ -202,6 +226,15 @@ def judge(
                     CriterionOutcome.INCONCLUSIVE, f"volume unknown: {cause}", value=value
                 )
             traffic = volume.value
+        else:
+            traffic = measurement.volume
+        if traffic is not None and not math.isfinite(traffic):
+            # NaN compares false with everything: "NaN < at_least" would let it through.
+            return result(
+                CriterionOutcome.INCONCLUSIVE,
+                f"volume unknown: volume is {traffic!r}, not a finite number",
+                value=value,
+            )
         if traffic is None:
             return result(
                 CriterionOutcome.INCONCLUSIVE,
@@ -243,13 +276,48 @@ def judge(
     )
 
 
-def _trailing(history: Sequence[Sample], criterion: str, outcome: CriterionOutcome) -> int:
-    count = 0
+def _finite_or_none(number: float | None) -> float | None:
+    return number if number is not None and math.isfinite(number) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Two consecutive samples further apart than the gap bound (or out of order)."""
+
+    before: datetime
+    after: datetime
+    bound: timedelta
+
+    def describe(self) -> str:
+        length = self.after - self.before
+        if length < timedelta(0):
+            return (
+                f"samples out of order ({iso(self.after)} after {iso(self.before)}) broke the runs"
+            )
+        return (
+            f"gap of {format_duration(length)} between samples at {iso(self.before)}"
+            f" and {iso(self.after)} (more than {format_duration(self.bound)}) broke the runs"
+        )
+
+
+def _gap_between(earlier: Sample, later: Sample, bound: timedelta) -> Gap | None:
+    apart = later.evaluated_at - earlier.evaluated_at
+    if apart > bound or apart < timedelta(0):
+        return Gap(earlier.evaluated_at, later.evaluated_at, bound)
+    return None
+
+
+def _unbroken(history: Sequence[Sample], bound: timedelta) -> tuple[list[Sample], Gap | None]:
+    """The most recent samples with no gap between them, newest first, and the gap that
+    ends them (``None`` when the whole history is unbroken)."""
+    recent: list[Sample] = []
     for sample in reversed(history):
-        if sample.outcome_of(criterion) is not outcome:
-            break
-        count += 1
-    return count
+        if recent:
+            gap = _gap_between(sample, recent[-1], bound)
+            if gap is not None:
+                return recent, gap
+        recent.append(sample)
+    return recent, None
 
 
 def _all_pass(sample: Sample, criteria: Sequence[Criterion]) -> bool:
@@ -257,13 +325,74 @@ def _all_pass(sample: Sample, criteria: Sequence[Criterion]) -> bool:
 
 
 def steady_passes(gate: Gate, history: Sequence[Sample]) -> int:
-    """How many of the most recent samples in a row had every criterion pass."""
-    count = 0
-    for sample in reversed(history):
+    """How many of the most recent samples in a row had every criterion pass, with no
+    gap longer than ``gap_bound`` between them."""
+    return _steady_run(gate, history)[0]
+
+
+def _steady_run(gate: Gate, history: Sequence[Sample]) -> tuple[int, Gap | None]:
+    """The steady count, and the gap that ended the run when a gap (not a non-pass) did."""
+    recent, gap = _unbroken(history, gap_bound(gate))
+    for count, sample in enumerate(recent):
         if not _all_pass(sample, gate.criteria):
+            return count, None
+    return len(recent), gap
+
+
+@dataclass(frozen=True, slots=True)
+class BreachRun:
+    """A criterion's current run of breaches: how many, the latest breach's reason, and
+    where each breach is (1 for the latest sample, 2 for the one before, ...)."""
+
+    count: int
+    reason: str | None
+    positions: tuple[int, ...] = ()
+
+    def span(self, breaches: int) -> int:
+        """The latest samples that hold the latest ``breaches`` breaches of the run."""
+        return self.positions[min(breaches, self.count) - 1] if self.count else 0
+
+
+def breach_run(gate: Gate, history: Sequence[Sample], criterion: str) -> BreachRun:
+    """The breaches in ``criterion``'s current run (docs/decisions.md).
+
+    Walking back from the latest sample: a breach extends the run; a ``pass`` or
+    ``fail`` ends it; an inconclusive sample (or one that did not evaluate the criterion)
+    neither extends nor ends it; a gap longer than ``gap_bound`` ends it.
+    """
+    recent, _ = _unbroken(history, gap_bound(gate))
+    reason = None
+    positions: list[int] = []
+    for position, sample in enumerate(recent, start=1):
+        outcome = sample.outcome_of(criterion)
+        if outcome is CriterionOutcome.BREACH:
+            positions.append(position)
+            if reason is None:
+                reason = _latest_reason(sample, criterion)
+        elif outcome in (CriterionOutcome.PASS, CriterionOutcome.FAIL):
             break
-        count += 1
-    return count
+    return BreachRun(len(positions), reason, tuple(positions))
+
+
+def deciding_count(gate: Gate, history: Sequence[Sample], decision: Decision) -> int:
+    """How many of the latest samples a decision rests on: the steady run for ``go``; for
+    ``rollback``, every sample back to the oldest breach that counted (inconclusive ones
+    between breaches included); the latest sample otherwise."""
+    if not history:
+        return 0
+    if decision is Decision.GO:
+        return min(steady_passes(gate, history), gate.steady_for)
+    if decision is Decision.ROLLBACK:
+        spans = [1]
+        for criterion in gate.criteria:
+            if not criterion.rollback:
+                continue
+            run = breach_run(gate, history, criterion.name)
+            required = gate.rollback_after_for(criterion)
+            if run.count >= required:
+                spans.append(run.span(required))
+        return max(spans)
+    return 1
 
 
 def decide(
@@ -276,32 +405,45 @@ def decide(
     """The gate's decision from its samples, oldest first (docs/decisions.md).
 
     Pass ``required_signoffs`` for a check (the gate's sign-off ids); the continuous gate
-    decision has none.
+    decision has none. Every decision but ``go`` gives the reason of each criterion not
+    passing in the latest sample, ``rollback`` included.
     """
     needed = gate.steady_for
     if not history:
         return no_sample_verdict(gate.name, needed)
     latest = history[-1]
 
-    rollback_reasons = []
+    runs = {c.name: breach_run(gate, history, c.name) for c in gate.criteria if c.rollback}
+    rolled_back: list[str] = []
+    reasons: list[str] = []
     for criterion in gate.criteria:
-        if not criterion.rollback:
-            continue
+        run = runs.get(criterion.name)
         required = gate.rollback_after_for(criterion)
-        breaches = _trailing(history, criterion.name, CriterionOutcome.BREACH)
-        if breaches >= required:
-            rollback_reasons.append(
-                f"{criterion.name}: {_latest_reason(latest, criterion.name)}"
-                f" [breach {required}/{required}]"
-            )
-    passes = steady_passes(gate, history)
+        if run is not None and run.count >= required:
+            rolled_back.append(criterion.name)
+            reasons.append(f"{criterion.name}: {run.reason} [breach {required}/{required}]")
+    for criterion in gate.criteria:
+        outcome = latest.outcome_of(criterion.name)
+        if outcome is CriterionOutcome.PASS:
+            continue
+        if outcome is CriterionOutcome.BREACH and criterion.name in rolled_back:
+            continue  # its rollback reason above is this sample's reason
+        reason = _latest_reason(latest, criterion.name)
+        run = runs.get(criterion.name)
+        if criterion.name not in rolled_back and run is not None and run.count:
+            required = gate.rollback_after_for(criterion)
+            held = "" if outcome is CriterionOutcome.BREACH else " so far"
+            reason += f" [breach {run.count}/{required}{held}]"
+        reasons.append(f"{criterion.name}: {reason}")
+
+    passes, gap = _steady_run(gate, history)
     steady = Steady(min(passes, needed), needed)
-    if rollback_reasons:
+    if rolled_back:
         return Verdict(
             gate.name,
             Decision.ROLLBACK,
             latest.evaluated_at,
-            tuple(rollback_reasons),
+            tuple(reasons),
             steady,
             latest.results,
         )
@@ -310,18 +452,10 @@ def decide(
     if passes >= needed and not missing:
         return Verdict(gate.name, Decision.GO, latest.evaluated_at, (), steady, latest.results)
 
-    reasons = []
-    for criterion in gate.criteria:
-        outcome = latest.outcome_of(criterion.name)
-        if outcome is CriterionOutcome.PASS:
-            continue
-        reason = _latest_reason(latest, criterion.name)
-        if outcome is CriterionOutcome.BREACH:
-            breaches = _trailing(history, criterion.name, CriterionOutcome.BREACH)
-            reason += f" [breach {breaches}/{gate.rollback_after_for(criterion)}]"
-        reasons.append(f"{criterion.name}: {reason}")
     if passes < needed:
         reasons.append(f"steady {steady.passes}/{needed}")
+        if gap is not None:
+            reasons.append(gap.describe())
     reasons.extend(f"missing sign-off: {s}" for s in missing)
     return Verdict(
         gate.name, Decision.NO_GO, latest.evaluated_at, tuple(reasons), steady, latest.results

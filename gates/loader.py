@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from gates.errors import GateFileError, GateProblem, Loc, format_loc
-from gates.model import GATE_NAME, Criterion, Gate, MinVolume, Notify, Signoff
+from gates.model import GATE_NAME, Criterion, Gate, MinVolume, Notify, Signoff, history_problems
 from gates.placeholders import (
     CHECK_PLACEHOLDERS,
     check_no_probe_placeholders,
@@ -359,6 +359,8 @@ def _validate(data: Any, name: str, problems: Problems) -> Gate | None:
         if not problems.items:
             add_validation_errors(invalid, (), problems)
         return None
+    for location, message, hint in history_problems(gate):
+        problems.add(location, message, hint)
     return gate if not problems.items else None
 
 

@@ -6,6 +6,7 @@ Defaults live here and nowhere else.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -21,7 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from gates.conditions import Condition, ConditionError, format_duration, parse_duration
+from gates.conditions import (
+    MAX_DURATION,
+    Condition,
+    ConditionError,
+    format_duration,
+    parse_duration,
+)
+from gates.errors import Loc
 from probes.base import ProbeConfig, ProbeQuery, Reduce
 
 # A gate's, criterion's or sign-off's name; the string for pydantic, compiled for callers.
@@ -33,10 +41,14 @@ MIN_INTERVAL = timedelta(seconds=1)
 DEFAULT_STEADY_FOR = 3
 DEFAULT_ROLLBACK_AFTER = 2
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+# Samples of history a gate keeps in memory (continuous decision, and a check's).
+HISTORY_CAP = 2000
 
 
 def _to_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
+        if value > MAX_DURATION:
+            raise ValueError(f"longer than the maximum of {format_duration(MAX_DURATION)}")
         return value
     if isinstance(value, str | int | float):
         return parse_duration(value)
@@ -82,6 +94,18 @@ Conditions = Annotated[
 ]
 
 
+def _no_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not the boolean {str(value).lower()}")
+    return value
+
+
+# Counts are whole numbers as written: no boolean (true is not 1), no "3", no 3.0.
+Count = Annotated[int, BeforeValidator(_no_boolean), Field(strict=True)]
+# A finite number as written (an int or a float, never a boolean, NaN or infinity).
+FiniteNumber = Annotated[float, BeforeValidator(_no_boolean), Field(allow_inf_nan=False)]
+
+
 class NoDataPolicy(enum.StrEnum):
     INCONCLUSIVE = "inconclusive"
     PASS = "pass"
@@ -96,7 +120,7 @@ class MinVolume(BaseModel):
     query: str | None = Field(
         default=None, description="query for the volume; unset = the probe's own volume"
     )
-    at_least: float = Field(ge=0)
+    at_least: FiniteNumber = Field(ge=0)
 
 
 class Criterion(BaseModel):
@@ -106,7 +130,7 @@ class Criterion(BaseModel):
     probe: str
     go: Conditions
     rollback: Conditions | None = None
-    rollback_after: int | None = Field(default=None, ge=1)
+    rollback_after: Count | None = Field(default=None, ge=1, le=1000)
     no_data: NoDataPolicy = NoDataPolicy.INCONCLUSIVE
     min_volume: MinVolume | None = None
     description: str = ""
@@ -160,8 +184,8 @@ class Gate(BaseModel):
     description: str = ""
     interval: Duration = DEFAULT_INTERVAL
     initial_delay: Duration = timedelta(0)
-    steady_for: int = Field(default=DEFAULT_STEADY_FOR, ge=1, le=1000)
-    rollback_after: int = Field(default=DEFAULT_ROLLBACK_AFTER, ge=1, le=1000)
+    steady_for: Count = Field(default=DEFAULT_STEADY_FOR, ge=1, le=1000)
+    rollback_after: Count = Field(default=DEFAULT_ROLLBACK_AFTER, ge=1, le=1000)
     timeout: Duration = DEFAULT_TIMEOUT
     vars: dict[str, str] = Field(default_factory=dict)
     probes: dict[str, SerializeAsAny[ProbeConfig]] = Field(default_factory=dict)
@@ -218,3 +242,62 @@ class Gate(BaseModel):
 
     def placeholder_defaults(self) -> dict[str, str]:
         return dict(self.vars)
+
+
+def history_window(gate: Gate, criterion: Criterion) -> timedelta | None:
+    """The criterion's ``window`` when gonogo aggregates it from its own samples (the http
+    probe's ``availability``), else ``None``: a window the source computes itself (PromQL
+    ``[5m]``, Datadog, Sentry) needs no history and no coverage."""
+    config = gate.probes.get(criterion.probe)
+    if criterion.window is None or config is None:
+        return None
+    return criterion.window if criterion.metric in config.history_metrics else None
+
+
+def window_samples(window: timedelta, interval: timedelta) -> int:
+    """Samples that span ``window`` at ``interval``: every tick in it, plus the current one."""
+    return math.ceil(window / interval) + 1
+
+
+def history_needed(gate: Gate) -> int:
+    """Samples a gate's decision can look back on (docs/decisions.md, "Window coverage").
+
+    ``steady_for``; twice the longest ``rollback_after``, so that a breach run with as many
+    inconclusive samples as breaches between its ends is seen whole; and every criterion
+    ``window`` at the gate's ``interval`` (any probe may read its history over its window).
+    """
+    needed = max(gate.steady_for, *(2 * gate.rollback_after_for(c) for c in gate.criteria))
+    for criterion in gate.criteria:
+        if criterion.window is not None:
+            needed = max(needed, window_samples(criterion.window, gate.interval))
+    return needed
+
+
+def history_size(gate: Gate) -> int:
+    """Samples actually kept: ``history_needed``, at most ``HISTORY_CAP``. A window that
+    gonogo aggregates itself never needs more (``history_problems`` refuses it at load)."""
+    return min(history_needed(gate), HISTORY_CAP)
+
+
+def history_problems(gate: Gate) -> list[tuple[Loc, str, str]]:
+    """(location, message, hint) for each aggregated window longer than the history kept.
+
+    Such a window could never be covered, so it is refused when the gate is loaded rather
+    than judged on a shortened history or left inconclusive forever.
+    """
+    longest = gate.interval * (HISTORY_CAP - 1)
+    problems: list[tuple[Loc, str, str]] = []
+    for index, criterion in enumerate(gate.criteria):
+        window = history_window(gate, criterion)
+        if window is None or window_samples(window, gate.interval) <= HISTORY_CAP:
+            continue
+        problems.append(
+            (
+                ("criteria", index, "window"),
+                f"window {format_duration(window)} at interval {format_duration(gate.interval)}"
+                f" needs {window_samples(window, gate.interval)} samples of history;"
+                f" gonogo keeps at most {HISTORY_CAP}",
+                f"use a window of at most {format_duration(longest)}, or a longer interval",
+            )
+        )
+    return problems

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from gates.conditions import UnfilledPlaceholder, fill_placeholders
-from gates.engine import CriterionResult, Sample, inconclusive, judge
+from gates.engine import CriterionResult, Sample, gap_bound, inconclusive, judge
 from gates.model import Criterion, Gate
 from probes.base import Measurement, Probe, ProbeContext, ProbeQuery
 
@@ -112,6 +112,8 @@ async def evaluate_criterion(
         variables=dict(values),
         check_started_at=check_started_at,
         history=_history_for(history, criterion.name),
+        interval=gate.interval,
+        max_gap=gap_bound(gate),
     )
     started = time.perf_counter()
     if volume_query is None:

@@ -99,12 +99,18 @@ class ProbeContext:
     ``now`` is the sample's instant (probes never read the clock for decisions).
     ``check_started_at`` is set for a check's samples (Sentry ``new_issues`` counts from
     it). ``history`` holds this criterion's earlier measurements, oldest first.
+    ``interval`` is the gate's time between samples and ``max_gap`` the longest gap
+    between two samples that does not break a run (docs/decisions.md, "Time and trust"):
+    a probe that aggregates ``history`` over a window uses them to tell whether the
+    window is covered. ``None`` when the caller samples outside a gate.
     """
 
     now: datetime
     variables: Mapping[str, str] = field(default_factory=dict)
     check_started_at: datetime | None = None
     history: Sequence[Measurement] = ()
+    interval: timedelta | None = None
+    max_gap: timedelta | None = None
 
 
 class ProbeConfig(BaseModel):
@@ -115,11 +121,19 @@ class ProbeConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Metrics this type computes itself from ``ProbeContext.history`` over the criterion's
+    # ``window`` (the http probe's availability); gonogo checks such a window is covered.
+    history_metrics: ClassVar[frozenset[str]] = frozenset()
 
     type: str
     url: str | None = None
-    timeout: float = Field(default=5.0, gt=0, le=120, description="seconds per request")
-    retries: int = Field(default=2, ge=0, le=10, description="extra tries for idempotent reads")
+    # Strict: a boolean is never meant as 1 second or 1 retry.
+    timeout: float = Field(
+        default=5.0, gt=0, le=120, strict=True, description="seconds per request"
+    )
+    retries: int = Field(
+        default=2, ge=0, le=10, strict=True, description="extra tries for idempotent reads"
+    )
 
 
 @runtime_checkable

@@ -14,13 +14,18 @@ inconclusive then.
 
 Every measurement records ``extra["up"]``; ``availability`` is the fraction of those over
 ``window`` in the criterion's history, plus the current one, with the number of
-observations as volume.
+observations as volume. gonogo aggregates that window itself, so it counts only once its
+observations cover it (docs/decisions.md, "Window coverage"): the oldest one used is at
+most one interval after the window's start, and no two consecutive ones (the current
+one included) are more than the gap bound apart. Until then the measurement is an error
+naming what is missing, and still records ``up`` so that coverage builds up.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -39,6 +44,7 @@ from probes.client import (
     RawResponse,
     bearer_source,
 )
+from probes.timefmt import iso
 
 METRICS = ("up", "availability", "latency")
 _DOWN = {"down", "out_of_service", "fail", "error"}
@@ -46,6 +52,8 @@ _UP = {"up", "pass", "ok", "warn"}
 
 
 class HttpConfig(ProbeConfig):
+    history_metrics: ClassVar[frozenset[str]] = frozenset({"availability"})
+
     url: str = Field(pattern=HTTP_URL_PATTERN, description="the health URL")
     expect_status: list[int] | None = Field(
         default=None, min_length=1, description="status codes that mean healthy (default 2xx)"
@@ -147,13 +155,23 @@ class HttpProbe:
     def _availability(
         self, up: float, reason: str, query: ProbeQuery, ctx: ProbeContext
     ) -> Measurement:
-        since = ctx.now - (query.window or timedelta(0))
-        seen = [
-            m.extra["up"]
+        window = query.window or timedelta(0)
+        since = ctx.now - window
+        used = sorted(
+            (m.observed_at, m.extra["up"])
             for m in ctx.history
             if "up" in m.extra and since < m.observed_at < ctx.now
-        ]
-        seen.append(up)
+        )
+        used.append((ctx.now, up))
+        uncovered = _coverage_problem([at for at, _ in used], window, ctx)
+        if uncovered is not None:
+            return Measurement(
+                MeasurementStatus.ERROR,
+                ctx.now,
+                detail=f"availability over {_span(window)} {uncovered}",
+                extra={"up": up},
+            )
+        seen = [observed for _, observed in used]
         value = sum(seen) / len(seen)
         downs = len(seen) - int(sum(seen))
         detail = f"{downs} of {len(seen)} checks down; now {'up' if up else 'down'}: {reason}"
@@ -214,3 +232,41 @@ def _parse(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def _coverage_problem(instants: list[datetime], window: timedelta, ctx: ProbeContext) -> str | None:
+    """Why observations at ``instants`` (oldest first, the current one last) do not cover
+    ``window`` ending at ``ctx.now``, or ``None`` when they do.
+
+    Covered means: the oldest is at or before ``now - window + interval`` (one interval
+    of slack, since the tick at the window's very start is outside it), and no two
+    consecutive instants are more than ``ctx.max_gap`` apart. So a window of 5m at a 30s
+    interval needs at least 10 observations when every tick is taken.
+    """
+    slack = ctx.interval or timedelta(0)
+    needed_since = ctx.now - window + slack
+    oldest = instants[0]
+    if oldest > needed_since:
+        return f"needs history since {iso(needed_since)}, have {_span(ctx.now - oldest)}"
+    if ctx.max_gap is not None:
+        for before, after in itertools.pairwise(instants):
+            if after - before > ctx.max_gap:
+                return (
+                    f"has a hole of {_span(after - before)} between {iso(before)} and"
+                    f" {iso(after)} (more than {_span(ctx.max_gap)})"
+                )
+    return None
+
+
+def _span(length: timedelta) -> str:
+    """``40s``, ``4m30s``, ``2h``: a length of time as gate files write it."""
+    seconds = length.total_seconds()
+    if 0 < seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    parts = []
+    remaining = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"

@@ -31,7 +31,6 @@ from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate
 from app.gates.samples import measurements_of, sample_from_row
-from app.gates.scheduler import history_size
 from app.observability import metrics
 from app.observability.notify import Notifier
 from gates.engine import (
@@ -40,9 +39,10 @@ from gates.engine import (
     Steady,
     Verdict,
     decide_safely,
+    deciding_count,
     no_sample_verdict,
 )
-from gates.model import Gate
+from gates.model import Gate, history_size
 from gates.sampler import placeholder_values, take_sample
 
 log = structlog.get_logger(__name__)
@@ -510,10 +510,10 @@ def _deciding_samples(run: _CheckRun, gate: Gate | None, verdict: Verdict) -> li
     ids = [sample_id for sample_id, _ in run.history]
     if not ids:
         return []
-    if verdict.decision is Decision.GO:
+    if gate is not None and verdict.decision in (Decision.GO, Decision.ROLLBACK):
+        count = deciding_count(gate, run.samples(), verdict.decision)
+    elif verdict.decision is Decision.GO:
         count = verdict.steady.passes
-    elif verdict.decision is Decision.ROLLBACK and gate is not None:
-        count = max(gate.rollback_after_for(c) for c in gate.criteria)
     else:
         count = 1
     return ids[-max(1, count) :]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 import zlib
 from collections import deque
@@ -38,12 +37,11 @@ from app.gates.catalog import GateCatalog, LoadedGate
 from app.observability import metrics
 from app.observability.notify import Notifier
 from gates.engine import Decision, Sample, Steady, Verdict, decide_safely
-from gates.model import Gate
+from gates.model import history_size
 from gates.sampler import placeholder_values, take_sample
 
 log = structlog.get_logger(__name__)
 
-HISTORY_CAP = 2000
 # Samples in flight across all gates; each holds one slot for all its criteria. A safety
 # bound sized so that hundreds of gates stuck on a dead source still leave room for the rest.
 DEFAULT_MAX_CONCURRENT_SAMPLES = 512
@@ -51,16 +49,6 @@ DEFAULT_MAX_CONCURRENT_SAMPLES = 512
 
 class SampleSink(Protocol):
     async def record_gate_sample(self, gate: str, verdict: Verdict) -> None: ...
-
-
-def history_size(gate: Gate) -> int:
-    """Samples a gate's decision can look back on: enough for ``steady_for``, every
-    ``rollback_after`` and the longest criterion ``window``, within ``HISTORY_CAP``."""
-    needed = max(gate.steady_for, *(gate.rollback_after_for(c) for c in gate.criteria))
-    windows = [c.window for c in gate.criteria if c.window is not None]
-    if windows:
-        needed = max(needed, math.ceil(max(windows) / gate.interval) + 1)
-    return min(needed, HISTORY_CAP)
 
 
 def phase_offset(name: str, interval: timedelta) -> timedelta:

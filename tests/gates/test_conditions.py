@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gates.conditions import (
+    MAX_DURATION,
     Condition,
     ConditionError,
     UnfilledPlaceholder,
@@ -124,3 +125,32 @@ def test_unfilled_placeholder_names_it() -> None:
         fill_placeholders('v="${version}", r="${region}"', {"version": "1"})
     assert missing.value.name == "region"
     assert "${region}" in str(missing.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["99999999999999999999d", "1" + "0" * 400 + "s", "367d", "8785h", 10**30, 1e300, 40_000_000],
+)
+def test_durations_past_the_maximum_are_a_value_error_not_an_overflow(text: str | int) -> None:
+    """Regression: 99999999999999999999d raised OverflowError (a 500, a traceback)."""
+    with pytest.raises(ValueError, match="longer than the maximum of 366d"):
+        parse_duration(text)
+
+
+def test_the_maximum_duration_itself_is_accepted() -> None:
+    assert parse_duration("366d") == MAX_DURATION
+    assert parse_duration("365d23h59m59s").days == 365
+
+
+@pytest.mark.parametrize("text", ["> 1e999", "< -1e999", ">= 1e301", "> 1e303%"])
+def test_thresholds_that_overflow_are_refused(text: str) -> None:
+    """Regression: '> 1e999' was accepted as '> inf' (a condition no value meets)."""
+    with pytest.raises(ConditionError, match="too large"):
+        Condition.parse(text)
+
+
+def test_thresholds_that_underflow_to_zero_are_refused() -> None:
+    with pytest.raises(ConditionError, match="too small to tell from 0"):
+        Condition.parse("> 1e-999")
+    assert Condition.parse("> 1e300").threshold == 1e300
+    assert Condition.parse("> 0").threshold == 0

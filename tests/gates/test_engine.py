@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -19,6 +20,9 @@ from gates.engine import (
     Sample,
     decide,
     decide_safely,
+    deciding_count,
+    freshness_bound,
+    gap_bound,
     judge,
 )
 from gates.model import Criterion, Gate
@@ -179,6 +183,27 @@ JUDGE_TABLE = [
         "0 < 0.01 (go: < 1%)",
     ),
     (
+        "a NaN volume does not satisfy min_volume",
+        {"name": "errors", "go": "< 1%", "min_volume": {"at_least": 100}},
+        ok(0.0, volume=math.nan),
+        INCONCLUSIVE,
+        "volume unknown: volume is nan, not a finite number",
+    ),
+    (
+        "an infinite volume does not satisfy min_volume",
+        {"name": "errors", "go": "< 1%", "min_volume": {"at_least": 100}},
+        ok(0.0, volume=math.inf),
+        INCONCLUSIVE,
+        "volume unknown: volume is inf, not a finite number",
+    ),
+    (
+        "a NaN value a probe built by hand is inconclusive",
+        AVAILABILITY,
+        Measurement(MeasurementStatus.OK, T0, math.nan),
+        INCONCLUSIVE,
+        "value is nan, not a finite number",
+    ),
+    (
         "min_volume without a volume from the probe is inconclusive",
         {"name": "errors", "go": "< 1%", "min_volume": {"at_least": 100}},
         ok(0.0),
@@ -233,6 +258,20 @@ def test_min_volume_query_measurement_decides_volume(
     assert (result.outcome, result.reason) == (expected, reason)
     if expected is PASS:
         assert result.volume == 5200
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_volume_query_answer_is_inconclusive(bad: float) -> None:
+    volume = Measurement(MeasurementStatus.OK, T0, bad)
+    result = outcome(MIN_VOLUME_QUERY, ok(0.004), volume=volume)
+    assert result.outcome is INCONCLUSIVE
+    assert result.reason == f"volume unknown: volume is {bad!r}, not a finite number"
+
+
+def test_a_non_finite_volume_is_never_shown_as_a_number() -> None:
+    result = outcome({"name": "errors", "go": "< 1%"}, ok(0.004, volume=math.nan))
+    assert result.outcome is PASS
+    assert result.volume is None
 
 
 def test_result_carries_what_the_decision_body_shows() -> None:
@@ -419,6 +458,244 @@ def test_verdict_body_has_the_spec_shape() -> None:
     assert body["criteria"][0]["outcome"] == "pass"
 
 
+# -- time: gaps between samples and breach runs with inconclusive samples --------------------
+
+ERROR = Measurement.error("prometheus: connection refused after 3 tries", T0)
+
+
+def timed(gate: Gate, *rows: tuple[float, Mapping[str, Measurement | float]]) -> list[Sample]:
+    """Samples at the given seconds after T0; each row maps a criterion to its answer."""
+    samples = []
+    for seconds, row in rows:
+        results = []
+        for criterion in gate.criteria:
+            answer = row[criterion.name]
+            measurement = answer if isinstance(answer, Measurement) else ok(answer)
+            results.append(judge(criterion, measurement))
+        samples.append(Sample(T0 + timedelta(seconds=seconds), tuple(results)))
+    return samples
+
+
+@pytest.mark.parametrize(
+    ("interval", "bound"),
+    [("30s", 90), ("1s", 10), ("3s", 10), ("4s", 12), ("5m", 900)],
+)
+def test_gap_bound_is_three_intervals_and_at_least_ten_seconds(interval: str, bound: int) -> None:
+    gate = make_gate(AVAILABILITY, interval=interval)
+    assert gap_bound(gate) == timedelta(seconds=bound)
+    assert freshness_bound(gate) == gap_bound(gate)
+
+
+H = 3600.0
+TIME_TABLE: list[tuple[str, dict[str, Any], list[tuple[float, Any]], Decision, tuple[str, ...]]] = [
+    # (rule, gate fields, [(seconds, availability answer)], decision, reasons)
+    (
+        "two passes, three hours down, one pass: the gap breaks the steady run",
+        {"steady_for": 3},
+        [(0, GOOD), (30, GOOD), (30 + 3 * H, GOOD)],
+        Decision.NO_GO,
+        (
+            "steady 1/3",
+            "gap of 3h between samples at 2026-11-24T10:00:30Z and 2026-11-24T13:00:30Z"
+            " (more than 1m30s) broke the runs",
+        ),
+    ),
+    (
+        "after a gap, steady_for fresh passes go",
+        {"steady_for": 3},
+        [(0, GOOD), (30, GOOD), (3 * H, GOOD), (3 * H + 30, GOOD), (3 * H + 60, GOOD)],
+        Decision.GO,
+        (),
+    ),
+    (
+        "samples exactly the gap bound apart keep the run",
+        {"steady_for": 3},
+        [(0, GOOD), (90, GOOD), (180, GOOD)],
+        Decision.GO,
+        (),
+    ),
+    (
+        "one second past the gap bound breaks it",
+        {"steady_for": 3},
+        [(0, GOOD), (90, GOOD), (181, GOOD)],
+        Decision.NO_GO,
+        (
+            "steady 1/3",
+            "gap of 1m31s between samples at 2026-11-24T10:01:30Z and 2026-11-24T10:03:01Z"
+            " (more than 1m30s) broke the runs",
+        ),
+    ),
+    (
+        "the 10s floor: a 1s gate keeps its run over a 10s pause",
+        {"steady_for": 2, "interval": "1s"},
+        [(0, GOOD), (10, GOOD)],
+        Decision.GO,
+        (),
+    ),
+    (
+        "the 10s floor: an 11s pause breaks a 1s gate's run",
+        {"steady_for": 2, "interval": "1s"},
+        [(0, GOOD), (11, GOOD)],
+        Decision.NO_GO,
+        (
+            "steady 1/2",
+            "gap of 11s between samples at 2026-11-24T10:00:00Z and 2026-11-24T10:00:11Z"
+            " (more than 10s) broke the runs",
+        ),
+    ),
+    (
+        "samples out of order break the run",
+        {"steady_for": 2},
+        [(30, GOOD), (0, GOOD)],
+        Decision.NO_GO,
+        (
+            "steady 1/2",
+            "samples out of order (2026-11-24T10:00:00Z after 2026-11-24T10:00:30Z) broke the runs",
+        ),
+    ),
+    (
+        "probe failures are samples, not gaps: the run resumes after them",
+        {"steady_for": 2},
+        [(0, GOOD), (30, ERROR), (60, ERROR), (90, GOOD), (120, GOOD)],
+        Decision.GO,
+        (),
+    ),
+    (
+        "an inconclusive sample still breaks a steady run (it is not a pass)",
+        {"steady_for": 3},
+        [(0, GOOD), (30, GOOD), (60, ERROR), (90, GOOD)],
+        Decision.NO_GO,
+        ("steady 1/3",),
+    ),
+    (
+        "a gap breaks a breach run",
+        {"rollback_after": 2},
+        [(0, DOWN), (3 * H, DOWN)],
+        Decision.NO_GO,
+        (
+            "availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]",
+            "steady 0/3",
+        ),
+    ),
+    (
+        "breach, probe error, breach: an inconclusive sample does not break a breach run",
+        {"rollback_after": 2},
+        [(0, DOWN), (30, ERROR), (60, DOWN)],
+        Decision.ROLLBACK,
+        ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",),
+    ),
+    (
+        "breach, error, breach, error: still rollback, and the latest error is explained",
+        {"rollback_after": 2},
+        [(0, DOWN), (30, ERROR), (60, DOWN), (90, ERROR)],
+        Decision.ROLLBACK,
+        (
+            "availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",
+            "availability: prometheus: connection refused after 3 tries",
+        ),
+    ),
+    (
+        "breach then errors: an inconclusive sample does not extend a breach run",
+        {"rollback_after": 2},
+        [(0, DOWN), (30, ERROR), (60, ERROR)],
+        Decision.NO_GO,
+        (
+            "availability: prometheus: connection refused after 3 tries [breach 1/2 so far]",
+            "steady 0/3",
+        ),
+    ),
+    (
+        "a gap between a breach and an error still breaks the breach run",
+        {"rollback_after": 2},
+        [(0, DOWN), (3 * H, ERROR), (3 * H + 30, DOWN)],
+        Decision.NO_GO,
+        (
+            "availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]",
+            "steady 0/3",
+        ),
+    ),
+    (
+        "a fail breaks a breach run",
+        {"rollback_after": 2},
+        [(0, DOWN), (30, ERROR), (60, LOW), (90, DOWN)],
+        Decision.NO_GO,
+        ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]", "steady 0/3"),
+    ),
+    (
+        "a pass breaks a breach run",
+        {"rollback_after": 2},
+        [(0, DOWN), (30, GOOD), (60, ERROR), (90, DOWN)],
+        Decision.NO_GO,
+        ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]", "steady 0/3"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "rows", "expected", "reasons"),
+    [row[1:] for row in TIME_TABLE],
+    ids=[row[0] for row in TIME_TABLE],
+)
+def test_time_rule(
+    fields: dict[str, Any],
+    rows: list[tuple[float, Any]],
+    expected: Decision,
+    reasons: tuple[str, ...],
+) -> None:
+    gate = make_gate(AVAILABILITY, **fields)
+    verdict = decide(gate, timed(gate, *((at, {"availability": a}) for at, a in rows)))
+    assert (verdict.decision, verdict.reasons) == (expected, reasons)
+
+
+def test_rollback_explains_every_failing_and_inconclusive_criterion() -> None:
+    gate = make_gate(
+        AVAILABILITY,
+        {"name": "error-rate", "go": "< 1%", "rollback": "> 5%"},
+        {"name": "latency", "go": "< 2s"},
+        {"name": "fatal", "go": "== 0"},
+        rollback_after=2,
+    )
+    good = {"availability": GOOD, "error-rate": 0.002, "latency": 0.3, "fatal": 0}
+    samples = timed(
+        gate,
+        (0, {**good, "availability": DOWN, "error-rate": 0.07}),
+        (30, {**good, "availability": DOWN, "error-rate": 0.013, "latency": ERROR}),
+    )
+    verdict = decide(gate, samples, required_signoffs=["uat"])
+    assert verdict.decision is Decision.ROLLBACK
+    assert verdict.reasons == (
+        "availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",
+        "error-rate: 0.013 >= 0.01 (go: < 1%)",
+        "latency: prometheus: connection refused after 3 tries",
+    )
+
+
+def test_rollback_of_two_criteria_lists_both_and_the_open_breach_of_a_third() -> None:
+    gate = make_gate(
+        AVAILABILITY,
+        {"name": "error-rate", "go": "< 1%", "rollback": "> 5%", "rollback_after": 1},
+        {"name": "saturation", "go": "< 80%", "rollback": "> 95%", "rollback_after": 3},
+        rollback_after=2,
+    )
+    row = {"availability": DOWN, "error-rate": 0.07, "saturation": 0.97}
+    verdict = decide(gate, timed(gate, (0, row), (30, row)))
+    assert verdict.decision is Decision.ROLLBACK
+    assert verdict.reasons == (
+        "availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",
+        "error-rate: 0.07 > 0.05 (rollback: > 5%) [breach 1/1]",
+        "saturation: 0.97 > 0.95 (rollback: > 95%) [breach 2/3]",
+    )
+
+
+def test_a_sample_without_results_neither_extends_nor_breaks_a_breach_run() -> None:
+    """A check's sample that failed outside the probes is recorded with no results."""
+    gate = make_gate(AVAILABILITY, rollback_after=2)
+    samples = timed(gate, (0, {"availability": DOWN}))
+    samples.append(Sample(T0 + timedelta(seconds=30), ()))
+    samples += timed(gate, (60, {"availability": DOWN}))
+    assert decide(gate, samples).decision is Decision.ROLLBACK
+
+
 # -- properties -------------------------------------------------------------------------------
 
 OUTCOMES = [PASS, FAIL, BREACH, INCONCLUSIVE]
@@ -457,10 +734,14 @@ def gates_and_histories(draw: st.DrawFn) -> tuple[Gate, list[Sample]]:
     return gate, samples
 
 
-def trailing(samples: Sequence[Sample], name: str, wanted: CriterionOutcome) -> int:
+def conclusive_breaches(samples: Sequence[Sample], name: str) -> int:
+    """Trailing breaches among the conclusive outcomes (inconclusive ones are skipped)."""
     count = 0
     for sample in reversed(samples):
-        if sample.outcome_of(name) is not wanted:
+        found = sample.outcome_of(name)
+        if found is INCONCLUSIVE or found is None:
+            continue
+        if found is not BREACH:
             break
         count += 1
     return count
@@ -483,7 +764,7 @@ def test_property_go_only_after_steady_passes_rollback_only_after_breaches(
         assert verdict.decision is not Decision.GO
 
     should_roll_back = any(
-        c.rollback and trailing(samples, c.name, BREACH) >= gate.rollback_after_for(c)
+        c.rollback and conclusive_breaches(samples, c.name) >= gate.rollback_after_for(c)
         for c in gate.criteria
     )
     assert (verdict.decision is Decision.ROLLBACK) == should_roll_back
@@ -521,3 +802,138 @@ def test_judge_keeps_observation_time_for_history() -> None:
         0.5,
         {"up": 0.0},
     )
+
+
+# -- properties with time: gaps, restarts and interleaved probe errors -------------------------
+
+BOUND_OF = {1: 10, 5: 15, 30: 90}
+
+
+@st.composite
+def timed_histories(draw: st.DrawFn) -> tuple[Gate, list[Sample]]:
+    """A gate and a history whose samples come on time, late within the gap bound, after
+    a gap (a pause, a restart), with probe errors interleaved anywhere."""
+    interval = draw(st.sampled_from(sorted(BOUND_OF)))
+    bound = BOUND_OF[interval]
+    count = draw(st.integers(1, 3))
+    criteria = []
+    for index in range(count):
+        spec: dict[str, Any] = {"name": f"c{index}", "go": "> 0"}
+        if draw(st.booleans()):
+            spec["rollback"] = "< -1"
+            spec["rollback_after"] = draw(st.none() | st.integers(1, 4))
+        criteria.append(spec)
+    gate = make_gate(
+        *criteria,
+        interval=f"{interval}s",
+        steady_for=draw(st.integers(1, 4)),
+        rollback_after=draw(st.integers(1, 4)),
+    )
+    steps = st.sampled_from(["on time", "late", "gap", "restart"])
+    at = T0
+    samples = []
+    for step in range(draw(st.integers(0, 12))):
+        if step:
+            kind = draw(steps)
+            if kind == "on time":
+                at += timedelta(seconds=interval)
+            elif kind == "late":
+                at += timedelta(seconds=draw(st.integers(1, bound)))
+            elif kind == "gap":
+                at += timedelta(seconds=draw(st.integers(bound + 1, 10 * bound)))
+            else:
+                at += timedelta(hours=draw(st.integers(1, 48)))
+        results = []
+        for criterion in gate.criteria:
+            choices = OUTCOMES if criterion.rollback else [PASS, FAIL, INCONCLUSIVE]
+            results.append(
+                CriterionResult(
+                    name=criterion.name,
+                    outcome=draw(st.sampled_from(choices)),
+                    reason="drawn",
+                    probe="p",
+                    go="> 0",
+                )
+            )
+        samples.append(Sample(at, tuple(results)))
+    return gate, samples
+
+
+def after_last_gap(samples: Sequence[Sample], bound: timedelta) -> list[Sample]:
+    start = 0
+    for index in range(1, len(samples)):
+        if samples[index].evaluated_at - samples[index - 1].evaluated_at > bound:
+            start = index
+    return list(samples[start:])
+
+
+@settings(max_examples=600, deadline=None)
+@given(timed_histories(), st.booleans())
+def test_property_time_no_go_across_a_gap_and_rollback_exactly_on_conclusive_breaches(
+    drawn: tuple[Gate, list[Sample]], signed: bool
+) -> None:
+    gate, samples = drawn
+    bound = timedelta(seconds=BOUND_OF[int(gate.interval.total_seconds())])
+    verdict = decide_safely(
+        gate, samples, required_signoffs=["uat"], recorded_signoffs={"uat"} if signed else set()
+    )
+
+    recent = samples[-gate.steady_for :]
+    all_pass = len(samples) >= gate.steady_for and all(
+        s.outcome_of(c.name) is PASS for s in recent for c in gate.criteria
+    )
+    gap_in_run = any(
+        later.evaluated_at - earlier.evaluated_at > bound
+        for earlier, later in itertools.pairwise(recent)
+    )
+    if gap_in_run or not all_pass or not signed:
+        assert verdict.decision is not Decision.GO
+
+    segment = after_last_gap(samples, bound)
+    should_roll_back = any(
+        c.rollback and conclusive_breaches(segment, c.name) >= gate.rollback_after_for(c)
+        for c in gate.criteria
+    )
+    assert (verdict.decision is Decision.ROLLBACK) == should_roll_back
+
+    # The honest case: steady passes within the bound (and signed) still go.
+    if all_pass and not gap_in_run and signed and not should_roll_back:
+        assert verdict.decision is Decision.GO
+    if verdict.decision is not Decision.GO:
+        assert verdict.reasons
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5), st.integers(0, 6), st.data())
+def test_property_inconclusives_between_breaches_never_delay_or_hasten_rollback(
+    rollback_after: int, errors_between: int, data: st.DataObject
+) -> None:
+    """Breaches interleaved with any number of probe errors roll back exactly at the
+    rollback_after-th breach, never earlier."""
+    gate = make_gate(AVAILABILITY, rollback_after=rollback_after)
+    rows: list[tuple[float, Any]] = []
+    at = 0.0
+    for breaches in range(1, rollback_after + 1):
+        for _ in range(data.draw(st.integers(0, errors_between))):
+            rows.append((at, ERROR))
+            at += 30
+        rows.append((at, DOWN))
+        at += 30
+        verdict = decide(gate, timed(gate, *((t, {"availability": a}) for t, a in rows)))
+        expected = Decision.ROLLBACK if breaches == rollback_after else Decision.NO_GO
+        assert verdict.decision is expected, rows
+
+
+def test_the_samples_a_rollback_rests_on_include_the_inconclusive_ones_between_breaches() -> None:
+    """A final check records its deciding samples: breach, error, breach is three."""
+    gate = make_gate(AVAILABILITY, rollback_after=2, steady_for=2)
+    flaky = timed(
+        gate, *((at, {"availability": a}) for at, a in [(0, GOOD), (30, DOWN), (60, ERROR)])
+    )
+    flaky += timed(gate, (90, {"availability": DOWN}))
+    assert decide(gate, flaky).decision is Decision.ROLLBACK
+    assert deciding_count(gate, flaky, Decision.ROLLBACK) == 3
+    steady = timed(gate, *((at, {"availability": GOOD}) for at in (0, 30, 60)))
+    assert deciding_count(gate, steady, Decision.GO) == 2
+    assert deciding_count(gate, steady, Decision.NO_GO) == 1
+    assert deciding_count(gate, [], Decision.NO_GO) == 0

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 import gates.loader
+from app.cli import gatefiles
 from gates.errors import GateFileError, GateProblem, format_loc, loc
 from gates.loader import (
     check_gate_text,
@@ -841,3 +844,109 @@ def test_the_loader_keeps_its_public_names() -> None:
 
 def test_gate_names_have_one_pattern() -> None:
     assert GATE_NAME.pattern == NAME_PATTERN
+
+
+# -- strict types, overflow and windows longer than the history kept --------------------------
+
+STRICT_BASE = """\
+interval: 30s
+probes:
+  health: {type: http, url: "http://portal/health"}
+criteria:
+  - name: up
+    probe: health
+    metric: up
+    go: "== 1"
+"""
+
+STRICT_CASES = [
+    # (what is written, where, located at line, message fragment)
+    ("steady_for: true\n", ("steady_for",), 9, "not the boolean true"),
+    ("steady_for: 3.0\n", ("steady_for",), 9, "valid integer"),
+    ("rollback_after: true\n", ("rollback_after",), 9, "not the boolean true"),
+    ("timeout: true\n", ("timeout",), 9, "not a boolean"),
+    ("timeout: 99999999999999999999d\n", ("timeout",), 9, "longer than the maximum of 366d"),
+    ("interval: 99999999999999999999d\n", ("interval",), 1, "longer than the maximum of 366d"),
+    ("initial_delay: 99999999999999999999d\n", ("initial_delay",), 9, "longer than the max"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "line", "fragment"), STRICT_CASES, ids=[c[0].strip() for c in STRICT_CASES]
+)
+def test_loose_or_overflowing_gate_keys_are_located_problems(
+    extra: str, where: tuple[str, ...], line: int, fragment: str
+) -> None:
+    text = STRICT_BASE + extra
+    if extra.startswith("interval:"):
+        text = extra + STRICT_BASE.split("\n", 1)[1]
+    problem = only(text)
+    assert (problem.loc, problem.line) == (where, line), str(problem)
+    assert fragment in problem.message
+    assert problem.hint
+
+
+CRITERION_CASES = [
+    ("go", '"> 1e999"', "too large"),
+    ("rollback", '"< -1e999"', "too large"),
+    ("rollback_after", "true", "not the boolean true"),
+    ("window", "99999999999999999999d", "longer than the maximum of 366d"),
+]
+
+
+@pytest.mark.parametrize(("key", "written", "fragment"), CRITERION_CASES)
+def test_loose_or_overflowing_criterion_keys_are_located_problems(
+    key: str, written: str, fragment: str
+) -> None:
+    text = STRICT_BASE.replace("metric: up", "metric: availability\n    window: 5m")
+    if key in ("window", "go"):
+        text = text.replace("window: 5m" if key == "window" else 'go: "== 1"', f"{key}: {written}")
+    else:
+        text += f"    {key}: {written}\n"
+    problem = only(text)
+    assert problem.loc == ("criteria", 0, key), str(problem)
+    assert problem.line is not None and problem.line >= 5
+    assert fragment in problem.message
+
+
+@pytest.mark.parametrize(("key", "fragment"), [("timeout", "number"), ("retries", "integer")])
+def test_a_boolean_probe_timeout_or_retries_is_a_located_problem(key: str, fragment: str) -> None:
+    text = STRICT_BASE.replace('url: "http://portal/health"}', f'url: "http://h/", {key}: true}}')
+    problem = only(text)
+    assert (problem.loc, problem.line) == (("probes", "health", key), 3), str(problem)
+    assert fragment in problem.message
+
+
+def test_a_nan_min_volume_is_a_located_problem() -> None:
+    text = STRICT_BASE + "    min_volume: {at_least: .nan}\n"
+    problem = only(text)
+    assert problem.loc == ("criteria", 0, "min_volume", "at_least")
+    assert problem.line == 9
+
+
+def test_an_availability_window_longer_than_the_history_is_refused_at_its_line() -> None:
+    text = STRICT_BASE.replace("metric: up", "metric: availability\n    window: 1d")
+    problem = only(text)
+    assert str(problem) == (
+        "portal.yaml:8:13: criteria[0].window: window 1d at interval 30s needs 2881 samples"
+        " of history; gonogo keeps at most 2000"
+        " (hint: use a window of at most 16h39m30s, or a longer interval)"
+    )
+    # The same window at a longer interval fits, and so does a source-computed window.
+    assert load_gate_text(text.replace("interval: 30s", "interval: 45s"), name="p", source="x")
+
+
+def test_validate_reports_overflow_and_booleans_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "loose.yaml"
+    path.write_text(
+        STRICT_BASE.replace("metric: up", "metric: availability\n    window: 99999999999999999999d")
+        + "steady_for: true\n"
+    )
+    cli = typer.Typer()
+    gatefiles.register(cli)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert f"{path}:8:13: criteria[0].window: bad duration" in result.output
+    assert f"{path}:10:13: steady_for:" in result.output

@@ -224,3 +224,13 @@ def test_fill_query_leaves_regex_dollars_alone() -> None:
     query = ProbeQuery(query='up{path=~"/api/.*$", v="${version}", price="$$5"}')
     filled = fill_query(query, {"version": "1.2"})
     assert filled.query == 'up{path=~"/api/.*$", v="1.2", price="$5"}'
+
+
+async def test_the_probe_is_told_the_interval_and_the_gap_bound(now: datetime) -> None:
+    """What a probe needs to tell whether its window is covered (http availability)."""
+    probe = FakeProbe(1.0)
+    for interval, bound in (("30s", 90), ("1s", 10)):
+        gate = make_gate({"name": "c", "go": "> 0"}, interval=interval)
+        await take_sample(gate, {"p": probe}, now=now, values={})
+        ctx = probe.calls[-1].ctx
+        assert (ctx.interval, ctx.max_gap) == (gate.interval, timedelta(seconds=bound))

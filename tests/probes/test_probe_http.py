@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gates.engine import Decision, Sample, decide, judge
+from gates.model import Criterion, Gate
 from probes.base import Measurement, MeasurementStatus, ProbeContext, ProbeQuery
 from probes.http import HttpConfig, HttpProbe
 from probes.registry import probe_type
+from tests.conftest import T0
 from tests.fakes import Reply
 from tests.fakes.health import HealthFake
 from tests.fakes.server import refused_port
+
+# What the sampler hands the probe for a gate with interval: 30s (gap bound 1m30s).
+INTERVAL = timedelta(seconds=30)
 
 
 @pytest.fixture
@@ -30,16 +39,21 @@ async def measure(
     *,
     window: timedelta | None = None,
     history: Sequence[Measurement] = (),
+    interval: timedelta | None = INTERVAL,
     **options: object,
 ) -> Measurement:
     config = HttpConfig.model_validate(
         {"type": "http", "url": url, "timeout": 1, "retries": 0, **options}
     )
     probe = HttpProbe(config, name="health")
+    ctx = ProbeContext(
+        now=now,
+        history=history,
+        interval=interval,
+        max_gap=None if interval is None else max(3 * interval, timedelta(seconds=10)),
+    )
     try:
-        return await probe.measure(
-            ProbeQuery(metric=metric, window=window), ProbeContext(now=now, history=history)
-        )
+        return await probe.measure(ProbeQuery(metric=metric, window=window), ctx)
     finally:
         await probe.aclose()
 
@@ -160,12 +174,174 @@ async def test_availability_is_the_up_fraction_over_the_window(
     assert result.detail == "1 of 4 checks down; now up: HTTP 200, status UP"
 
 
-async def test_availability_with_no_history_is_the_current_check(
+async def test_availability_without_history_is_not_judged_on_one_check(
     health: HealthFake, now: datetime
 ) -> None:
-    health.mode = "spring-down"
+    """Regression: a 5m availability was judged on the current check alone (after a
+    restart, a redefinition, a check's first sample). It is inconclusive until covered,
+    and still records up, so coverage builds up."""
     result = await measure(health.url + "/health", now, "availability", window=timedelta(minutes=5))
-    assert (result.value, result.volume) == (0.0, 1.0)
+    assert (result.status, result.value) == (MeasurementStatus.ERROR, None)
+    assert result.detail == (
+        "availability over 5m needs history since 2026-11-24T09:55:30Z, have 0s"
+    )
+    assert result.extra == {"up": 1.0}
+
+
+# -- window coverage --------------------------------------------------------------------------
+
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+def ups_at(now: datetime, seconds_ago: Sequence[float], up: float = 1.0) -> list[Measurement]:
+    return [
+        Measurement.ok(up, now - timedelta(seconds=s), extra={"up": up})
+        for s in sorted(seconds_ago, reverse=True)
+    ]
+
+
+def availability(
+    now: datetime,
+    past: Sequence[Measurement],
+    *,
+    window: timedelta = FIVE_MINUTES,
+    up: float = 1.0,
+    interval: timedelta = INTERVAL,
+) -> Measurement:
+    """The probe's availability arithmetic on its own, without an HTTP request."""
+    probe = HttpProbe(HttpConfig(type="http", url="http://portal/health"), name="health")
+    ctx = ProbeContext(
+        now=now,
+        history=past,
+        interval=interval,
+        max_gap=max(3 * interval, timedelta(seconds=10)),
+    )
+    return probe._availability(
+        up, "HTTP 200", ProbeQuery(metric="availability", window=window), ctx
+    )
+
+
+def test_three_samples_do_not_cover_a_five_minute_window(now: datetime) -> None:
+    """Regression: 5m availability said > 99.9% from three samples (a check's first minute)."""
+    result = availability(now, ups_at(now, [60, 30]))
+    assert (result.status, result.value) == (MeasurementStatus.ERROR, None)
+    assert result.detail == (
+        "availability over 5m needs history since 2026-11-24T09:55:30Z, have 1m"
+    )
+
+
+def test_samples_at_every_interval_since_the_window_start_cover_it(now: datetime) -> None:
+    # The tick at exactly now - 5m is outside the window; the one interval later is the oldest.
+    result = availability(now, ups_at(now, range(30, 300, 30)))
+    assert (result.status, result.value, result.volume) == (MeasurementStatus.OK, 1.0, 10.0)
+
+
+def test_the_oldest_sample_may_be_at_most_one_interval_into_the_window(now: datetime) -> None:
+    assert availability(now, ups_at(now, [270, 180, 90])).status is MeasurementStatus.OK
+    late = availability(now, ups_at(now, [269, 180, 90]))
+    assert late.status is MeasurementStatus.ERROR
+    assert late.detail == (
+        "availability over 5m needs history since 2026-11-24T09:55:30Z, have 4m29s"
+    )
+
+
+def test_a_hole_longer_than_the_gap_bound_inside_the_window_is_not_covered(
+    now: datetime,
+) -> None:
+    """A restart inside the window: samples on both sides, none in between."""
+    exactly = availability(now, ups_at(now, [270, 180, 90]))  # holes of 90s = the bound
+    assert exactly.status is MeasurementStatus.OK
+    hole = availability(now, ups_at(now, [270, 240, 60, 30]))
+    assert hole.status is MeasurementStatus.ERROR
+    assert hole.detail == (
+        "availability over 5m has a hole of 3m between 2026-11-24T09:56:00Z"
+        " and 2026-11-24T09:59:00Z (more than 1m30s)"
+    )
+    stale = availability(now, ups_at(now, [270, 240, 210]))  # nothing since 3m30s ago
+    assert stale.status is MeasurementStatus.ERROR
+    assert "has a hole of 3m30s" in stale.detail
+
+
+def test_observations_outside_the_window_do_not_cover_it(now: datetime) -> None:
+    result = availability(now, ups_at(now, [600, 480, 360]))
+    assert result.status is MeasurementStatus.ERROR
+    assert result.detail.endswith("have 0s")
+
+
+def test_a_window_no_longer_than_the_interval_is_covered_by_the_current_check(
+    now: datetime,
+) -> None:
+    result = availability(now, [], window=timedelta(seconds=30), up=0.0)
+    assert (result.status, result.value, result.volume) == (MeasurementStatus.OK, 0.0, 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 400), max_size=20, unique=True),
+    st.sampled_from([1, 10, 30, 60]),
+    st.sampled_from([30, 120, 300]),
+)
+def test_property_availability_counts_only_when_its_window_is_covered(
+    seconds_ago: list[int], interval_s: int, window_s: int
+) -> None:
+    now = T0
+    interval = timedelta(seconds=interval_s)
+    window = timedelta(seconds=window_s)
+    bound = max(3 * interval, timedelta(seconds=10))
+    result = availability(now, ups_at(now, seconds_ago), window=window, interval=interval)
+    inside = sorted({now - timedelta(seconds=s) for s in seconds_ago if s < window_s} | {now})
+    covered = inside[0] <= now - window + interval and all(
+        b - a <= bound for a, b in itertools.pairwise(inside)
+    )
+    assert (result.status is MeasurementStatus.OK) == covered
+    assert result.extra == {"up": 1.0}  # recorded either way, so coverage builds up
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["tick", "late", "gap"]), min_size=1, max_size=40), st.data())
+def test_property_an_uncovered_availability_window_never_yields_go(
+    steps: list[str], data: st.DataObject
+) -> None:
+    """The probe, the engine and the history together, as the sampler runs them: random
+    late samples and gaps (restarts); go only when the latest sample's window is covered."""
+    gate = Gate(
+        name="portal",
+        interval="30s",
+        steady_for=1,
+        probes={"health": HttpConfig(type="http", url="http://portal/health")},
+        criteria=[
+            Criterion(
+                name="availability",
+                probe="health",
+                metric="availability",
+                window="2m",
+                go="> 99%",
+            )
+        ],
+    )
+    criterion = gate.criteria[0]
+    samples: list[Sample] = []
+    at = T0
+    for step in steps:
+        if samples:
+            at += {
+                "tick": INTERVAL,
+                "late": timedelta(seconds=data.draw(st.integers(31, 90))),
+                "gap": timedelta(seconds=data.draw(st.integers(91, 3600))),
+            }[step]
+        past = [m for s in samples for r in s.results if (m := r.as_measurement())]
+        measurement = availability(at, past, window=criterion.window or FIVE_MINUTES)
+        samples.append(Sample(at, (judge(criterion, measurement),)))
+        verdict = decide(gate, samples)
+        inside = [s.evaluated_at for s in samples if at - s.evaluated_at < timedelta(minutes=2)]
+        covered = inside[0] <= at - timedelta(seconds=90) and all(
+            b - a <= timedelta(seconds=90) for a, b in itertools.pairwise(inside)
+        )
+        if not covered:
+            assert verdict.decision is not Decision.GO
+            assert verdict.reasons[0].startswith("availability: availability over 2m ")
+        else:
+            assert verdict.decision is Decision.GO  # the honest case goes
 
 
 def test_check_query() -> None:
