@@ -187,6 +187,10 @@ async def test_admin_reload(service: Service, gates_dir: Any) -> None:
 
 async def test_bad_input_is_a_clear_4xx_and_changes_nothing(service: Service) -> None:
     check = await service.start_check()
+    # The check's first sample is written by its own loop: let it land, and every loop
+    # fall asleep on the clock, before counting rows.
+    await service.samples_reach(check["id"], 1)
+    await service.quiet()
     before = await table_counts(service.database_url)
     checks = "/api/v1/gates/portal/checks"
     cases: list[tuple[str, str, dict[str, Any], int]] = [
