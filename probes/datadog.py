@@ -196,8 +196,8 @@ def _last_point(item: Any, index: int) -> _LastPoint | None:
             raise ValueError(f"series[{index}] has a non-numeric point {shorten(repr(point))}")
         stamp = datetime.fromtimestamp(float(timestamp) / 1000, UTC)
         label = f"{_series_label(item, index)} at {stamp.isoformat().replace('+00:00', 'Z')}"
-        interval = item.get("interval")
-        interval_s = float(interval) if is_number(interval) and interval > 0 else None
+        interval: Any = item.get("interval")
+        interval_s = float(interval) if is_number(interval) and float(interval) > 0 else None
         return _LastPoint(label, float(timestamp), float(value), interval_s)
     return None
 
