@@ -112,8 +112,8 @@ def secret_forms(secret: str) -> set[str]:
 class Scrubber:
     """Replaces every known secret, in every form ``secret_forms`` lists, by ``***``.
 
-    A long secret is also masked where only its first characters show (text cut off in
-    the middle of it), so half a token never reaches a reason either.
+    A long secret (or a long form of one) is also masked where only its first characters
+    show (text cut off in the middle of it), so half a token never reaches a reason.
     """
 
     def __init__(self, secrets: Sequence[str]) -> None:
@@ -121,9 +121,7 @@ class Scrubber:
         forms = {form for secret in unique for form in secret_forms(secret)}
         # Longest first, so a form containing another is replaced whole.
         self._forms = sorted(forms, key=len, reverse=True)
-        self._partial = sorted(
-            (s for s in unique if len(s) >= _PARTIAL_FROM_LENGTH), key=len, reverse=True
-        )
+        self._partial = [f for f in self._forms if len(f) >= _PARTIAL_FROM_LENGTH]
 
     def __bool__(self) -> bool:
         return bool(self._forms)
@@ -132,8 +130,8 @@ class Scrubber:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, _MASK)
-        for secret in self._partial:
-            text = _mask_partial(text, secret)
+        for form in self._partial:
+            text = _mask_partial(text, form)
         return text
 
     def value(self, value: Any) -> Any:
@@ -211,16 +209,6 @@ def is_sensitive_header(name: str) -> bool:
     """Whether a header of this name carries a credential, so its value is never shown."""
     lowered = name.strip().lower()
     return lowered in SENSITIVE_HEADERS or any(word in lowered for word in _SENSITIVE_WORDS)
-    try:
-        netloc = urlsplit(url).netloc
-    except ValueError:
-        return url  # the URL pattern reports a malformed URL
-    if "@" in netloc:
-        raise ValueError(
-            "credentials in the URL (user:password@host) would be shown to every viewer;"
-            " remove them and set username + password_env, or token_env"
-        )
-    return url
 
 
 class ProbeFailure(Exception):
