@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -142,10 +143,18 @@ def _redacted_text(text: str, redactions: tuple[tuple[Path, str], ...]) -> str:
         node = _node_at(root, path)
         if node is None:
             return f"# {REDACTED}: the definition holds credentials and could not be redacted\n"
-        spans.append((node.start_mark.index, node.end_mark.index, json.dumps(value)))
+        start, end = node.start_mark.index, node.end_mark.index
+        while end > start and text[end - 1] in "\r\n":
+            end -= 1  # a block scalar ends past its line break; the break stays
+        # An anchor or a tag before the value stays, so aliases to it still resolve.
+        kept = _PROPERTIES.match(text, start)
+        spans.append((kept.end() if kept else start, end, json.dumps(value)))
     for start, end, replacement in sorted(set(spans), reverse=True):
         text = text[:start] + replacement + text[end:]
     return text
+
+
+_PROPERTIES = re.compile(r"(?:[&!]\S*[ \t]+)+")
 
 
 def _node_at(node: yaml.Node | None, path: Path) -> yaml.Node | None:

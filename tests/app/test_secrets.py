@@ -22,6 +22,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 import structlog
+import yaml
 
 from app.core.clock import ManualClock
 from app.core.logging import REDACTED, configure_logging, redactor
@@ -557,3 +558,93 @@ async def test_a_credential_echoed_anywhere_by_any_source_is_read_back_nowhere(
         assert MARK in stored and "***" in stored, f"{case.gate}: no echo reached its samples"
         assert MARK in trail, f"{case.gate}: no echo reached its check's events"
     assert any(MARK in body and "***" in body for body in notifications)
+
+
+# -- definitions shown to viewers ----------------------------------------------------------------
+
+COOKIE = "session=c00kie-value-4d2e9f"
+SESSION = "sess-token-8b1c7a3e5f"
+URL_KEY = "url-key-5e6f7a8b9c"
+
+REDACT_YAML = f"""\
+interval: 10s
+probes:
+  health:
+    type: http
+    url: "https://portal.example/health?api_key={URL_KEY}&region=eu"
+    headers:
+      Cookie: "{COOKIE}"
+      X-Session-Token: &tok {SESSION}
+      X-Scope-OrgID: tenant-1
+  other:
+    type: http
+    url: https://other.example/health
+    headers:
+      X-Session-Token: *tok
+      Set-Cookie: |
+        {COOKIE}
+criteria:
+  - {{name: up, probe: health, metric: up, go: "== 1"}}
+  - {{name: up2, probe: other, metric: up, go: "== 1"}}
+"""
+
+REDACT_JSON = json.dumps(
+    {
+        "probes": {
+            "health": {
+                "type": "http",
+                "url": f"https://portal.example/health?token={URL_KEY}",
+                "headers": {"Cookie": COOKIE, "X-Scope-OrgID": "tenant-1"},
+            }
+        },
+        "criteria": [{"name": "up", "probe": "health", "metric": "up", "go": "== 1"}],
+    },
+    indent=1,
+).replace("\n", "\n\t")  # a JSON body may indent with tabs
+
+
+@pytest.mark.parametrize("text", [REDACT_YAML, REDACT_JSON], ids=["yaml", "json"])
+async def test_credential_headers_and_url_parameters_are_redacted_in_every_view_of_a_gate(
+    service: Service, text: str
+) -> None:
+    put = await service.client.put(
+        "/api/v1/gates/redacted", headers=service.headers("admin"), content=text
+    )
+    assert put.status_code in (200, 201), put.text
+    got = await service.get("/api/v1/gates/redacted")
+    assert got.status_code == 200
+    for body in (put.text, got.text):
+        for secret in (COOKIE, SESSION, URL_KEY, "c00kie-value"):
+            assert secret not in body
+    shown = got.json()
+    health = shown["definition"]["probes"]["health"]
+    assert health["headers"]["Cookie"] == "[redacted]"
+    assert health["headers"]["X-Scope-OrgID"] == "tenant-1"  # not a credential: kept
+    assert "api_key=%5Bredacted%5D" in health["url"] or "token=%5Bredacted%5D" in health["url"]
+    # The text is still the admin's text, with only the credentials replaced.
+    shown_text = shown["text"]
+    reread = json.loads(shown_text) if text.startswith("{") else yaml.safe_load(shown_text)
+    assert reread["probes"]["health"]["headers"]["Cookie"] == "[redacted]"
+    assert reread["probes"]["health"]["headers"]["X-Scope-OrgID"] == "tenant-1"
+    assert reread["criteria"][0]["name"] == "up"
+    if "other" in reread["probes"]:
+        assert reread["probes"]["other"]["headers"]["Set-Cookie"] == "[redacted]"
+        assert reread["probes"]["other"]["headers"]["X-Session-Token"] == "[redacted]"
+    listing = await service.get("/api/v1/gates")
+    assert COOKIE not in listing.text
+
+
+async def test_a_probe_url_with_credentials_is_refused_with_a_hint(service: Service) -> None:
+    text = (
+        "probes:\n  prom: {type: prometheus, url: 'http://admin:hunter2x@prom:9090'}\n"
+        "criteria:\n  - {name: c, probe: prom, query: up, go: '> 0'}\n"
+    )
+    put = await service.client.put(
+        "/api/v1/gates/userinfo", headers=service.headers("admin"), content=text
+    )
+    assert put.status_code == 422
+    assert put.headers["content-type"].startswith("application/problem+json")
+    [error] = put.json()["errors"]
+    assert error["line"] == 2
+    assert "credentials in the URL" in error["msg"] and "password_env" in error["msg"]
+    assert "hunter2x" not in put.text
