@@ -648,3 +648,19 @@ async def test_a_probe_url_with_credentials_is_refused_with_a_hint(service: Serv
     assert error["line"] == 2
     assert "credentials in the URL" in error["msg"] and "password_env" in error["msg"]
     assert "hunter2x" not in put.text
+
+
+def test_the_log_redactor_masks_the_encoded_forms_of_a_secret_too() -> None:
+    secret = "log-s3cret/+=value"
+    redactor.add([secret])
+    basic = base64.b64encode(f"someone:{secret}".encode()).decode()
+    event = {
+        "event": f"GET /x?token={quote(secret, safe='')}",
+        "header": f"Basic {basic}",
+        "form": quote_plus(secret),
+        "json": json.dumps({"t": secret}),
+    }
+    cleaned = json.dumps(redactor(None, "info", event))
+    assert secret not in cleaned
+    assert quote(secret, safe="") not in cleaned and quote_plus(secret) not in cleaned
+    assert basic not in cleaned
