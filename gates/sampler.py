@@ -102,13 +102,14 @@ async def _measure(
     even if the probe's own budget is longer. ``limit`` bounds the sample's requests
     in flight to this probe.
     """
+    measurement = await _bounded(probe, query, ctx, ends_at=ends_at, limit=limit)
     try:
-        measurement = await _bounded(probe, query, ctx, ends_at=ends_at, limit=limit)
-        return _scrubbed(measurement, declared_secrets(probe))
+        secrets = declared_secrets(probe)
     except Exception as fault:  # secrets() itself failed: nothing from this probe is safe
         return Measurement.error(
             f"probe failed to declare its secrets: {type(fault).__name__}", ctx.now
         )
+    return _scrubbed(measurement, secrets)
 
 
 async def _bounded(
@@ -119,7 +120,10 @@ async def _bounded(
     ends_at: float | None,
     limit: asyncio.Semaphore | None,
 ) -> Measurement:
-    budget = probe_budget(probe)
+    try:
+        budget = probe_budget(probe)
+    except (TypeError, ValueError) as bad:  # a config whose timeout is not a number
+        return Measurement.error(f"probe failed: {type(bad).__name__}: {bad}", ctx.now)
     if limit is not None:
         try:
             remaining = budget if ends_at is None else max(0.0, ends_at - time.monotonic())

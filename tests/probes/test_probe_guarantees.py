@@ -152,6 +152,18 @@ async def test_the_sampler_scrubs_every_probe_including_third_party_ones(
         assert SECRET not in measurement.detail and SECRET not in "".join(measurement.extra)
 
 
+async def test_a_probe_whose_secrets_cannot_be_read_shows_nothing_it_said(now: datetime) -> None:
+    class Broken(_LeakyProbe):
+        def secrets(self) -> list[str]:
+            raise RuntimeError(SECRET)
+
+    gate = _gate({"name": "c", "probe": "p", "go": "> 0"})
+    sample = await take_sample(gate, {"p": Broken("ok")}, now=now, values={})
+    [result] = sample.results
+    assert result.outcome is CriterionOutcome.INCONCLUSIVE
+    assert result.reason == "probe failed to declare its secrets: RuntimeError"
+
+
 def test_a_built_in_probe_declares_what_its_client_sends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PW", "hunter2-but-longer")
     config = probe_type("prometheus").config_model.model_validate(
