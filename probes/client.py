@@ -25,8 +25,8 @@ What it guarantees:
 - a measurement deadline set by the sampler (``measurement_deadline``) bounds every try
   and ends the retries, so all tries together never outlast the sample's time cap;
 - there is no pool-wide connection cap: a fixed cap shared by every gate asking one
-  source lets gates stuck on it starve the healthy ones, so the bound is per sample
-  (the sampler's ``MAX_REQUESTS_PER_PROBE``) instead.
+  source lets gates stuck on it starve the healthy ones, so the caller bounds the
+  requests each of its users has in flight instead (the gate sampler does, per sample).
 """
 
 from __future__ import annotations
