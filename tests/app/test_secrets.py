@@ -27,6 +27,7 @@ import yaml
 from app.core.clock import ManualClock
 from app.core.logging import REDACTED, configure_logging, redactor
 from app.core.settings import load_settings
+from app.gates.catalog import GateCatalog
 from app.main import create_app
 from tests.app.conftest import TOKENS, TOKENS_SETTING, Service
 from tests.app.fakes import ProbeBench
@@ -664,3 +665,22 @@ def test_the_log_redactor_masks_the_encoded_forms_of_a_secret_too() -> None:
     assert secret not in cleaned
     assert quote(secret, safe="") not in cleaned and quote_plus(secret) not in cleaned
     assert basic not in cleaned
+
+
+async def test_every_credential_a_built_probe_sends_is_redacted_from_the_logs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GONOGO_PROBE_LOG_PW", "pw-for-the-log-test")
+    catalog = GateCatalog(gates_dir=None)
+    try:
+        catalog.put_api_gate(
+            "basic",
+            "probes:\n  prom: {type: prometheus, url: 'http://p:9090', username: ops,"
+            " password_env: GONOGO_PROBE_LOG_PW}\n"
+            "criteria:\n  - {name: c, probe: prom, query: up, go: '> 0'}\n",
+        )
+    finally:
+        await catalog.aclose()
+    header = _basic("ops", "pw-for-the-log-test")
+    cleaned = json.dumps(redactor(None, "info", {"event": f"sent {header}"}))
+    assert header.removeprefix("Basic ") not in cleaned
