@@ -7,10 +7,14 @@ A fake Prometheus runs in its own process (bench/fake_prometheus.py). At 1, 8, 3
   httpx   plain httpx.AsyncClient (default transport), for context,
   hx+aio  httpx.AsyncClient on httpx_aiohttp's AiohttpTransport (what probes.client
           would be if it kept the httpx API), to show what that layer costs.
-All four use one pool of 32 connections (the probe's default). Then the memory of a
-process holding 1,000 gates, each with its own prometheus probe instance.
+raw, httpx and hx+aio use one pool of 32 connections; the probe uses its own client,
+which has no pool-wide cap (a shared cap lets gates stuck on a source starve the others;
+the sampler bounds each sample's requests instead). Then memory: a process holding 1,000
+gates, each with its own prometheus probe instance, and 1,000 gates sharing one probe
+instance (as the gate catalog does) with every gate measuring at the same instant, the
+worst case for connections the shared client opens.
 
-Run: uv run python bench/probe_fanout.py [--seconds 2]
+Run: uv run python bench/probe_fanout.py [--seconds 2] [--footprint-only]
 """
 
 from __future__ import annotations
@@ -176,14 +180,48 @@ def footprint(url: str, count: int = 1000) -> None:
     )
 
 
+def shared_footprint(url: str, count: int = 1000) -> None:
+    """``count`` gates on one shared probe, all measuring at once."""
+    gc.collect()
+    before = rss_kib()
+    config = PrometheusConfig(type="prometheus", url=url)
+    probe = PrometheusProbe(config, name="prom")
+    query = ProbeQuery(query=QUERY)
+
+    async def burst() -> tuple[int, int, float]:
+        ctx = ProbeContext(now=datetime.now(UTC))
+        started = time.perf_counter()
+        results = await asyncio.gather(*(probe.measure(query, ctx) for _ in range(count)))
+        took = time.perf_counter() - started
+        assert all(r.status is MeasurementStatus.OK for r in results)
+        gc.collect()
+        used = rss_kib()
+        session = probe.client._session
+        connector = session.connector if session is not None else None
+        pooled = sum(len(c) for c in getattr(connector, "_conns", {}).values())
+        await probe.aclose()
+        return used, pooled, took
+
+    used, pooled, took = asyncio.run(burst())
+    print(
+        f"{count} gates sharing one prometheus probe, all measuring at once: RSS"
+        f" {before / 1024:.1f} MiB at start, {used / 1024:.1f} MiB after"
+        f" (+{(used - before) / count:.1f} KiB per gate), {pooled} connections kept,"
+        f" burst answered in {took * 1000:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per level and client")
+    parser.add_argument("--footprint-only", action="store_true", help="skip the fan-out")
     args = parser.parse_args()
     process, url = start_fake_prometheus()
     try:
-        asyncio.run(fanout(url, args.seconds))
+        if not args.footprint_only:
+            asyncio.run(fanout(url, args.seconds))
         footprint(url)
+        shared_footprint(url)
     finally:
         process.terminate()
         process.wait(5)

@@ -2,11 +2,22 @@
 
 The only I/O here goes through the ``Probe`` protocol. A probe that hangs past its
 budget, or raises, becomes an inconclusive outcome for its own criterion only.
+
+Three guarantees hold for every probe, built-in or third-party, because they are kept
+here rather than by each probe:
+- every text of a measurement is scrubbed of the probe's declared secrets before anyone
+  stores or shows it (``_measure``);
+- a sample takes at most the gate's interval (at least 1 s), all tries included: each
+  measurement is cut off at the earlier of its probe's budget and the sample's end, and
+  the built-in client sees that deadline and stops retrying in time;
+- one sample sends at most ``MAX_REQUESTS_PER_PROBE`` requests at once to one probe, so
+  a gate's share of a source shared with other gates is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -14,10 +25,23 @@ from datetime import datetime, timedelta
 from gates.conditions import UnfilledPlaceholder, fill_placeholders
 from gates.engine import CriterionResult, Sample, gap_bound, inconclusive, judge
 from gates.model import Criterion, Gate
-from probes.base import Measurement, Probe, ProbeContext, ProbeQuery
+from probes.base import Measurement, Probe, ProbeContext, ProbeQuery, declared_secrets
+from probes.client import deadline_in, scrubber
 
 # Backoff between tries, on top of each try's own timeout.
 _RETRY_ALLOWANCE = timedelta(seconds=2)
+# Requests one sample may have in flight to one probe (criteria and volume queries).
+MAX_REQUESTS_PER_PROBE = 8
+# The shortest time cap of a sample, whatever the gate's interval.
+MIN_SAMPLE_CAP = 1.0
+# The built-in client is told to finish this much before the sampler cuts it off, so
+# the reason is its own ("timed out after 3 tries"), not the sampler's.
+_CLIENT_MARGIN = 0.25
+
+
+def sample_cap(gate: Gate) -> float:
+    """Seconds one sample of ``gate`` may take, every criterion and try included."""
+    return max(gate.interval.total_seconds(), MIN_SAMPLE_CAP)
 
 
 def placeholder_values(
@@ -64,14 +88,77 @@ def probe_budget(probe: Probe) -> float:
     return timeout * tries + _RETRY_ALLOWANCE.total_seconds() * (tries - 1) + 1.0
 
 
-async def _measure(probe: Probe, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
-    budget = probe_budget(probe)
+async def _measure(
+    probe: Probe,
+    query: ProbeQuery,
+    ctx: ProbeContext,
+    *,
+    ends_at: float | None = None,
+    limit: asyncio.Semaphore | None = None,
+) -> Measurement:
+    """One measurement, bounded in time, scrubbed of the probe's secrets.
+
+    ``ends_at`` (``time.monotonic()``) is the end of the sample: the call is cut off then
+    even if the probe's own budget is longer. ``limit`` bounds the sample's requests
+    in flight to this probe.
+    """
+    measurement = await _bounded(probe, query, ctx, ends_at=ends_at, limit=limit)
     try:
-        return await asyncio.wait_for(probe.measure(query, ctx), timeout=budget)
-    except TimeoutError:
-        return Measurement.timeout(f"no answer within {budget:g}s", ctx.now)
-    except Exception as fault:  # the probe broke its contract; stay closed
-        return Measurement.error(f"probe failed: {type(fault).__name__}: {fault}", ctx.now)
+        secrets = declared_secrets(probe)
+    except Exception as fault:  # secrets() itself failed: nothing from this probe is safe
+        return Measurement.error(
+            f"probe failed to declare its secrets: {type(fault).__name__}", ctx.now
+        )
+    return _scrubbed(measurement, secrets)
+
+
+async def _bounded(
+    probe: Probe,
+    query: ProbeQuery,
+    ctx: ProbeContext,
+    *,
+    ends_at: float | None,
+    limit: asyncio.Semaphore | None,
+) -> Measurement:
+    try:
+        budget = probe_budget(probe)
+    except (TypeError, ValueError) as bad:  # a config whose timeout is not a number
+        return Measurement.error(f"probe failed: {type(bad).__name__}: {bad}", ctx.now)
+    if limit is not None:
+        try:
+            remaining = budget if ends_at is None else max(0.0, ends_at - time.monotonic())
+            await asyncio.wait_for(limit.acquire(), timeout=remaining)
+        except TimeoutError:
+            return Measurement.timeout(
+                f"not asked: the sample's {MAX_REQUESTS_PER_PROBE} requests to this probe"
+                " were all in flight until its time was up",
+                ctx.now,
+            )
+    try:
+        if ends_at is not None:
+            budget = max(0.0, min(budget, ends_at - time.monotonic()))
+        try:
+            with deadline_in(max(0.0, budget - min(_CLIENT_MARGIN, budget / 10))):
+                return await asyncio.wait_for(probe.measure(query, ctx), timeout=budget)
+        except TimeoutError:
+            return Measurement.timeout(f"no answer within {round(budget, 2):g}s", ctx.now)
+        except Exception as fault:  # the probe broke its contract; stay closed
+            return Measurement.error(f"probe failed: {type(fault).__name__}: {fault}", ctx.now)
+    finally:
+        if limit is not None:
+            limit.release()
+
+
+def _scrubbed(measurement: Measurement, secrets: tuple[str, ...]) -> Measurement:
+    """``measurement`` with every text in it scrubbed of ``secrets``."""
+    if not secrets:
+        return measurement
+    clean = scrubber(secrets)
+    detail = clean.text(measurement.detail)
+    extra = {clean.text(key): value for key, value in measurement.extra.items()}
+    if detail == measurement.detail and extra == dict(measurement.extra):
+        return measurement
+    return dataclasses.replace(measurement, detail=detail, extra=extra)
 
 
 def _history_for(history: Sequence[Sample], criterion: str) -> list[Measurement]:
@@ -94,7 +181,16 @@ async def evaluate_criterion(
     values: Mapping[str, str],
     check_started_at: datetime | None = None,
     history: Sequence[Sample] = (),
+    ends_at: float | None = None,
+    limits: dict[str, asyncio.Semaphore] | None = None,
 ) -> CriterionResult:
+    """``ends_at``: when the sample's time is up (``time.monotonic()``), default the
+    gate's ``sample_cap`` from now; ``limits``: the sample's in-flight limit per probe."""
+    if ends_at is None:
+        ends_at = time.monotonic() + sample_cap(gate)
+    limit = None
+    if limits is not None:
+        limit = limits.setdefault(criterion.probe, asyncio.Semaphore(MAX_REQUESTS_PER_PROBE))
     probe = probes.get(criterion.probe)
     if probe is None:
         return inconclusive(criterion, f"probe {criterion.probe!r} is not available")
@@ -117,12 +213,13 @@ async def evaluate_criterion(
     )
     started = time.perf_counter()
     if volume_query is None:
-        measurement = await _measure(probe, query, ctx)
+        measurement = await _measure(probe, query, ctx, ends_at=ends_at, limit=limit)
         volume = None
     else:
         volume_probe_query = query.model_copy(update={"query": volume_query, "reduce": "sum"})
         measurement, volume = await asyncio.gather(
-            _measure(probe, query, ctx), _measure(probe, volume_probe_query, ctx)
+            _measure(probe, query, ctx, ends_at=ends_at, limit=limit),
+            _measure(probe, volume_probe_query, ctx, ends_at=ends_at, limit=limit),
         )
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     return judge(criterion, measurement, volume=volume, duration_ms=duration_ms)
@@ -137,7 +234,10 @@ async def take_sample(
     check_started_at: datetime | None = None,
     history: Sequence[Sample] = (),
 ) -> Sample:
-    """Evaluate every criterion of ``gate`` concurrently at ``now``."""
+    """Evaluate every criterion of ``gate`` concurrently at ``now``, within the gate's
+    ``sample_cap``."""
+    ends_at = time.monotonic() + sample_cap(gate)
+    limits: dict[str, asyncio.Semaphore] = {}
     results = await asyncio.gather(
         *(
             evaluate_criterion(
@@ -148,6 +248,8 @@ async def take_sample(
                 values=values,
                 check_started_at=check_started_at,
                 history=history,
+                ends_at=ends_at,
+                limits=limits,
             )
             for criterion in gate.criteria
         )

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Reduce = Literal["min", "max", "sum", "avg", "last"]
 
@@ -135,6 +136,19 @@ class ProbeConfig(BaseModel):
         default=2, ge=0, le=10, strict=True, description="extra tries for idempotent reads"
     )
 
+    @field_validator("url", check_fields=False)
+    @classmethod
+    def _no_credentials_in_url(cls, url: Any) -> Any:
+        # Every type's url (subclasses redefine the field): a definition is shown to
+        # every viewer, so user:password@ never belongs in it.
+        authority = re.match(r"[^/?#]*", url.partition("://")[2]) if isinstance(url, str) else None
+        if authority is not None and "@" in authority.group():
+            raise ValueError(
+                "credentials in the URL (user:password@host) would be shown to every viewer;"
+                " remove them and set username + password_env, or token_env"
+            )
+        return url
+
 
 @runtime_checkable
 class Probe(Protocol):
@@ -152,6 +166,10 @@ class Probe(Protocol):
     - ``check_query`` validates a criterion's query statically (at gate load), returning
       a list of ``(field, message)`` problems; it does no I/O.
     - ``aclose`` releases pooled connections.
+    - Optional ``secrets() -> Sequence[str]``: the credentials the probe sends. The
+      sampler scrubs them, in every encoded form, from every text of every measurement
+      (``declared_secrets``), so a source echoing one in a successful answer leaks
+      nothing. An attribute with its own ``secrets()`` (a ``SourceClient``) counts too.
     """
 
     type_name: ClassVar[str]
@@ -172,3 +190,15 @@ class ProbeFactory(Protocol):
 
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]: ...
+
+
+def declared_secrets(probe: object) -> tuple[str, ...]:
+    """The secrets a probe declares: its own optional ``secrets()`` and that of each of
+    its attributes that has one (the pooled client of every built-in type)."""
+    found: list[str] = []
+    holders = [probe, *getattr(probe, "__dict__", {}).values()]
+    for holder in holders:
+        method = None if isinstance(holder, type) else getattr(holder, "secrets", None)
+        if callable(method):
+            found.extend(s for s in method() if isinstance(s, str) and s)
+    return tuple(dict.fromkeys(found))

@@ -19,25 +19,37 @@ What it guarantees:
   a wait that would not leave time for another try within the budget ends the retries;
 - other 4xx are never retried; 401/403 say "unauthorized"/"forbidden";
 - bodies are read as a stream and cut off past ``max_body_bytes``;
-- every value in ``secrets`` is replaced by ``***`` in details and error bodies.
+- every value in ``secrets`` (and its encoded forms, see ``Scrubber``) is replaced by
+  ``***`` in details and error bodies; ``secrets()`` lists them, so the sampler scrubs
+  every text of every measurement the probe returns, successful ones included;
+- a measurement deadline set by the sampler (``measurement_deadline``) bounds every try
+  and ends the retries, so all tries together never outlast the sample's time cap;
+- there is no pool-wide connection cap: a fixed cap shared by every gate asking one
+  source lets gates stuck on it starve the healthy ones, so the caller bounds the
+  requests each of its users has in flight instead (the gate sampler does, per sample).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
+import functools
+import html
 import json as jsonlib
 import os
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Container, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import aiohttp
 import httpx
@@ -57,6 +69,146 @@ _EXCERPT_CHARS = 200
 _MASK = "***"
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# -- secrets -------------------------------------------------------------------------------
+
+# A secret this long or longer is also masked when only its start shows (a source's text
+# cut off mid-secret); a run of fewer characters than this is not masked on its own.
+_PARTIAL_FROM_LENGTH = 12
+_PARTIAL_MIN_CHARS = 8
+# Base64 of fewer characters than this could match innocent text.
+_MIN_BASE64_CORE = 8
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """The base64 text that encodes ``raw`` wherever it sits inside a longer value
+    (``user:secret`` in a Basic header, say): for each of the three alignments, the
+    characters that depend on ``raw``'s bytes alone."""
+    cores: set[str] = set()
+    for offset in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(b"\0" * offset + raw + b"\0\0").decode()
+            start = -(-8 * offset // 6)
+            end = (8 * (offset + len(raw))) // 6
+            core = encoded[start:end]
+            if len(core) >= _MIN_BASE64_CORE:
+                cores.add(core)
+    return cores
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The ways ``secret`` can show up in text a source sends back: as it is,
+    percent-encoded (either case of hex, ``+`` or ``%20`` for spaces), base64 (standard
+    or URL-safe, at any alignment inside a longer value), JSON-escaped, HTML-escaped."""
+    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), f) for f in list(forms)}
+    forms |= _base64_cores(secret.encode())
+    forms.add(jsonlib.dumps(secret)[1:-1])
+    forms.add(jsonlib.dumps(secret, ensure_ascii=False)[1:-1])
+    forms.add(html.escape(secret))
+    return {f for f in forms if f}
+
+
+class Scrubber:
+    """Replaces every known secret, in every form ``secret_forms`` lists, by ``***``.
+
+    A long secret (or a long form of one) is also masked where only its first characters
+    show (text cut off in the middle of it), so half a token never reaches a reason.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        unique = {s for s in secrets if s}
+        forms = {form for secret in unique for form in secret_forms(secret)}
+        # Longest first, so a form containing another is replaced whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._partial = [f for f in self._forms if len(f) >= _PARTIAL_FROM_LENGTH]
+
+    def __bool__(self) -> bool:
+        return bool(self._forms)
+
+    def text(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, _MASK)
+        for form in self._partial:
+            text = _mask_partial(text, form)
+        return text
+
+    def value(self, value: Any) -> Any:
+        """``value`` with every string inside it (lists, dicts, keys too) scrubbed."""
+        if not self._forms:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list | tuple):
+            return type(value)(self.value(v) for v in value)
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        return value
+
+
+def _mask_partial(text: str, secret: str) -> str:
+    head = secret[:_PARTIAL_MIN_CHARS]
+    start = text.find(head)
+    while start != -1:
+        end = start + len(head)
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + _MASK + text[end:]
+        start = text.find(head, start + len(_MASK))
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def scrubber(secrets: tuple[str, ...]) -> Scrubber:
+    """The ``Scrubber`` for ``secrets`` (built once per set of secrets)."""
+    return Scrubber(secrets)
+
+
+# -- time ------------------------------------------------------------------------------------
+
+# The instant (``time.monotonic()``) by which the current measurement must be over, all
+# tries included; set by the sampler around each ``measure`` call.
+measurement_deadline: ContextVar[float | None] = ContextVar(
+    "gonogo_measurement_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline_in(seconds: float) -> Iterator[None]:
+    """Every ``SourceClient`` call made inside the block ends within ``seconds``."""
+    when = time.monotonic() + seconds
+    current = measurement_deadline.get()
+    token = measurement_deadline.set(when if current is None else min(current, when))
+    try:
+        yield
+    finally:
+        measurement_deadline.reset(token)
+
+
+# -- URLs and headers --------------------------------------------------------------------------
+
+# Header names whose values are credentials, whatever the probe type.
+SENSITIVE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "dd-api-key",
+        "dd-application-key",
+        "private-token",
+    }
+)
+_SENSITIVE_WORDS = ("token", "secret", "key", "auth", "cookie", "session", "password")
+
+
+def is_sensitive_header(name: str) -> bool:
+    """Whether a header of this name carries a credential, so its value is never shown."""
+    lowered = name.strip().lower()
+    return lowered in SENSITIVE_HEADERS or any(word in lowered for word in _SENSITIVE_WORDS)
 
 
 class ProbeFailure(Exception):
@@ -182,7 +334,7 @@ def _transport_failure(error: Exception, url: str, timeout: float) -> ProbeFailu
         detail = "server closed the connection"
     elif any(isinstance(e, TimeoutError | aiohttp.ServerTimeoutError) for e in chain):
         return ProbeFailure(
-            MeasurementStatus.TIMEOUT, f"timed out after {timeout:g}s", retryable=True
+            MeasurementStatus.TIMEOUT, f"timed out after {round(timeout, 2):g}s", retryable=True
         )
     elif isinstance(error, aiohttp.ClientConnectorError):
         detail = f"cannot connect to {host}"
@@ -222,15 +374,16 @@ class SourceClient:
         retries: int,
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
-        max_connections: int = 32,
+        max_connections: int = 0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         secrets: Sequence[str] = (),
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """``max_connections``: 0 (the default) sets no pool-wide cap; see the module
+        docstring for why the bound is per sample instead."""
         self._timeout = timeout
         self._tries = 1 + max(0, retries)
         self._max_body_bytes = max_body_bytes
-        self._secrets = tuple(s for s in secrets if s)
         self._sleep = sleep
         self._max_connections = max_connections
         self.base_url = base_url
@@ -240,6 +393,16 @@ class SourceClient:
             user_pass = f"{auth[0]}:{auth[1]}".encode()
             self._headers["Authorization"] = "Basic " + base64.b64encode(user_pass).decode()
         self._auth_flow = auth if isinstance(auth, httpx.Auth) else None
+        sent = [*secrets, *(auth[1:] if isinstance(auth, tuple) else ())]
+        # Whatever credential headers carry is secret too (the whole Basic value, a
+        # token a config put in a header).
+        credential_headers = {**self._headers, **self._flow_headers("GET", self._base)}
+        for name, value in credential_headers.items():
+            if is_sensitive_header(name):
+                sent.append(value)
+                sent.extend(value.split(None, 1)[1:])  # the token after "Bearer "/"Basic "
+        self._secrets = tuple(dict.fromkeys(s for s in sent if s))
+        self._scrubber = scrubber(self._secrets)
         # Created on first use: a session belongs to the running event loop.
         self._session: aiohttp.ClientSession | None = None
 
@@ -252,11 +415,13 @@ class SourceClient:
         """Seconds one call may take, every try and backoff included."""
         return self._timeout * self._tries + RETRY_ALLOWANCE * (self._tries - 1)
 
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials this client sends (the probe's declared secrets)."""
+        return self._secrets
+
     def scrub(self, text: str) -> str:
         """``text`` with every secret this client knows replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, _MASK)
-        return text
+        return self._scrubber.text(text)
 
     async def get_json(
         self,
@@ -352,10 +517,17 @@ class SourceClient:
     ) -> RawResponse:
         attempts = _Attempts()
         max_tries = tries or self._tries
+        # The call ends by the earlier of its own budget and the measurement's deadline.
+        ends_at = attempts.started + self.budget
+        cap = measurement_deadline.get()
+        if cap is not None:
+            ends_at = min(ends_at, cap)
 
         async def attempt() -> RawResponse:
             attempts.count += 1
-            raw = await self._send(method, path, params=params, headers=headers, body=body)
+            raw = await self._send(
+                method, path, params=params, headers=headers, body=body, ends_at=ends_at
+            )
             if ok_statuses is not None and raw.status_code not in ok_statuses:
                 raise self._status_failure(raw)
             return raw
@@ -363,8 +535,8 @@ class SourceClient:
         def stop(state: RetryCallState) -> bool:
             if state.attempt_number >= max_tries:
                 return True
-            elapsed = time.monotonic() - attempts.started
-            return elapsed + state.upcoming_sleep + self._timeout > self.budget
+            # Another try must fit whole, after its backoff, before the call's end.
+            return time.monotonic() + state.upcoming_sleep + self._timeout > ends_at
 
         try:
             # Most calls succeed at once: tenacity's bookkeeping is paid only for retries.
@@ -403,13 +575,21 @@ class SourceClient:
         params: Any,
         headers: Mapping[str, str] | None,
         body: Any,
+        ends_at: float | None = None,
     ) -> RawResponse:
         url = self._url(path)
         extra = {**(headers or {}), **self._flow_headers(method, url)}
+        timeout = self._timeout
+        if ends_at is not None:
+            timeout = min(timeout, ends_at - time.monotonic())
+            if timeout <= 0:
+                raise ProbeFailure(
+                    MeasurementStatus.TIMEOUT, "no time left within the measurement's time cap"
+                )
         started = time.perf_counter()
         try:
             async with (
-                asyncio.timeout(self._timeout),
+                asyncio.timeout(timeout),
                 self._session_now().request(
                     method,
                     url,
@@ -425,7 +605,7 @@ class SourceClient:
         except (ValueError, aiohttp.InvalidURL) as bad:
             raise ProbeFailure(MeasurementStatus.ERROR, f"invalid URL: {bad}") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
-            raise _transport_failure(error, url, self._timeout) from None
+            raise _transport_failure(error, url, timeout) from None
         return RawResponse(
             response.status, response.headers, content, time.perf_counter() - started
         )
@@ -494,15 +674,7 @@ class SourceClient:
         )
 
     def _scrub_value(self, value: Any) -> Any:
-        if not self._secrets:
-            return value
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, list):
-            return [self._scrub_value(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self._scrub_value(v) for k, v in value.items()}
-        return value
+        return self._scrubber.value(value)
 
     def _json(self, raw: RawResponse) -> JsonResponse:
         try:
@@ -551,6 +723,7 @@ def failure_measurement(
 
 
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Credentials never go in a URL (``refuse_userinfo``, applied to every probe's ``url``).
 HTTP_URL_PATTERN = r"^https?://\S+$"
 
 

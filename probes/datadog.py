@@ -4,6 +4,13 @@ Reads ``GET /api/v1/query?from&to&query`` (query timeseries points) with the
 ``DD-API-KEY`` and ``DD-APPLICATION-KEY`` headers, over the criterion's ``window``
 (default 5m) ending at the sample's instant. The value is the last non-null point of the
 single series; several series need ``reduce`` (over each series' last point).
+
+A last point too old to describe the present is no value: a series whose reporting
+stopped keeps its last point for as long as the window reaches back. A point is stale
+when it is older than ``max(2 × the series' interval, 1 minute)`` before the window's
+end (a Datadog point stamps the start of its rollup bucket, so the latest complete
+bucket of a live series starts one to two intervals back); then the measurement is
+inconclusive, ``last point is N s old``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ DEFAULT_WINDOW = timedelta(minutes=5)
 QUERY_PATH = "/api/v1/query"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _UNUSED_KEYS = ("metric", "matchers", "params", "path", "field")
+# The least age a last point may have before it counts as stale, whatever the interval.
+MIN_STALE_AFTER = timedelta(minutes=1)
 
 
 class DatadogConfig(ProbeConfig):
@@ -46,6 +55,7 @@ class _LastPoint:
     label: str
     timestamp_ms: float
     value: float
+    interval_s: float | None
 
 
 class DatadogProbe:
@@ -164,6 +174,9 @@ def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> M
         label = f"{reduce} of {len(points)} series"
     if not math.isfinite(value):
         return error(f"{label}: value is {value!r}, not a finite number")
+    stale = _stale(points, now)
+    if stale is not None:
+        return error(stale)
     return Measurement.ok(value, now, detail=f"{TYPE_NAME}: {label}")
 
 
@@ -183,7 +196,29 @@ def _last_point(item: Any, index: int) -> _LastPoint | None:
             raise ValueError(f"series[{index}] has a non-numeric point {shorten(repr(point))}")
         stamp = datetime.fromtimestamp(float(timestamp) / 1000, UTC)
         label = f"{_series_label(item, index)} at {stamp.isoformat().replace('+00:00', 'Z')}"
-        return _LastPoint(label, float(timestamp), float(value))
+        interval: Any = item.get("interval")
+        interval_s = float(interval) if is_number(interval) and float(interval) > 0 else None
+        return _LastPoint(label, float(timestamp), float(value), interval_s)
+    return None
+
+
+def stale_after(interval_s: float | None) -> timedelta:
+    """How old a series' last point may be, before the window's end, and still count."""
+    if interval_s is None:
+        return MIN_STALE_AFTER
+    return max(2 * timedelta(seconds=interval_s), MIN_STALE_AFTER)
+
+
+def _stale(points: Sequence[_LastPoint], end: datetime) -> str | None:
+    """Why the answer is too old to judge, or None when every last point is recent."""
+    for point in points:
+        age = end - datetime.fromtimestamp(point.timestamp_ms / 1000, UTC)
+        if age > stale_after(point.interval_s):
+            return (
+                f"last point is {age.total_seconds():.0f} s old ({point.label});"
+                f" a point older than {stale_after(point.interval_s).total_seconds():g} s"
+                " before the window's end is stale"
+            )
     return None
 
 

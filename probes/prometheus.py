@@ -4,17 +4,31 @@ A scalar, or a vector with exactly one series, gives the value. Several series a
 inconclusive unless the criterion says how to combine them (``reduce``): silently taking
 the first would judge an arbitrary one. An empty vector is "no data". NaN and ±Inf
 (e.g. 0/0 in an error-rate ratio with no traffic) are errors, not numbers.
+
+A sample is exactly what the API documents: ``[<unix time as a JSON number>, "<value>"]``
+where the value is a JSON string holding a decimal (with an optional exponent), ``NaN``,
+``+Inf`` or ``-Inf``. Any other shape (a bare number, a boolean, ``"1_000"``, ``"0x10"``,
+``" 1"``, ``"infinity"``) is an error naming what was found: a proxy or an impostor
+answered, and guessing what it meant could turn garbage into a ``go``.
+
+``warnings`` on a success answer mean the answer may be partial (a remote-read or a
+shard failed), so the answer is inconclusive, quoting them, unless the probe config
+says ``accept_warnings: true``; then the warnings travel in the measurement's detail.
+``infos`` are notes about the query, not about missing data: they are quoted in the
+detail and change nothing.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.answers import is_number, kind_of, shorten
+from probes.base import Measurement, MeasurementStatus, ProbeConfig, ProbeContext, ProbeQuery
 from probes.client import (
     ENV_VAR_PATTERN,
     HTTP_URL_PATTERN,
@@ -26,6 +40,8 @@ from probes.client import (
 
 QUERY_PATH = "/api/v1/query"
 REDUCERS = ("min", "max", "sum", "avg")
+# A sample value as Prometheus writes it (Go's float formatting), and nothing else.
+_SAMPLE_VALUE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|NaN|[+-]Inf")
 
 
 class PrometheusConfig(ProbeConfig):
@@ -34,6 +50,12 @@ class PrometheusConfig(ProbeConfig):
     username: str | None = None
     password_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
     headers: dict[str, str] = Field(default_factory=dict)
+    accept_warnings: bool = Field(
+        default=False,
+        strict=True,
+        description="judge answers that carry warnings (possibly partial) instead of"
+        " treating them as inconclusive",
+    )
 
     @model_validator(mode="after")
     def _one_kind_of_auth(self) -> PrometheusConfig:
@@ -51,11 +73,19 @@ class _BadAnswer(Exception):
         self.measurement = measurement
 
 
-def _number(text: Any, now_detail: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"sample value {text!r} is not a number ({now_detail})") from None
+def sample_value(value: Any) -> float:
+    """The number a sample's value holds; ``ValueError`` naming the shape otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"sample value is {kind_of(value)} ({shorten(repr(value), 40)}),"
+            " not a string holding a number"
+        )
+    if _SAMPLE_VALUE.fullmatch(value) is None:
+        raise ValueError(
+            f"sample value {shorten(repr(value), 40)} is not a number as Prometheus writes"
+            " one (a decimal, NaN, +Inf or -Inf)"
+        )
+    return float(value)
 
 
 class PrometheusProbe:
@@ -103,9 +133,46 @@ class PrometheusProbe:
                 detail=_error_detail(failure),
             )
         try:
-            return self._value(answer.json, query, ctx)
+            measurement = self._value(answer.json, query, ctx)
         except _BadAnswer as bad:
-            return bad.measurement
+            measurement = bad.measurement
+        return self._with_notes(answer.json, measurement, ctx)
+
+    def _with_notes(self, body: Any, measurement: Measurement, ctx: ProbeContext) -> Measurement:
+        """``measurement`` with the answer's ``warnings`` and ``infos`` said (and a warned
+        value made inconclusive unless the config accepts warnings)."""
+        if not isinstance(body, dict):
+            return measurement
+        warnings, infos = _notes(body.get("warnings")), _notes(body.get("infos"))
+        if not warnings and not infos:
+            return measurement
+        said = "; ".join(
+            part
+            for part in (
+                f"warnings: {warnings}" if warnings else "",
+                f"infos: {infos}" if infos else "",
+            )
+            if part
+        )
+        if measurement.status is MeasurementStatus.OK:
+            if warnings and not self.config.accept_warnings:
+                value = measurement.value
+                return Measurement.error(
+                    f"prometheus: partial answer ({value:g}, {said});"
+                    " set accept_warnings: true on the probe to judge such answers",
+                    ctx.now,
+                )
+            detail = (
+                f"{measurement.detail}; {said}" if measurement.detail else f"prometheus: {said}"
+            )
+            return Measurement.ok(
+                measurement.value or 0.0,
+                ctx.now,
+                volume=measurement.volume,
+                detail=detail,
+                extra=measurement.extra,
+            )
+        return Measurement(measurement.status, ctx.now, detail=f"{measurement.detail} ({said})")
 
     def _value(self, body: Any, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         def error(text: str) -> _BadAnswer:
@@ -143,8 +210,14 @@ class PrometheusProbe:
             raise _BadAnswer(
                 Measurement.error("prometheus: sample is not a [time, value] pair", ctx.now)
             )
+        if not is_number(pair[0]):
+            raise _BadAnswer(
+                Measurement.error(
+                    f"prometheus: sample time is {kind_of(pair[0])}, not a number", ctx.now
+                )
+            )
         try:
-            value = _number(pair[1], "expected a decimal string")
+            value = sample_value(pair[1])
         except ValueError as bad:
             raise _BadAnswer(Measurement.error(f"prometheus: {bad}", ctx.now)) from None
         if not math.isfinite(value):
@@ -175,6 +248,14 @@ class PrometheusProbe:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _notes(raw: Any) -> str:
+    """The text of a ``warnings`` or ``infos`` list ("" when there is none)."""
+    if raw is None:
+        return ""
+    items = raw if isinstance(raw, list) else [raw]
+    return shorten("; ".join(str(item) for item in items if item not in (None, "")))
 
 
 def _envelope_error(body: dict[str, Any]) -> str:

@@ -13,21 +13,30 @@ from typing import Any, TextIO
 
 import structlog
 
+from probes.client import secret_forms
+
 REDACTED = "[redacted]"
 # Short values would redact innocent text; secrets are longer (tokens need 8+ characters).
 MIN_SECRET_LENGTH = 6
 
 
 class SecretRedactor:
-    """A structlog processor that replaces every known secret value in an event."""
+    """A structlog processor that replaces every known secret value in an event, in each
+    of the forms a secret takes on the wire (percent-encoded, base64 as in a Basic
+    header, JSON- or HTML-escaped: ``probes.client.secret_forms``)."""
 
     def __init__(self) -> None:
         self._secrets: list[str] = []
+        self._known: set[str] = set()
 
     def add(self, values: Iterable[str | None]) -> None:
         for value in values:
-            if value and len(value) >= MIN_SECRET_LENGTH and value not in self._secrets:
-                self._secrets.append(value)
+            if not value or len(value) < MIN_SECRET_LENGTH or value in self._known:
+                continue
+            self._known.add(value)
+            for form in secret_forms(value):
+                if len(form) >= MIN_SECRET_LENGTH and form not in self._secrets:
+                    self._secrets.append(form)
         # Longest first, so a secret containing another is replaced whole.
         self._secrets.sort(key=len, reverse=True)
 

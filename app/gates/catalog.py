@@ -3,8 +3,10 @@
 Each gate comes with its built probe instances, shared by continuous sampling and checks.
 Gates whose probes have the same name and configuration share one instance (one pooled
 client per source: a thousand gates on one Prometheus hold one connection pool, not a
-thousand). A probe no gate uses any more is closed after a grace period long enough for
-any in-flight measurement to finish, so no client is closed mid-request.
+thousand). Sharing cannot let one gate starve another: the pool has no fixed cap that
+stuck gates could fill, and each sample's requests to one probe are bounded by the
+sampler, as is its time. A probe no gate uses any more is closed after a grace period
+long enough for any in-flight measurement to finish, so no client is closed mid-request.
 
 Reloading the gate directory is all-or-nothing: if any file is invalid, every gate keeps
 its previous version and the result lists the problems.
@@ -22,11 +24,12 @@ from typing import Literal
 
 import structlog
 
+from app.core.logging import redactor
 from gates.errors import GateFileError, count_of
 from gates.loader import load_gate_text
 from gates.model import Gate
 from gates.sampler import probe_budget
-from probes.base import Probe, ProbeConfig
+from probes.base import Probe, ProbeConfig, declared_secrets
 from probes.registry import probe_type
 
 log = structlog.get_logger(__name__)
@@ -271,6 +274,9 @@ class GateCatalog:
         pooled = self._pool.get(key)
         if pooled is None:
             pooled = _Pooled(self._build_probe(config, name))
+            # What a probe sends is secret in every log line too, whatever its form
+            # (the whole Basic header, say), not only the *_env values themselves.
+            redactor.add(declared_secrets(pooled.probe))
             self._pool[key] = pooled
             self._pool_keys[id(pooled.probe)] = key
         pooled.users += 1

@@ -7,9 +7,15 @@ Catalog changes that must follow the commit are registered with ``after_commit``
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal
@@ -21,7 +27,10 @@ from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_
 from app.gates.scheduler import GateScheduler, encode_verdict
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
-from gates.model import GATE_NAME
+from gates.model import GATE_NAME, Gate
+from probes.client import is_sensitive_header
+
+REDACTED = "[redacted]"
 
 
 def loaded_or_404(catalog: GateCatalog, name: str) -> LoadedGate:
@@ -59,13 +68,112 @@ def gate_summary(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]
 
 
 def gate_detail(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
-    # The definition holds only *_env variable names, never their values.
+    """The gate's summary, definition and text, with every credential-bearing probe
+    setting redacted (``_redactions``): the definition names ``*_env`` variables, never
+    their values, but a header or URL parameter could still carry one."""
+    definition = loaded.gate.model_dump(mode="json")
+    redactions = list(_redactions(loaded.gate))
+    for path, value in redactions:
+        _set(definition, path, value)
     return {
         **gate_summary(loaded, scheduler),
         "path": loaded.path,
-        "definition": loaded.gate.model_dump(mode="json"),
-        "text": loaded.text,
+        "definition": definition,
+        "text": _redacted_text(loaded.text, tuple(redactions)) if redactions else loaded.text,
     }
+
+
+Path = tuple[str, ...]
+
+
+def _redactions(gate: Gate) -> Iterator[tuple[Path, str]]:
+    """(where, what to show instead) for each probe setting that may hold a credential:
+    a header whose name says so (``Authorization``, ``Cookie``, ``X-Api-Key``, anything
+    with token, secret, key, auth, ...) and a URL query parameter named the same way."""
+    for name, config in gate.probes.items():
+        headers = getattr(config, "headers", None)
+        if isinstance(headers, dict):
+            for header in headers:
+                if is_sensitive_header(str(header)):
+                    yield ("probes", name, "headers", str(header)), REDACTED
+        url = getattr(config, "url", None)
+        if isinstance(url, str):
+            cleaned = _redacted_url(url)
+            if cleaned != url:
+                yield ("probes", name, "url"), cleaned
+
+
+def _redacted_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(is_sensitive_header(key) for key, _ in pairs):
+        return url
+    query = urlencode(
+        [(key, REDACTED if is_sensitive_header(key) else value) for key, value in pairs]
+    )
+    return urlunsplit(parts._replace(query=query))
+
+
+def _set(document: dict[str, Any], path: Path, value: str) -> None:
+    *parents, last = path
+    node: Any = document
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        node[last] = value
+
+
+@functools.lru_cache(maxsize=256)
+def _redacted_text(text: str, redactions: tuple[tuple[Path, str], ...]) -> str:
+    """``text`` with the value at each redacted path replaced, where the YAML (or JSON)
+    has it: quoting, block scalars and anchors included. If the text cannot be read
+    again, none of it is shown."""
+    source = text.replace("\t", " ") if text.lstrip().startswith("{") else text
+    try:
+        root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return f"# {REDACTED}: the definition holds credentials and could not be redacted\n"
+    spans: list[tuple[int, int, str]] = []
+    for path, value in redactions:
+        node = _node_at(root, path)
+        if node is None:
+            return f"# {REDACTED}: the definition holds credentials and could not be redacted\n"
+        start, end = node.start_mark.index, node.end_mark.index
+        while end > start and text[end - 1] in "\r\n":
+            end -= 1  # a block scalar ends past its line break; the break stays
+        # An anchor or a tag before the value stays, so aliases to it still resolve.
+        kept = _PROPERTIES.match(text, start)
+        spans.append((kept.end() if kept else start, end, json.dumps(value)))
+    for start, end, replacement in sorted(set(spans), reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+_PROPERTIES = re.compile(r"(?:[&!]\S*[ \t]+)+")
+
+
+def _node_at(node: yaml.Node | None, path: Path) -> yaml.Node | None:
+    for key in path:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        found = None
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                # A merged mapping (<<: *defaults) may hold the key.
+                merged = value_node.value if isinstance(value_node.value, list) else []
+                for source in [value_node, *merged]:
+                    inner = _node_at(source, (key,))
+                    if inner is not None and found is None:
+                        found = inner
+            elif isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                found = value_node
+        node = found
+    return node
 
 
 def list_gates(catalog: GateCatalog, scheduler: GateScheduler) -> list[dict[str, Any]]:

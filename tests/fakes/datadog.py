@@ -7,7 +7,9 @@ key header is missing or wrong; 400 ``{"errors":[...]}`` for missing parameters;
 the ``X-RateLimit-*`` headers Datadog sends (no ``Retry-After``).
 
 Tests set what a query returns with ``set_points`` / ``set_series`` (unknown queries get
-``series: []``, as Datadog answers a query that matches nothing), or script faults.
+``series: []``, as Datadog answers a query that matches nothing), or script faults. A
+series whose points all lie before the requested window is moved into it (see
+``_within``), so a test's series describes "now" whatever instant the test samples.
 """
 
 from __future__ import annotations
@@ -122,5 +124,26 @@ class DatadogFake(ScriptedFake):
                 "series": copy.deepcopy(self.results.get(query, [])),
             }
         )
+        for item in body["series"]:
+            _within(item, from_ms=body["from_date"], to_ms=body["to_date"])
         body.update(self.envelope_overrides)
         return Reply(json=body, headers=rate_limit_headers(remaining=1599))
+
+
+def _within(item: dict[str, Any], *, from_ms: int, to_ms: int) -> None:
+    """Move a series whose points all lie before the requested window into it, as
+    Datadog only ever answers points between ``from`` and ``to``: whole intervals later,
+    its last point starting the last complete interval before ``to``."""
+    points = item.get("pointlist")
+    if not isinstance(points, list) or not points or not isinstance(points[-1], list):
+        return
+    last = points[-1][0]
+    step = int(item.get("interval") or POINT_INTERVAL_S) * 1000
+    if not isinstance(last, int | float) or last >= from_ms:
+        return
+    shift = ((to_ms - step - last) // step) * step
+    for point in points:
+        point[0] += shift
+    for key in ("start", "end"):
+        if isinstance(item.get(key), int | float):
+            item[key] += shift

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -62,10 +62,11 @@ def q(**fields: Any) -> ProbeQuery:
 
 
 async def test_the_captured_series_gives_its_last_point_and_the_request_is_documented(
-    probe: DatadogProbe, fake: DatadogFake, now: datetime
+    probe: DatadogProbe, fake: DatadogFake
 ) -> None:
     captured = example("datadog_query.json")
     fake.set_series(QUERY, captured["series"])
+    now = datetime.fromtimestamp(captured["to_date"] / 1000, UTC)  # when it was captured
 
     measurement = await probe.measure(q(), ProbeContext(now=now))
 
@@ -108,9 +109,65 @@ def test_registered_under_its_entry_point() -> None:
 async def test_trailing_null_points_are_skipped(
     probe: DatadogProbe, fake: DatadogFake, now: datetime
 ) -> None:
-    fake.set_points(QUERY, [5.0, 7.5, None, None])
+    fake.set_points(QUERY, [5.0, 7.5, None])
     measurement = await probe.measure(q(), ProbeContext(now=now))
     assert (measurement.status, measurement.value) == (MeasurementStatus.OK, 7.5)
+
+
+# -- the age of the last point -----------------------------------------------------------------
+
+
+def _one_series(now: datetime, *, age_s: float, interval_s: int = 60) -> dict[str, Any]:
+    end_ms = now.timestamp() * 1000 - age_s * 1000
+    return {"status": "ok", "series": [series([3.0], end_ms=end_ms, interval_s=interval_s)]}
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "age_s", "fresh"),
+    [
+        (60, 0, True),
+        (60, 120, True),  # 2 x the interval
+        (60, 121, False),
+        (10, 60, True),  # never less than a minute
+        (10, 61, False),
+        (300, 600, True),
+        (300, 601, False),
+        (300, 86_400, False),  # a series that stopped reporting a day ago
+    ],
+)
+def test_a_last_point_older_than_twice_the_interval_or_a_minute_is_stale(
+    now: datetime, interval_s: int, age_s: float, fresh: bool
+) -> None:
+    body = _one_series(now, age_s=age_s, interval_s=interval_s)
+    measurement = read_query_response(body, reduce=None, now=now)
+    if fresh:
+        assert (measurement.status, measurement.value) == (MeasurementStatus.OK, 3.0)
+    else:
+        assert measurement.status is MeasurementStatus.ERROR
+        assert f"last point is {age_s:.0f} s old" in measurement.detail
+
+
+def test_one_stale_series_makes_a_reduced_answer_inconclusive(now: datetime) -> None:
+    end_ms = now.timestamp() * 1000
+    body = {
+        "status": "ok",
+        "series": [
+            series([0.0], scope="host:a", end_ms=end_ms - 30_000),
+            series([9.0], scope="host:b", end_ms=end_ms - 3_600_000),
+        ],
+    }
+    measurement = read_query_response(body, reduce="min", now=now)
+    assert measurement.status is MeasurementStatus.ERROR
+    assert "last point is 3600 s old (host:b" in measurement.detail
+
+
+async def test_trailing_nulls_past_the_bound_leave_a_stale_point(
+    probe: DatadogProbe, fake: DatadogFake, now: datetime
+) -> None:
+    fake.set_points(QUERY, [5.0, 7.5, None, None])  # reporting stopped 3 minutes ago
+    measurement = await probe.measure(q(), ProbeContext(now=now))
+    assert measurement.status is MeasurementStatus.ERROR
+    assert "last point is 180 s old" in measurement.detail
 
 
 async def test_all_null_points_is_no_data(
@@ -157,9 +214,10 @@ async def test_reduce_combines_each_series_last_point(
 
 
 def test_reduce_last_takes_the_most_recent_point(now: datetime) -> None:
+    end_ms = now.timestamp() * 1000
     body = {
         "status": "ok",
-        "series": [series([1.0], end_ms=2_000_000.0), series([2.0], end_ms=1_000_000.0)],
+        "series": [series([1.0], end_ms=end_ms - 30_000), series([2.0], end_ms=end_ms - 60_000)],
     }
     assert read_query_response(body, reduce="last", now=now).value == 1.0
 

@@ -226,3 +226,130 @@ def test_check_query() -> None:
     assert [f for f, _ in PrometheusProbe.check_query(ProbeQuery(query="up", metric="x"))] == [
         "metric"
     ]
+
+
+# -- answers of the wrong kind -------------------------------------------------------------------
+
+
+def _vector_of(value: object, *, at: object = 1767436620) -> dict[str, object]:
+    return {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [at, value]}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "shape"),
+    [
+        (True, "a boolean"),
+        (False, "a boolean"),
+        (0.5, "a number (0.5), not a string"),
+        (1, "a number (1), not a string"),
+        (None, "null"),
+        ({"v": "1"}, "an object"),
+        (["1"], "a list"),
+        ("1_000", "'1_000' is not a number as Prometheus writes one"),
+        ("0x10", "'0x10'"),
+        (" 1", "' 1'"),
+        ("1 ", "'1 '"),
+        ("", "''"),
+        ("infinity", "'infinity'"),
+        ("Infinity", "'Infinity'"),
+        ("inf", "'inf'"),
+        ("nan", "'nan'"),
+        ("1e", "'1e'"),
+        ("١", "'١'"),  # an Arabic-Indic digit, which float() reads as 1
+    ],
+)
+async def test_a_sample_value_of_the_wrong_kind_is_an_error_naming_its_shape(
+    prom: PrometheusFake, now: datetime, value: object, shape: str
+) -> None:
+    prom.script(Reply(json=_vector_of(value)))
+    status, number, detail = await measure(make_probe(prom.url + "/prom"), now)
+    assert (status, number) == (MeasurementStatus.ERROR, None)
+    assert shape in detail, detail
+
+
+@pytest.mark.parametrize(
+    ("at", "shape"), [("1767436620", "a string"), (True, "a boolean"), (None, "null")]
+)
+async def test_a_sample_time_that_is_not_a_number_is_an_error(
+    prom: PrometheusFake, now: datetime, at: object, shape: str
+) -> None:
+    prom.script(Reply(json=_vector_of("1", at=at)))
+    status, _, detail = await measure(make_probe(prom.url + "/prom"), now)
+    assert status is MeasurementStatus.ERROR
+    assert f"sample time is {shape}" in detail
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", 1.0), ("-0.25", -0.25), ("+3", 3.0), (".5", 0.5), ("1e+06", 1e6), ("2.5E-3", 0.0025)],
+)
+async def test_decimal_and_exponent_spellings_are_numbers(
+    prom: PrometheusFake, now: datetime, text: str, expected: float
+) -> None:
+    prom.script(Reply(json=_vector_of(text)))
+    status, value, _ = await measure(make_probe(prom.url + "/prom"), now)
+    assert (status, value) == (MeasurementStatus.OK, expected)
+
+
+@pytest.mark.parametrize("text", ["NaN", "+Inf", "-Inf"])
+async def test_the_documented_non_finite_spellings_are_read_and_refused(
+    prom: PrometheusFake, now: datetime, text: str
+) -> None:
+    prom.script(Reply(json=_vector_of(text)))
+    status, _, detail = await measure(make_probe(prom.url + "/prom"), now)
+    assert status is MeasurementStatus.ERROR
+    assert f"query returned {text}, not a number" in detail
+
+
+# -- warnings and infos ---------------------------------------------------------------------------
+
+
+def _warned(**notes: object) -> dict[str, object]:
+    return {**_vector_of("0.001"), **notes}
+
+
+async def test_warnings_make_an_answer_inconclusive_and_are_quoted(
+    prom: PrometheusFake, now: datetime
+) -> None:
+    prom.script(Reply(json=_warned(warnings=["remote read: store eu-2 unavailable"])))
+    status, value, detail = await measure(make_probe(prom.url + "/prom"), now)
+    assert (status, value) == (MeasurementStatus.ERROR, None)
+    assert "partial answer" in detail
+    assert "remote read: store eu-2 unavailable" in detail
+    assert "accept_warnings: true" in detail
+
+
+async def test_accept_warnings_judges_the_value_and_keeps_the_warnings_in_the_detail(
+    prom: PrometheusFake, now: datetime
+) -> None:
+    prom.script(Reply(json=_warned(warnings=["shard 3 timed out"])))
+    status, value, detail = await measure(make_probe(prom.url + "/prom", accept_warnings=True), now)
+    assert (status, value) == (MeasurementStatus.OK, 0.001)
+    assert "warnings: shard 3 timed out" in detail
+
+
+async def test_infos_are_quoted_and_change_nothing(prom: PrometheusFake, now: datetime) -> None:
+    prom.script(Reply(json=_warned(infos=['metric might not be a counter: "x"'])))
+    status, value, detail = await measure(make_probe(prom.url + "/prom"), now)
+    assert (status, value) == (MeasurementStatus.OK, 0.001)
+    assert 'infos: metric might not be a counter: "x"' in detail
+
+
+async def test_warnings_are_added_to_an_error_answer_too(
+    prom: PrometheusFake, now: datetime
+) -> None:
+    body = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    prom.script(Reply(json={**body, "warnings": ["store eu-2 unavailable"]}))
+    status, _, detail = await measure(make_probe(prom.url + "/prom"), now)
+    assert status is MeasurementStatus.NO_DATA
+    assert "store eu-2 unavailable" in detail
+
+
+def test_accept_warnings_is_a_strict_boolean() -> None:
+    with pytest.raises(ValueError, match="accept_warnings"):
+        PrometheusConfig.model_validate(
+            {"type": "prometheus", "url": "http://p:9090", "accept_warnings": "yes"}
+        )
