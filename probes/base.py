@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from probes.errors import GonogoError
 
 Reduce = Literal["min", "max", "sum", "avg", "last"]
 
@@ -107,6 +109,27 @@ class ProbeContext:
     history: Sequence[Measurement] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class QuoteContext:
+    """Where a check-supplied value is about to be inserted.
+
+    ``name`` is the placeholder, ``field`` the criterion key it is in (``query``,
+    ``min_volume.query``, ``matchers``, ``params.<key>``, ``path``, ``metric``, ``field``),
+    ``before`` that key's text before the placeholder with earlier placeholders already
+    filled (so a probe can tell a string literal or a regex matcher from bare syntax), and
+    ``after`` the rest of the text, not yet filled.
+    """
+
+    name: str
+    field: str
+    before: str
+    after: str = ""
+
+
+class QuoteRefused(GonogoError):
+    """A value cannot be placed at that spot of the query without changing what it asks."""
+
+
 class ProbeConfig(BaseModel):
     """Base of every probe type's configuration model (one entry under ``probes:``).
 
@@ -138,6 +161,9 @@ class Probe(Protocol):
     - ``check_query`` validates a criterion's query statically (at gate load), returning
       a list of ``(field, message)`` problems; it does no I/O.
     - ``aclose`` releases pooled connections.
+    - Optionally, ``quote(value, context)`` (see ``QuotingProbe``): a probe type without it
+      cannot take values a check supplies, and gates that would give it some are refused
+      at load.
     """
 
     type_name: ClassVar[str]
@@ -146,6 +172,28 @@ class Probe(Protocol):
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class QuotingProbe(Protocol):
+    """A probe type that can take check-supplied values in its queries.
+
+    ``quote(value, context)`` returns ``value`` written for the probe's query language at
+    the spot ``context`` describes, so that it selects exactly what its text names: it can
+    never close a string, widen a regex or a wildcard, or add a term. Where that is not
+    possible it raises ``QuoteRefused`` with the reason (the criterion is then
+    inconclusive). It does no I/O and reads no state, so the loader may call it on the
+    class (a ``staticmethod``) to check a gate. Values the gate's own ``vars`` give are not
+    passed through it: those are written by the gate's author.
+    """
+
+    def quote(self, value: str, context: QuoteContext) -> str: ...
+
+
+def quoter_of(probe: object) -> Callable[[str, QuoteContext], str] | None:
+    """The ``quote`` of a probe (or probe type), or None when it has none."""
+    quote = getattr(probe, "quote", None)
+    return quote if callable(quote) else None
 
 
 class ProbeFactory(Protocol):

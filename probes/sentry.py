@@ -27,8 +27,9 @@ from urllib.parse import quote
 from pydantic import Field
 
 from probes.answers import kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 from probes.client import JsonResponse, ProbeFailure, secret_from_env, source_client
+from probes.quoting import quote_sentry, sentry_search_value
 from probes.timefmt import iso
 
 TYPE_NAME = "sentry"
@@ -106,6 +107,11 @@ class SentryProbe:
         if query.window is not None and query.window <= timedelta(0):
             problems.append(("window", "window must be longer than 0s"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in Sentry search (docs/probes.md#sentry)."""
+        return quote_sentry(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         metric = query.metric
@@ -357,10 +363,8 @@ def _reset_time(value: str | None) -> datetime | None:
 
 
 def _search_value(value: str) -> str:
-    """A value for Sentry's search syntax: quoted when it holds spaces or quotes."""
-    if re.search(r'[\s"]', value):
-        return '"' + value.replace('"', '\\"') + '"'
-    return value
+    """A value for Sentry's search syntax (docs/probes.md#sentry)."""
+    return sentry_search_value(value)
 
 
 def _seg(value: str) -> str:
