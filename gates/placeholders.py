@@ -18,6 +18,7 @@ from typing import Any
 
 from gates.conditions import Placeholders, UnfilledPlaceholder, placeholder_names
 from gates.errors import Loc
+from gates.model import Criterion, Gate
 from gates.problems import Problems, did_you_mean
 from probes.base import QuoteContext, QuoteRefused, quoter_of
 
@@ -181,6 +182,21 @@ def check_placeholders(
                 if suggestion
                 else "declare it under vars: with a default (a check's vars still override it)",
             )
+
+
+def criterion_placeholders(criterion: Criterion) -> set[str]:
+    """Every ``${name}`` the criterion's query keys use."""
+    query = criterion.probe_query()
+    texts = [query.query, query.metric, query.path, query.field, *query.matchers]
+    texts.extend(query.params.values())
+    if criterion.min_volume is not None:
+        texts.append(criterion.min_volume.query)
+    return set().union(*(placeholder_names(t) for t in texts if t is not None))
+
+
+def gate_placeholders(gate: Gate) -> set[str]:
+    """Every ``${name}`` any criterion of ``gate`` uses: the names a check may set."""
+    return set().union(*(criterion_placeholders(c) for c in gate.criteria))
 
 
 def check_no_probe_placeholders(raw: Any, at: Loc, problems: Problems) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from gates.placeholders import check_value_problem, reserved_name_problem
+
 _VAR = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$", re.DOTALL)
 
 
 class VarError(ValueError):
-    """A ``--var`` that is not ``name=value`` with a placeholder name."""
+    """A ``--var`` that is not ``name=value`` with a placeholder name and a value a check
+    may supply (the same rule as the API's)."""
 
 
 def parse_vars(items: Sequence[str]) -> dict[str, str]:
@@ -19,5 +22,9 @@ def parse_vars(items: Sequence[str]) -> dict[str, str]:
         match = _VAR.match(item)
         if match is None:
             raise VarError(f"bad --var {item!r}: write it as name=value (name: letters, digits, _)")
-        values[match["key"]] = match["value"]
+        key, value = match["key"], match["value"]
+        problem = reserved_name_problem(key) or check_value_problem(value)
+        if problem is not None:
+            raise VarError(f"bad --var {key}: {problem}")
+        values[key] = value
     return values
