@@ -226,9 +226,7 @@ async def test_quoting_alone_keeps_an_injection_one_label_value(
     assert answer.status.value == "no_data", answer.detail
 
 
-async def test_through_the_api_a_broken_canary_never_goes(
-    prometheus: str, tmp_path: Path
-) -> None:
+async def test_through_the_api_a_broken_canary_never_goes(prometheus: str, tmp_path: Path) -> None:
     """``POST /gates/portal/checks`` with crafted versions; only the honest release goes."""
     gates_dir = tmp_path / "gates"
     gates_dir.mkdir()
