@@ -27,7 +27,14 @@ from urllib.parse import quote
 from pydantic import Field
 
 from probes.answers import kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
+from probes.base import (
+    Measurement,
+    ProbeConfig,
+    ProbeContext,
+    ProbeQuery,
+    QuoteContext,
+    QuoteRefused,
+)
 from probes.client import JsonResponse, ProbeFailure, secret_from_env, source_client
 from probes.quoting import quote_sentry, sentry_search_value
 from probes.timefmt import iso
@@ -211,12 +218,16 @@ class SentryProbe:
                 " set params.release or start a check with a version",
                 ctx.now,
             )
+        try:
+            search = f"release:{_search_value(release)}"
+        except QuoteRefused as refused:
+            return Measurement.error(f"{TYPE_NAME}: {refused}", ctx.now)
         project_id = await self._project()
         params: list[tuple[str, str]] = [
             ("field", CRASH_FREE),
             ("field", SESSIONS),
             ("project", project_id),
-            ("query", f"release:{_search_value(release)}"),
+            ("query", search),
             ("statsPeriod", stats_period(window)),
             ("interval", _interval(window)),
             ("includeSeries", "0"),

@@ -18,6 +18,7 @@ from gates.sampler import placeholder_values, take_sample
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 from probes.quoting import quote_promql
 from probes.registry import probe_type
+from probes.sentry import SentryConfig, SentryProbe
 from tests.fakeprobe import FakeProbe
 
 
@@ -237,3 +238,22 @@ def test_the_readme_criteria_load_with_the_real_types() -> None:
         )
         == []
     )
+
+
+async def test_a_release_sentry_cannot_write_is_an_error_measurement_not_a_raise(
+    now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GONOGO_PROBE_SENTRY_TOKEN", "t")
+    config = SentryConfig(
+        type="sentry", org="o", project="1", token_env="GONOGO_PROBE_SENTRY_TOKEN"
+    )
+    probe = SentryProbe(config, name="s")
+    try:
+        answer = await probe.measure(
+            ProbeQuery(metric="crash_free_rate"),
+            ProbeContext(now=now, variables={"version": "a\\b"}),
+        )
+    finally:
+        await probe.aclose()
+    assert answer.status.value == "error"
+    assert "cannot be written as a Sentry search value" in answer.detail
