@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from gates.placeholders import check_value_problem, reserved_name_problem
 
@@ -28,3 +28,14 @@ def parse_vars(items: Sequence[str]) -> dict[str, str]:
             raise VarError(f"bad --var {key}: {problem}")
         values[key] = value
     return values
+
+
+def check_vars_used(values: Mapping[str, str], used: Collection[str], *, gate: str) -> None:
+    """A check sets only placeholders its gate uses; raises ``VarError`` naming another."""
+    unknown = sorted(name for name in values if name not in used)
+    if unknown:
+        known = ", ".join(f"${{{n}}}" for n in sorted(used)) or "none"
+        raise VarError(
+            f"bad --var {unknown[0]}: ${{{unknown[0]}}} is not used by gate {gate!r}"
+            f" (it uses: {known})"
+        )

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner, Result
 
+from app.cli import gatefiles
 from app.cli.options import VarError, parse_vars
 from gates.placeholders import check_value_problem
 from tests.app.conftest import Service
@@ -160,3 +163,30 @@ def test_var_options_inside_the_rule_parse(value: str) -> None:
 def test_var_options_cannot_set_reserved_names(name: str) -> None:
     with pytest.raises(VarError, match="filled by gonogo itself"):
         parse_vars([f"{name}=5m"])
+
+
+def evaluate(tmp_path: Path, *args: str) -> Result:
+    path = tmp_path / "rings.yaml"
+    path.write_text(RINGS)
+    cli = typer.Typer()
+    gatefiles.register(cli)
+    return CliRunner().invoke(cli, ["evaluate", str(path), *args])
+
+
+def test_evaluate_refuses_a_var_its_gate_does_not_use(tmp_path: Path) -> None:
+    result = evaluate(tmp_path, "--var", "team=web")
+    assert result.exit_code == 3
+    assert "bad --var team: ${team} is not used by gate 'rings'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_refuses_a_value_outside_the_rule(tmp_path: Path) -> None:
+    result = evaluate(tmp_path, "--var", "ring=a|b")
+    assert result.exit_code == 3
+    assert "'|' is not allowed" in result.output
+
+
+def test_evaluate_takes_vars_its_gate_uses(tmp_path: Path) -> None:
+    args = ["--var", "version=1.0", "--var", "ring=r-1", "--var", "stage=canary"]
+    result = evaluate(tmp_path, *args, "--json")
+    assert result.exit_code == 0, result.output
