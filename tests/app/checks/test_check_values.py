@@ -187,6 +187,6 @@ def test_evaluate_refuses_a_value_outside_the_rule(tmp_path: Path) -> None:
 
 
 def test_evaluate_takes_vars_its_gate_uses(tmp_path: Path) -> None:
-    args = ["--var", "version=1.0", "--var", "ring=r-1", "--var", "stage=canary"]
+    args = ["--var", "version=1.0", "--var", "environment=prod", "--var", "stage=canary"]
     result = evaluate(tmp_path, *args, "--json")
     assert result.exit_code == 0, result.output
