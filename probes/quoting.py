@@ -260,8 +260,10 @@ def sentry_search_value(value: str) -> str:
 def quote_sentry(value: str, context: QuoteContext) -> str:
     """Sentry: a whole search value (``release:${version}``) or a whole free-text term."""
     _refuse_names(context)
+    if context.field == "params.release":
+        return value  # a release name, not search syntax: the probe writes it as a value
     if context.field != "params.query":
-        return value  # params.release is a release name; the probe quotes it itself
+        raise _refuse(context, "sentry reads check-supplied values only in params")
     before = context.before
     open_quotes = before.count('"') - before.count('\\"')
     if open_quotes % 2 == 1:

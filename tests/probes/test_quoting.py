@@ -437,6 +437,12 @@ def test_sentry_release_params_are_a_release_name_the_probe_quotes_itself() -> N
     assert fill(SentryProbe, "${version}", "a:b", field="params.release") == "a:b"
 
 
+@pytest.mark.parametrize("field", ["query", "min_volume.query", "path", "matchers"])
+def test_sentry_refuses_values_in_keys_it_does_not_read(field: str) -> None:
+    with pytest.raises(QuoteRefused, match="only in params"):
+        fill(SentryProbe, "release:${version}", "1.4.2", field=field)
+
+
 # -- json, http, names ----------------------------------------------------------------------
 
 
