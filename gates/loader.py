@@ -23,6 +23,7 @@ from gates.placeholders import (
     CHECK_PLACEHOLDERS,
     check_no_probe_placeholders,
     check_placeholders,
+    check_quoting,
 )
 from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
 from gates.yaml_source import MAX_DEFINITION_CHARS, compose
@@ -283,6 +284,7 @@ def _check_criteria(
         factory = probes.factories.get(criterion.probe)
         if factory is not None:
             _check_query(factory, criterion, at, problems)
+            check_quoting(entry, at, factory, problems)
         valid.append(criterion)
     return valid
 

@@ -1,24 +1,145 @@
-"""Checks of ``${name}`` placeholders in a gate definition.
+"""``${name}`` placeholders: the checks of a gate definition, the rule for values a check
+supplies, and filling a query with values that keep track of where they came from.
 
 A criterion's query strings may use the placeholders every check fills
 (``CHECK_PLACEHOLDERS``) and the keys of the gate's ``vars``; a probe's settings may use
-none, since its connection is shared by every check of the gate.
+none, since its connection is shared by every check of the gate. Values the gate's own
+``vars`` give are written by the gate's author and inserted as they are; values a check
+supplies are quoted by the probe for its query language (docs/decisions.md, "Placeholders
+and quoting").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from gates.conditions import placeholder_names
+from gates.conditions import Placeholders, UnfilledPlaceholder, placeholder_names
 from gates.errors import Loc
+from gates.model import Criterion, Gate
 from gates.problems import Problems, did_you_mean
+from probes.base import QuoteContext, QuoteRefused, quoter_of
 
 # Placeholders every check can fill; anything else must have a default under ``vars``.
 CHECK_PLACEHOLDERS = ("version", "environment", "stage")
 
+# Names gonogo fills itself; a check may not set them.
+RESERVED_NAMES = ("window",)
+RESERVED_PREFIXES = ("baseline_",)
+
+# What a check may supply as a value (version, environment, stage, vars values) and as a
+# vars key: enough for versions, image tags, regions and ring names, nothing that any
+# query language reads as syntax once the probe has quoted it.
+CHECK_VALUE_CHARS = "A-Z a-z 0-9 . _ : @ + / = -"
+CHECK_VALUE_MAX = 128
+_CHECK_VALUE = re.compile(r"[A-Za-z0-9._:@+/=-]{1,128}")
+
+Quote = Callable[[str, QuoteContext], str]
+# string.Template compiles its pattern (verbosely) when the class is made; reuse it.
+_PLACEHOLDER: re.Pattern[str] = re.compile(Placeholders.pattern)
+
+
+def check_value_problem(value: str) -> str | None:
+    """Why ``value`` may not be supplied by a check, or None when it may."""
+    if _CHECK_VALUE.fullmatch(value):
+        return None
+    if not value:
+        return "must not be empty"
+    if len(value) > CHECK_VALUE_MAX:
+        return f"at most {CHECK_VALUE_MAX} characters, got {len(value)}"
+    bad = next(ch for ch in value if not _CHECK_VALUE.fullmatch(ch))
+    return f"{bad!r} is not allowed: use 1-{CHECK_VALUE_MAX} characters of {CHECK_VALUE_CHARS}"
+
+
+def reserved_name_problem(name: str) -> str | None:
+    """Why a check may not set the placeholder ``name`` (gonogo fills it), or None."""
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        return f"${{{name}}} is filled by gonogo itself; a check cannot set it"
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class PlaceholderValues(Mapping[str, str]):
+    """Values for ``${name}`` that remember who supplied them.
+
+    ``check`` (a check's version, environment, stage and vars, or ``--var`` options)
+    wins over ``gate`` (the gate's ``vars``, its author's defaults). Only ``check``
+    values are quoted by the probe.
+    """
+
+    gate: Mapping[str, str] = field(default_factory=dict)
+    check: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, values: Mapping[str, str]) -> PlaceholderValues:
+        """``values`` as they are; a plain mapping is taken as supplied by a check, since
+        nothing says an author wrote it (quoting a value is never unsafe)."""
+        return values if isinstance(values, PlaceholderValues) else cls(check=dict(values))
+
+    def supplied(self, name: str) -> bool:
+        return name in self.check
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.check:
+            return self.check[name]
+        return self.gate[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.check
+        yield from (name for name in self.gate if name not in self.check)
+
+    def __len__(self) -> int:
+        return len(set(self.check) | set(self.gate))
+
+
+def fill_text(text: str, values: PlaceholderValues, *, field: str, quote: Quote | None) -> str:
+    """``text`` with every ``${name}`` filled, left to right.
+
+    A check-supplied value goes through ``quote`` with the text filled so far, so the
+    probe sees where it stands; raises ``UnfilledPlaceholder`` for a name without a value
+    and ``QuoteRefused`` for a value that cannot be placed there.
+    """
+    out: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        out.append(text[position : match.start()])
+        position = match.end()
+        if match["escaped"] is not None:
+            out.append("$")
+            continue
+        name = match["braced"]
+        if name is None:
+            raise UnfilledPlaceholder(match.group(0))
+        if name not in values:
+            raise UnfilledPlaceholder(name)
+        value = values[name]
+        if not values.supplied(name):
+            out.append(value)
+            continue
+        problem = check_value_problem(value)
+        if problem is not None:
+            raise QuoteRefused(f"${{{name}}}: the value a check supplied {problem}")
+        if quote is None:
+            raise QuoteRefused(
+                f"${{{name}}} in {field}: this probe type cannot quote a value a check supplies"
+            )
+        context = QuoteContext(name=name, field=field, before="".join(out), after=text[position:])
+        out.append(quote(value, context))
+    out.append(text[position:])
+    return "".join(out)
+
+
 _BAD_PLACEHOLDER = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*\})[^}]*\}")
+
+
+def _field_name(location: Loc, at: Loc) -> str:
+    """``query``, ``min_volume.query``, ``matchers`` or ``params.<key>``: as probes see it."""
+    inside = location[len(at) :]
+    if inside and inside[0] == "matchers":
+        return "matchers"
+    return ".".join(str(step) for step in inside)
 
 
 def _placeholder_strings(raw: Mapping[str, Any], at: Loc) -> list[tuple[Loc, str]]:
@@ -63,6 +184,21 @@ def check_placeholders(
             )
 
 
+def criterion_placeholders(criterion: Criterion) -> set[str]:
+    """Every ``${name}`` the criterion's query keys use."""
+    query = criterion.probe_query()
+    texts = [query.query, query.metric, query.path, query.field, *query.matchers]
+    texts.extend(query.params.values())
+    if criterion.min_volume is not None:
+        texts.append(criterion.min_volume.query)
+    return set().union(*(placeholder_names(t) for t in texts if t is not None))
+
+
+def gate_placeholders(gate: Gate) -> set[str]:
+    """Every ``${name}`` any criterion of ``gate`` uses: the names a check may set."""
+    return set().union(*(criterion_placeholders(c) for c in gate.criteria))
+
+
 def check_no_probe_placeholders(raw: Any, at: Loc, problems: Problems) -> None:
     """A probe's connection is built once per gate and shared by every check, so its
     settings cannot follow a check's values: a ``${name}`` there would be sent as is."""
@@ -79,3 +215,37 @@ def check_no_probe_placeholders(raw: Any, at: Loc, problems: Problems) -> None:
             "a probe's connection is shared by every check of the gate; put ${...} in the"
             " criterion's query, matchers, params or path instead",
         )
+
+
+def check_quoting(raw: Mapping[str, Any], at: Loc, probe_type: object, problems: Problems) -> None:
+    """Placeholders a check may set, in the criterion ``raw`` of a probe of ``probe_type``.
+
+    A probe type without ``quote`` cannot take them at all. With one, a ``version``,
+    ``environment`` or ``stage`` placeholder where the probe would refuse every value
+    (outside a string literal, say) is reported now rather than found inconclusive later.
+    """
+    quote = quoter_of(probe_type)
+    type_name = getattr(probe_type, "type_name", "?")
+    for location, text in _placeholder_strings(raw, at):
+        names = sorted(n for n in placeholder_names(text) if reserved_name_problem(n) is None)
+        if not names:
+            continue
+        if quote is None:
+            problems.add(
+                location,
+                f"probe type {type_name!r} cannot quote values a check supplies, and a check"
+                f" may set {', '.join(f'${{{n}}}' for n in names)}",
+                "use a probe type with quote(value, context), or write the value into the"
+                " query itself",
+            )
+            continue
+        trial = PlaceholderValues(
+            gate={n: "" for n in placeholder_names(text)},
+            check={n: "x" for n in names if n in CHECK_PLACEHOLDERS},
+        )
+        try:
+            fill_text(text, trial, field=_field_name(location, at), quote=quote)
+        except (QuoteRefused, UnfilledPlaceholder) as refused:
+            problems.add(location, str(refused), "see docs/probes.md for where a value may go")
+        except Exception as broken:  # a plugin's bug is reported, not raised
+            problems.add(location, f"probe type could not quote: {type(broken).__name__}: {broken}")

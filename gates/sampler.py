@@ -22,10 +22,19 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from gates.conditions import UnfilledPlaceholder, fill_placeholders
+from gates.conditions import UnfilledPlaceholder
 from gates.engine import CriterionResult, Sample, gap_bound, inconclusive, judge
 from gates.model import Criterion, Gate
-from probes.base import Measurement, Probe, ProbeContext, ProbeQuery, declared_secrets
+from gates.placeholders import PlaceholderValues, Quote, fill_text
+from probes.base import (
+    Measurement,
+    Probe,
+    ProbeContext,
+    ProbeQuery,
+    QuoteRefused,
+    declared_secrets,
+    quoter_of,
+)
 from probes.client import deadline_in, scrubber
 
 # Backoff between tries, on top of each try's own timeout.
@@ -51,31 +60,40 @@ def placeholder_values(
     environment: str | None = None,
     stage: str | None = None,
     check_vars: Mapping[str, str] | None = None,
-) -> dict[str, str]:
+) -> PlaceholderValues:
     """Values for ``${name}``: the check's own (version, environment, stage, vars) first,
-    then the gate's ``vars`` defaults."""
-    values = dict(gate.vars)
-    values.update(check_vars or {})
+    then the gate's ``vars`` defaults; the check's are marked as supplied by it, so the
+    probe quotes them."""
+    supplied = dict(check_vars or {})
     for key, value in (("version", version), ("environment", environment), ("stage", stage)):
         if value is not None:
-            values[key] = value
-    return values
+            supplied[key] = value
+    return PlaceholderValues(gate=dict(gate.vars), check=supplied)
 
 
-def fill_query(query: ProbeQuery, values: Mapping[str, str]) -> ProbeQuery:
-    """``query`` with every placeholder filled; raises ``UnfilledPlaceholder``."""
+def fill_query(
+    query: ProbeQuery, values: Mapping[str, str], quote: Quote | None = None
+) -> ProbeQuery:
+    """``query`` with every placeholder filled, check-supplied values through ``quote``
+    (the probe's); raises ``UnfilledPlaceholder`` or ``QuoteRefused``."""
+    known = PlaceholderValues.of(values)
 
-    def fill(text: str | None) -> str | None:
-        return None if text is None else fill_placeholders(text, values)
+    def fill(text: str | None, field: str) -> str | None:
+        return None if text is None else fill_text(text, known, field=field, quote=quote)
 
     return query.model_copy(
         update={
-            "query": fill(query.query),
-            "metric": fill(query.metric),
-            "matchers": tuple(fill_placeholders(m, values) for m in query.matchers),
-            "params": {k: fill_placeholders(v, values) for k, v in query.params.items()},
-            "path": fill(query.path),
-            "field": fill(query.field),
+            "query": fill(query.query, "query"),
+            "metric": fill(query.metric, "metric"),
+            "matchers": tuple(
+                fill_text(m, known, field="matchers", quote=quote) for m in query.matchers
+            ),
+            "params": {
+                k: fill_text(v, known, field=f"params.{k}", quote=quote)
+                for k, v in query.params.items()
+            },
+            "path": fill(query.path, "path"),
+            "field": fill(query.field, "field"),
         }
     )
 
@@ -195,14 +213,16 @@ async def evaluate_criterion(
     if probe is None:
         return inconclusive(criterion, f"probe {criterion.probe!r} is not available")
     try:
-        query = fill_query(criterion.probe_query(), values)
+        known = PlaceholderValues.of(values)
+        quote = quoter_of(probe)
+        query = fill_query(criterion.probe_query(), known, quote)
         volume_query = (
-            fill_placeholders(criterion.min_volume.query, values)
+            fill_text(criterion.min_volume.query, known, field="min_volume.query", quote=quote)
             if criterion.min_volume is not None and criterion.min_volume.query is not None
             else None
         )
-    except UnfilledPlaceholder as missing:
-        return inconclusive(criterion, str(missing))
+    except (UnfilledPlaceholder, QuoteRefused) as unusable:
+        return inconclusive(criterion, str(unusable))
     ctx = ProbeContext(
         now=now,
         variables=dict(values),

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 from probes.client import (
     ENV_VAR_PATTERN,
     HTTP_URL_PATTERN,
@@ -19,6 +19,7 @@ from probes.client import (
     bearer_source,
     failure_measurement,
 )
+from probes.quoting import quote_alertmanager
 
 ALERTS_PATH = "/api/v2/alerts"
 _MATCHER = re.compile(r"^\s*[^=!~{}\s]+\s*(=~|!~|!=|=)")
@@ -81,6 +82,11 @@ class AlertmanagerProbe:
             if value is not None:
                 problems.append((key, f"{key}: is not used by alertmanager; use matchers:"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in matchers (docs/probes.md#alertmanager)."""
+        return quote_alertmanager(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         params = [("active", "true"), ("silenced", "false"), ("inhibited", "false")]

@@ -10,12 +10,14 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from probes.errors import GonogoError
 
 Reduce = Literal["min", "max", "sum", "avg", "last"]
 
@@ -114,6 +116,27 @@ class ProbeContext:
     max_gap: timedelta | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QuoteContext:
+    """Where a check-supplied value is about to be inserted.
+
+    ``name`` is the placeholder, ``field`` the criterion key it is in (``query``,
+    ``min_volume.query``, ``matchers``, ``params.<key>``, ``path``, ``metric``, ``field``),
+    ``before`` that key's text before the placeholder with earlier placeholders already
+    filled (so a probe can tell a string literal or a regex matcher from bare syntax), and
+    ``after`` the rest of the text, not yet filled.
+    """
+
+    name: str
+    field: str
+    before: str
+    after: str = ""
+
+
+class QuoteRefused(GonogoError):
+    """A value cannot be placed at that spot of the query without changing what it asks."""
+
+
 class ProbeConfig(BaseModel):
     """Base of every probe type's configuration model (one entry under ``probes:``).
 
@@ -170,6 +193,9 @@ class Probe(Protocol):
       sampler scrubs them, in every encoded form, from every text of every measurement
       (``declared_secrets``), so a source echoing one in a successful answer leaks
       nothing. An attribute with its own ``secrets()`` (a ``SourceClient``) counts too.
+    - Optionally, ``quote(value, context)`` (see ``QuotingProbe``): a probe type without it
+      cannot take values a check supplies, and gates that would give it some are refused
+      at load.
     """
 
     type_name: ClassVar[str]
@@ -178,6 +204,28 @@ class Probe(Protocol):
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class QuotingProbe(Protocol):
+    """A probe type that can take check-supplied values in its queries.
+
+    ``quote(value, context)`` returns ``value`` written for the probe's query language at
+    the spot ``context`` describes, so that it selects exactly what its text names: it can
+    never close a string, widen a regex or a wildcard, or add a term. Where that is not
+    possible it raises ``QuoteRefused`` with the reason (the criterion is then
+    inconclusive). It does no I/O and reads no state, so the loader may call it on the
+    class (a ``staticmethod``) to check a gate. Values the gate's own ``vars`` give are not
+    passed through it: those are written by the gate's author.
+    """
+
+    def quote(self, value: str, context: QuoteContext) -> str: ...
+
+
+def quoter_of(probe: object) -> Callable[[str, QuoteContext], str] | None:
+    """The ``quote`` of a probe (or probe type), or None when it has none."""
+    quote = getattr(probe, "quote", None)
+    return quote if callable(quote) else None
 
 
 class ProbeFactory(Protocol):

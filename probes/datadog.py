@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from probes.answers import is_number, kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext, Reduce
 from probes.client import ProbeFailure, secret_from_env, source_client
+from probes.quoting import quote_datadog
 
 TYPE_NAME = "datadog"
 DEFAULT_SITE = "datadoghq.com"
@@ -88,6 +89,11 @@ class DatadogProbe:
         if query.window is not None and query.window <= timedelta(0):
             problems.append(("window", "window must be longer than 0s"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in Datadog metric queries (docs/probes.md#datadog)."""
+        return quote_datadog(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         if not query.query:

@@ -36,6 +36,7 @@ from probes.base import (
     ProbeConfig,
     ProbeContext,
     ProbeQuery,
+    QuoteContext,
 )
 from probes.client import (
     ENV_VAR_PATTERN,
@@ -44,6 +45,7 @@ from probes.client import (
     RawResponse,
     bearer_source,
 )
+from probes.quoting import quote_http
 from probes.timefmt import iso
 
 METRICS = ("up", "availability", "latency")
@@ -125,6 +127,11 @@ class HttpProbe:
                     (key, f"{key}: is not used by http; the probe config says what to check")
                 )
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in no query language (docs/probes.md#http)."""
+        return quote_http(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         try:

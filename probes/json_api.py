@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 from probes.client import (
     ENV_VAR_PATTERN,
     HTTP_URL_PATTERN,
@@ -22,6 +22,7 @@ from probes.client import (
     failure_measurement,
 )
 from probes.http import lookup
+from probes.quoting import quote_json
 
 _PATH = r"^[^.\s]+(\.[^.\s]+)*$"
 
@@ -64,6 +65,11 @@ class JsonProbe:
             if value is not None:
                 problems.append((key, f"{key}: is not used by json; use path:"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in a dotted path (docs/probes.md#json)."""
+        return quote_json(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         path = query.path or ""

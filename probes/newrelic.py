@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from probes.answers import is_number, kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Reduce
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext, Reduce
 from probes.client import ProbeFailure, secret_from_env, source_client
+from probes.quoting import quote_nrql
 
 TYPE_NAME = "newrelic"
 GRAPHQL_PATH = "/graphql"
@@ -75,6 +76,11 @@ class NewRelicProbe:
         if query.window is not None:
             problems.append(("window", "window: is not used by newrelic; say SINCE in the NRQL"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in NRQL (docs/probes.md#newrelic)."""
+        return quote_nrql(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         if not query.query:

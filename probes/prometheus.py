@@ -28,7 +28,14 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from probes.answers import is_number, kind_of, shorten
-from probes.base import Measurement, MeasurementStatus, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import (
+    Measurement,
+    MeasurementStatus,
+    ProbeConfig,
+    ProbeContext,
+    ProbeQuery,
+    QuoteContext,
+)
 from probes.client import (
     ENV_VAR_PATTERN,
     HTTP_URL_PATTERN,
@@ -37,6 +44,7 @@ from probes.client import (
     failure_measurement,
     secret_from_env,
 )
+from probes.quoting import quote_promql
 
 QUERY_PATH = "/api/v1/query"
 REDUCERS = ("min", "max", "sum", "avg")
@@ -119,6 +127,11 @@ class PrometheusProbe:
         if query.matchers:
             problems.append(("matchers", "matchers: is not used by prometheus"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in PromQL (docs/probes.md#prometheus)."""
+        return quote_promql(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         params = {"query": query.query or "", "time": f"{ctx.now.timestamp():.3f}"}

@@ -27,8 +27,16 @@ from urllib.parse import quote
 from pydantic import Field
 
 from probes.answers import kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import (
+    Measurement,
+    ProbeConfig,
+    ProbeContext,
+    ProbeQuery,
+    QuoteContext,
+    QuoteRefused,
+)
 from probes.client import JsonResponse, ProbeFailure, secret_from_env, source_client
+from probes.quoting import quote_sentry, sentry_search_value
 from probes.timefmt import iso
 
 TYPE_NAME = "sentry"
@@ -106,6 +114,11 @@ class SentryProbe:
         if query.window is not None and query.window <= timedelta(0):
             problems.append(("window", "window must be longer than 0s"))
         return problems
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        """A check-supplied value in Sentry search (docs/probes.md#sentry)."""
+        return quote_sentry(value, context)
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         metric = query.metric
@@ -205,12 +218,16 @@ class SentryProbe:
                 " set params.release or start a check with a version",
                 ctx.now,
             )
+        try:
+            search = f"release:{_search_value(release)}"
+        except QuoteRefused as refused:
+            return Measurement.error(f"{TYPE_NAME}: {refused}", ctx.now)
         project_id = await self._project()
         params: list[tuple[str, str]] = [
             ("field", CRASH_FREE),
             ("field", SESSIONS),
             ("project", project_id),
-            ("query", f"release:{_search_value(release)}"),
+            ("query", search),
             ("statsPeriod", stats_period(window)),
             ("interval", _interval(window)),
             ("includeSeries", "0"),
@@ -357,10 +374,8 @@ def _reset_time(value: str | None) -> datetime | None:
 
 
 def _search_value(value: str) -> str:
-    """A value for Sentry's search syntax: quoted when it holds spaces or quotes."""
-    if re.search(r'[\s"]', value):
-        return '"' + value.replace('"', '\\"') + '"'
-    return value
+    """A value for Sentry's search syntax (docs/probes.md#sentry)."""
+    return sentry_search_value(value)
 
 
 def _seg(value: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 
 
 class _Hang:
@@ -90,6 +90,11 @@ class FakeProbe:
             return self._script(query, ctx)
         index = min(len(self.calls) - 1, len(self._answers) - 1)
         return self._answers[index]
+
+    def quote(self, value: str, context: QuoteContext) -> str:
+        """No query language: values are recorded as they are (quoting is tested with the
+        real types, tests/probes/test_quoting*.py)."""
+        return value
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         self.calls.append(Call(query, ctx))

@@ -7,14 +7,44 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from gates.conditions import ConditionError, format_duration, parse_duration
+from gates.placeholders import check_value_problem, reserved_name_problem
 
 MAX_CHECK_TIMEOUT = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY = 255
 
-Text255 = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+
+def _check_value(value: str) -> str:
+    problem = check_value_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _var_name(name: str) -> str:
+    problem = reserved_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+# What a check may supply: it fills placeholders, so the gate language's rule applies
+# (docs/decisions.md, "Placeholders and quoting").
+CheckValue = Annotated[str, AfterValidator(_check_value)]
+VarName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"),
+    AfterValidator(_var_name),
+]
 
 
 class CheckRequest(BaseModel):
@@ -22,13 +52,13 @@ class CheckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: Text255 = Field(description="the release being judged; fills ${version}")
-    environment: Text255 | None = None
-    stage: Text255 | None = None
-    vars: dict[
-        Annotated[str, StringConstraints(max_length=100)],
-        Annotated[str, StringConstraints(max_length=2000)],
-    ] = Field(default_factory=dict, description="extra placeholder values for this check")
+    version: CheckValue = Field(description="the release being judged; fills ${version}")
+    environment: CheckValue | None = None
+    stage: CheckValue | None = None
+    vars: dict[VarName, CheckValue] = Field(
+        default_factory=dict,
+        description="values for placeholders the gate uses; names like ${name}, values as version",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="kept with the check")
     timeout: str | float | None = Field(
         default=None, description="overrides the gate's timeout: '10m', or seconds"

@@ -30,6 +30,8 @@ from app.core.problems import Conflict, Invalid, NotFound
 from app.gates.catalog import GateCatalog
 from app.gates.service import loaded_or_404
 from gates.engine import Decision, Steady, Verdict, no_sample_verdict
+from gates.model import Gate
+from gates.placeholders import gate_placeholders
 from probes.timefmt import iso
 
 
@@ -70,6 +72,24 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
+def _check_vars_are_used(gate: Gate, request: CheckRequest) -> None:
+    """A check sets only placeholders its gate uses: any other name is a typo or a probe."""
+    used = gate_placeholders(gate)
+    unknown = [name for name in request.vars if name not in used]
+    if unknown:
+        known = ", ".join(f"${{{n}}}" for n in sorted(used)) or "none"
+        raise Invalid(
+            f"gate {gate.name!r} uses no placeholder {', '.join(unknown)}",
+            errors=[
+                {
+                    "loc": ["body", "vars", name],
+                    "msg": f"${{{name}}} is not used by gate {gate.name!r} (it uses: {known})",
+                }
+                for name in unknown
+            ],
+        )
+
+
 async def create_check(
     session: AsyncSession,
     catalog: GateCatalog,
@@ -89,6 +109,7 @@ async def create_check(
         if existing is not None:
             return await _replay(session, existing, fingerprint), False
     gate = loaded.gate
+    _check_vars_are_used(gate, request)
     now = clock.now()
     timeout = request.timeout_span() or gate.timeout
     row = CheckRow(

@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from app.cli.options import VarError, parse_vars
+from app.cli.options import VarError, check_vars_used, parse_vars
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
 from gates.errors import GateProblem, count_of
 from gates.loader import check_gate_file, gate_files
 from gates.model import Gate
+from gates.placeholders import gate_placeholders
 from gates.sampler import placeholder_values, take_sample
 from probes.base import Probe
 from probes.registry import probe_type
@@ -222,6 +223,11 @@ def evaluate(
             typer.echo(str(problem), err=True)
         typer.echo(f"error: {gate_file} is not a valid gate file", err=True)
         raise typer.Exit(EXIT_ERROR)
+    try:
+        check_vars_used(check_vars, gate_placeholders(gate), gate=gate.name)
+    except VarError as bad:
+        typer.echo(f"error: {bad}", err=True)
+        raise typer.Exit(EXIT_ERROR) from None
     values = placeholder_values(gate, check_vars=check_vars)
     try:
         probes = _build_probes(gate)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+
+from gates.placeholders import check_value_problem, reserved_name_problem
 
 _VAR = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$", re.DOTALL)
 
 
 class VarError(ValueError):
-    """A ``--var`` that is not ``name=value`` with a placeholder name."""
+    """A ``--var`` that is not ``name=value`` with a placeholder name and a value a check
+    may supply (the same rule as the API's)."""
 
 
 def parse_vars(items: Sequence[str]) -> dict[str, str]:
@@ -19,5 +22,20 @@ def parse_vars(items: Sequence[str]) -> dict[str, str]:
         match = _VAR.match(item)
         if match is None:
             raise VarError(f"bad --var {item!r}: write it as name=value (name: letters, digits, _)")
-        values[match["key"]] = match["value"]
+        key, value = match["key"], match["value"]
+        problem = reserved_name_problem(key) or check_value_problem(value)
+        if problem is not None:
+            raise VarError(f"bad --var {key}: {problem}")
+        values[key] = value
     return values
+
+
+def check_vars_used(values: Mapping[str, str], used: Collection[str], *, gate: str) -> None:
+    """A check sets only placeholders its gate uses; raises ``VarError`` naming another."""
+    unknown = sorted(name for name in values if name not in used)
+    if unknown:
+        known = ", ".join(f"${{{n}}}" for n in sorted(used)) or "none"
+        raise VarError(
+            f"bad --var {unknown[0]}: ${{{unknown[0]}}} is not used by gate {gate!r}"
+            f" (it uses: {known})"
+        )

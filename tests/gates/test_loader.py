@@ -21,7 +21,7 @@ from gates.loader import (
     load_gate_text,
 )
 from gates.model import GATE_NAME, NAME_PATTERN, Gate
-from probes.base import ProbeConfig, ProbeQuery
+from probes.base import ProbeConfig, ProbeQuery, QuoteContext
 from probes.registry import probe_type
 
 GATEFILES = Path(__file__).resolve().parents[1] / "gatefiles"
@@ -781,6 +781,10 @@ class AnyProbe:
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
         return []
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        return value
 
 
 def test_example_gates_are_valid_apart_from_each_probe_types_own_keys(

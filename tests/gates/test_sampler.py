@@ -14,6 +14,7 @@ from gates.engine import CriterionOutcome, Decision, decide
 from gates.model import Criterion, Gate
 from gates.sampler import fill_query, placeholder_values, probe_budget, take_sample
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.prometheus import PrometheusProbe
 from tests.fakeprobe import HANG, FakeProbe
 
 
@@ -222,7 +223,7 @@ async def test_the_sample_is_stamped_with_the_given_instant(now: datetime) -> No
 
 def test_fill_query_leaves_regex_dollars_alone() -> None:
     query = ProbeQuery(query='up{path=~"/api/.*$", v="${version}", price="$$5"}')
-    filled = fill_query(query, {"version": "1.2"})
+    filled = fill_query(query, {"version": "1.2"}, PrometheusProbe.quote)
     assert filled.query == 'up{path=~"/api/.*$", v="1.2", price="$5"}'
 
 

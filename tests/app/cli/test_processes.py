@@ -31,8 +31,10 @@ def free_port() -> int:
 
 
 def gate(value: float, *, go: str = "> 0.5", rollback: str | None = None, **fields: Any) -> str:
-    lines = [f"{k}: {v}" for k, v in {"interval": "1s", "steady_for": 1, **fields}.items()]
-    criterion = f'  - {{name: ratio, probe: c, go: "{go}"'
+    defaults = {"interval": "1s", "steady_for": 1, "vars": "{team: all}"}
+    lines = [f"{k}: {v}" for k, v in {**defaults, **fields}.items()]
+    # A check may set only placeholders the gate uses: ${team} is there for --var.
+    criterion = f'  - {{name: ratio, probe: c, query: "team=${{team}}", go: "{go}"'
     criterion += f', rollback: "{rollback}"}}' if rollback else "}"
     return (
         "\n".join(

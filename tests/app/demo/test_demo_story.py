@@ -15,7 +15,8 @@ from app.demo import service as demo
 from gates.engine import Decision, Sample, decide
 from gates.model import Gate
 from gates.sampler import placeholder_values, take_sample
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
+from probes.quoting import quote_promql
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -29,6 +30,10 @@ class StoryProbe:
     def __init__(self) -> None:
         self.story_seconds = 0.0
         self.queries: list[str] = []
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        return quote_promql(value, context)  # it stands in for the gate's prometheus probe
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         state = demo.state_at(self.story_seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery
+from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 
 
 class ConstantConfig(ProbeConfig):
@@ -22,6 +22,11 @@ class ConstantProbe:
     @staticmethod
     def check_query(query: ProbeQuery) -> list[tuple[str, str]]:
         return []
+
+    @staticmethod
+    def quote(value: str, context: QuoteContext) -> str:
+        # The query is never sent anywhere, so no value can change what is measured.
+        return value
 
     async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
         return Measurement.ok(self.config.value, ctx.now, detail="constant")
