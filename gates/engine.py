@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gates.conditions import Condition, describe_conditions
@@ -118,6 +118,18 @@ class Verdict:
             "steady": {"passes": self.steady.passes, "needed": self.steady.needed},
             "criteria": [c.as_dict() for c in self.criteria],
         }
+
+
+# A decision is trusted for three intervals, and never for less than this.
+FRESHNESS_FLOOR = timedelta(seconds=10)
+
+
+def freshness_bound(gate: Gate) -> timedelta:
+    """How long a decision of ``gate`` stays trustworthy: ``max(3 x interval, 10s)``.
+
+    A decision expires at ``evaluated_at + freshness_bound(gate)`` (docs/decisions.md,
+    "Freshness and expiry")."""
+    return max(3 * gate.interval, FRESHNESS_FLOOR)
 
 
 def no_sample_verdict(gate: str, steady_for: int) -> Verdict:
