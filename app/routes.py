@@ -46,9 +46,7 @@ async def readyz(
             reasons.append("the database has not been reached since start")
         if not gates_loaded:
             reasons.append("the gates are not loaded yet")
-        return problem_response(
-            503, "; ".join(reasons), database=reachable, gates=gates_loaded
-        )
+        return problem_response(503, "; ".join(reasons), database=reachable, gates=gates_loaded)
     body: dict[str, object] = {
         "status": "ready",
         "database": reachable,

@@ -87,9 +87,7 @@ async def list_checks(
     state: Literal["running", "final", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    return await services.list_checks(
-        session, gate=gate, state=state, limit=limit, now=clock.now()
-    )
+    return await services.list_checks(session, gate=gate, state=state, limit=limit, now=clock.now())
 
 
 @router.post(

@@ -38,7 +38,7 @@ from app.core.db import CheckRow, Database, SampleRow, SignoffRow
 from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate
-from app.gates.freshness import decision_body
+from app.gates.freshness import decision_body, stale_reason
 from app.gates.samples import measurements_of, sample_from_row
 from app.gates.scheduler import history_size
 from app.observability import metrics
@@ -331,6 +331,10 @@ class CheckRunner:
                 if error is not None
                 else self._decide(run, gate, samples)
             )
+            if verdict.decision is Decision.GO and not _may_go(
+                run, gate, sample, self._clock.now()
+            ):
+                verdict = _not_fresh(verdict, gate, sample)
             previous = run.verdict
             body = _body(verdict, gate)
             final = verdict.decision in (Decision.GO, Decision.ROLLBACK)
@@ -559,6 +563,20 @@ def _may_go(run: _CheckRun, gate: Gate, latest: Sample, now: datetime) -> bool:
     """A ``go`` may be taken only before the deadline and on a sample within the gate's
     freshness bound."""
     return now < run.deadline and now < latest.evaluated_at + freshness_bound(gate)
+
+
+def _not_fresh(verdict: Verdict, gate: Gate, sample: Sample) -> Verdict:
+    """A ``go`` on a sample that was already stale when it was decided (it took longer
+    than the freshness bound to answer): ``no_go``, and the next sample decides."""
+    expires_at = sample.evaluated_at + freshness_bound(gate)
+    return Verdict(
+        verdict.gate,
+        Decision.NO_GO,
+        verdict.evaluated_at,
+        (stale_reason(sample.evaluated_at, expires_at, gate.interval),),
+        verdict.steady,
+        verdict.criteria,
+    )
 
 
 def _deciding_samples(run: _CheckRun, gate: Gate | None, verdict: Verdict) -> list[int]:

@@ -95,9 +95,7 @@ def _stale_verdict(verdict: Verdict, reason: str) -> Verdict:
 
 
 def _view(verdict: Verdict, expires_at: datetime | None, *, stale: bool) -> DecisionView:
-    return DecisionView(
-        verdict, expires_at, stale, encode_body(decision_body(verdict, expires_at))
-    )
+    return DecisionView(verdict, expires_at, stale, encode_body(decision_body(verdict, expires_at)))
 
 
 class PublishedDecision:

@@ -3,8 +3,8 @@
 Both show what ``/metrics`` already shows (every gate's decision and criteria) plus the
 running checks, read from memory only: the catalog, the scheduler's current decisions
 (an expired one shows as a stale ``no_go``) and the check runner, whose running checks are
-judged for freshness the same way. The page is rendered on the server, so it works without JavaScript; a small
-script then polls ``/status.json`` and redraws it in place.
+judged for freshness the same way. The page is rendered on the server, so it works
+without JavaScript; a small script then polls ``/status.json`` and redraws it in place.
 """
 
 from __future__ import annotations
