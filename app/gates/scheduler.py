@@ -60,7 +60,9 @@ SAMPLE_WRITE_BUDGET = 10.0
 
 
 class SampleSink(Protocol):
-    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None: ...
+    async def record_gate_sample(
+        self, gate: str, verdict: Verdict, *, expires_at: datetime | None
+    ) -> None: ...
 
 
 def history_size(gate: Gate) -> int:
@@ -79,12 +81,14 @@ def phase_offset(name: str, interval: timedelta) -> timedelta:
     return timedelta(microseconds=int(interval / timedelta(microseconds=1) * fraction))
 
 
+def _expires_at(verdict: Verdict, gate: Gate) -> datetime | None:
+    at = verdict.evaluated_at
+    return at + freshness_bound(gate) if at is not None else None
+
+
 def encode_verdict(verdict: Verdict, gate: Gate) -> bytes:
     """The decision body (``docs/api.md``) of a fresh ``verdict`` of ``gate`` as UTF-8 JSON."""
-    expires_at = (
-        verdict.evaluated_at + freshness_bound(gate) if verdict.evaluated_at is not None else None
-    )
-    return encode_body(decision_body(verdict, expires_at))
+    return encode_body(decision_body(verdict, _expires_at(verdict, gate)))
 
 
 @dataclass
@@ -239,7 +243,9 @@ class GateScheduler:
         gate = run.loaded.gate
         try:
             async with asyncio.timeout(SAMPLE_WRITE_BUDGET):
-                await self._sink.record_gate_sample(gate.name, verdict)
+                await self._sink.record_gate_sample(
+                    gate.name, verdict, expires_at=_expires_at(verdict, gate)
+                )
         except Exception as fault:
             log.error(
                 "recording a gate sample failed",

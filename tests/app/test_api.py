@@ -195,6 +195,8 @@ async def test_admin_reload(service: Service, gates_dir: Any) -> None:
 
 async def test_bad_input_is_a_clear_4xx_and_changes_nothing(service: Service) -> None:
     check = await service.start_check()
+    await service.samples_reach(check["id"], 1)  # its first sample is taken at once
+    await service.quiet()
     before = await table_counts(service.database_url)
     checks = "/api/v1/gates/portal/checks"
     cases: list[tuple[str, str, dict[str, Any], int]] = [

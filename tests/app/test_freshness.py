@@ -117,6 +117,7 @@ async def _go_then_stall(service: Service) -> datetime:
         return (await _read_lane(service))[0] == "go"
 
     await service.until(go)
+    await service.quiet()  # every loop asleep: the last sample is stored
     evaluated = (await service.get("/api/v1/gates/portal/decision")).json()["evaluated_at"]
     service.probe("p").hang()
     return datetime.fromisoformat(evaluated)
@@ -149,6 +150,10 @@ async def test_the_decision_body_carries_expires_at(service: Service) -> None:
     evaluated = await _go_then_stall(service)
     body: dict[str, Any] = (await service.get("/api/v1/gates/portal/decision")).json()
     assert body["expires_at"] == iso(evaluated + BOUND)
+    stored = (await service.get("/api/v1/gates/portal/samples")).json()["items"]
+    assert stored and all(
+        s["expires_at"] == iso(datetime.fromisoformat(s["evaluated_at"]) + BOUND) for s in stored
+    )
     service.probe("p").release()
 
 
@@ -179,9 +184,10 @@ def _decision_changes(gate: str) -> dict[str, float | None]:
 
 async def test_a_running_checks_expired_latest_decision_reads_stale(service: Service) -> None:
     # ``signed`` needs sign-offs, so its check stays running with a no_go after a pass.
-    check = await service.start_check("signed")
+    check = await service.start_check("signed")  # its first sample is taken at once
     await service.advance(10)
-    await service.samples_reach(check["id"], 1)
+    await service.samples_reach(check["id"], 2)
+    await service.quiet()
     running = await service.check(check["id"])
     assert running["state"] == "running" and running["decision"] == "no_go"
     assert running["expires_at"] is not None
