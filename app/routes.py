@@ -28,23 +28,33 @@ async def healthz() -> dict[str, str]:
 
 @public_router.get(
     "/readyz",
-    summary="The database is reachable and the gates are loaded (public)",
+    summary="The gates are loaded and the database was reached since start (public)",
     responses={503: {"description": "not ready; the body says why"}},
     response_model=None,
 )
 async def readyz(
     request: Request, db: DatabaseDep, catalog: CatalogDep
 ) -> dict[str, object] | Response:
-    database = await db.ping()
+    # Ready once gates are loaded and the database was reached once since start. A later
+    # outage shows here as "database": false and in stale (no_go) decisions, not as
+    # unreadiness, so callers keep getting no_go answers rather than connection errors.
+    reachable = await db.ping()
     gates_loaded = bool(getattr(request.app.state, "gates_loaded", False))
-    if not (database and gates_loaded):
+    if not (db.reached and gates_loaded):
         reasons = []
-        if not database:
-            reasons.append("the database is not reachable")
+        if not db.reached:
+            reasons.append("the database has not been reached since start")
         if not gates_loaded:
             reasons.append("the gates are not loaded yet")
-        return problem_response(503, "; ".join(reasons), database=database, gates=gates_loaded)
-    return {"status": "ready", "database": True, "gates": len(catalog.all())}
+        return problem_response(503, "; ".join(reasons), database=reachable, gates=gates_loaded)
+    body: dict[str, object] = {
+        "status": "ready",
+        "database": reachable,
+        "gates": len(catalog.all()),
+    }
+    if not reachable:
+        body["detail"] = "the database is not answering; decisions go stale (no_go) meanwhile"
+    return body
 
 
 @public_router.get("/metrics", summary="Prometheus metrics (public)", response_class=Response)

@@ -1,14 +1,16 @@
-"""Throughput and latency of ``GET /api/v1/gates/{gate}/decision`` against a bare app.
+"""Throughput and latency of ``GET /api/v1/gates/{gate}/decision`` against two baselines.
 
 Starts gonogo (``gonogo serve``) with ``--gates`` gates sampling a local fake Prometheus
-every second, and, in the same run, a bare FastAPI app under uvicorn that returns a
-constant JSON body of the same size. Loads each with ``wrk`` (``--connections``
-connections for ``--seconds`` seconds, rotating over the gates) and prints req/s, p50,
-p99 and the ratio to the bare app.
+every second, and, in the same run, two baselines under the same uvicorn that return the
+same bytes: a bare FastAPI app, and a raw ASGI app with no framework at all (the floor:
+what uvicorn alone costs). Loads each with ``wrk`` (``--connections`` connections for
+``--seconds`` seconds, rotating over the gates) and prints req/s, p50, p99 and the ratio
+to each baseline.
 
     uv run python bench/decision_api.py
 
-Targets: gonogo ≥ 80 % of the bare app's req/s, p99 < 20 ms.
+Targets: gonogo ≥ 80 % of the bare FastAPI app's req/s, p99 < 20 ms; the ratio to the
+raw ASGI floor is reported (aim: ≥ 80 %).
 """
 
 from __future__ import annotations
@@ -90,6 +92,28 @@ def _parse_wrk(output: str) -> Load:
     return Load(rate, p50, p99, errors.group(1) if errors else "none")
 
 
+def serve_raw(port: int, body_file: Path) -> None:
+    """The floor: a raw ASGI app under the same uvicorn, answering the same bytes."""
+    import uvicorn
+
+    body = body_file.read_bytes()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    start = {"type": "http.response.start", "status": 200, "headers": headers}
+    message = {"type": "http.response.body", "body": body}
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        if scope["type"] != "http":
+            return
+        await send(start)  # type: ignore[operator]
+        await send(message)  # type: ignore[operator]
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 def serve_bare(port: int, body_file: Path) -> None:
     """The baseline: FastAPI + uvicorn returning precomputed bytes."""
     import uvicorn
@@ -135,9 +159,10 @@ def main() -> None:
     parser.add_argument("--interval", default="1s", help="the gates' sampling interval")
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-body", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.bare_port:
-        serve_bare(options.bare_port, options.bare_body)
+        (serve_raw if options.raw else serve_bare)(options.bare_port, options.bare_body)
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -166,25 +191,28 @@ def main() -> None:
 
             body_file = work / "body.json"
             body_file.write_bytes(body)
-            bare_port = free_port()
-            children.append(
-                start(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--bare-port",
-                        str(bare_port),
-                        "--bare-body",
-                        str(body_file),
-                    ],
-                    work / "bare.log",
+            baselines = {}
+            for label, extra in (("raw ASGI", ["--raw"]), ("bare FastAPI", [])):
+                port = free_port()
+                children.append(
+                    start(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--bare-port",
+                            str(port),
+                            "--bare-body",
+                            str(body_file),
+                            *extra,
+                        ],
+                        work / f"baseline-{port}.log",
+                    )
                 )
-            )
-            bare = f"http://127.0.0.1:{bare_port}"
-            wait_until_ok(f"{bare}/api/v1/gates/x/decision", timeout=30)
+                baselines[label] = f"http://127.0.0.1:{port}"
+                wait_until_ok(f"{baselines[label]}/api/v1/gates/x/decision", timeout=30)
 
             results = {}
-            for label, url in (("bare FastAPI", bare), ("gonogo", gonogo)):
+            for label, url in (*baselines.items(), ("gonogo", gonogo)):
                 run_wrk(
                     url, script, connections=options.connections, seconds=2, threads=options.threads
                 )
@@ -201,24 +229,28 @@ def main() -> None:
             stop(child)
 
     baseline = results["bare FastAPI"]
+    floor = results["raw ASGI"]
     print(
         f"GET /api/v1/gates/{{gate}}/decision: {options.gates} gates"
         f" sampling every {options.interval},"
         f" body {len(body)} bytes, wrk -t{options.threads} -c{options.connections}"
         f" -d{options.seconds}s"
     )
-    print(f"{'':14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}  errors")
+    print(f"{'':14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8} {'vs raw':>8}  errors")
     for label, load in results.items():
         print(
             f"{label:14} {load.requests_per_s:9.0f} {load.p50_ms:8.2f} {load.p99_ms:8.2f}"
-            f" {load.requests_per_s / baseline.requests_per_s:8.0%}  {load.errors}"
+            f" {load.requests_per_s / baseline.requests_per_s:8.0%}"
+            f" {load.requests_per_s / floor.requests_per_s:8.0%}  {load.errors}"
         )
     ours = results["gonogo"]
     ratio = ours.requests_per_s / baseline.requests_per_s
     met = ratio >= RATIO_TARGET and ours.p99_ms < P99_TARGET_MS and bool(still_go)
     print(
         f"targets: >= {RATIO_TARGET:.0%} of bare req/s, p99 < {P99_TARGET_MS:.0f} ms:"
-        f" {'met' if met else 'MISSED'}"
+        f" {'met' if met else 'MISSED'};"
+        f" {ours.requests_per_s / floor.requests_per_s:.0%} of the raw ASGI floor"
+        f" (aim: >= {RATIO_TARGET:.0%})"
     )
 
 

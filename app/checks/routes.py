@@ -66,6 +66,7 @@ async def get_check(
     check_id: str,
     session: SessionDep,
     runner: RunnerDep,
+    clock: ClockDep,
     _: Viewer,
     wait: Annotated[
         float,
@@ -74,18 +75,19 @@ async def get_check(
 ) -> dict[str, Any]:
     # Wait first, from memory, so a long poll holds no database connection.
     await runner.wait_final(check_id, wait)
-    return await services.get_check(session, check_id)
+    return await services.get_check(session, check_id, now=clock.now())
 
 
 @router.get("/checks", summary="Checks, newest first")
 async def list_checks(
     session: SessionDep,
+    clock: ClockDep,
     _: Viewer,
     gate: Annotated[str | None, Query(max_length=63)] = None,
     state: Literal["running", "final", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    return await services.list_checks(session, gate=gate, state=state, limit=limit)
+    return await services.list_checks(session, gate=gate, state=state, limit=limit, now=clock.now())
 
 
 @router.post(

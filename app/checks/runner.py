@@ -11,6 +11,14 @@ could later wrap when several replicas share the database.
 
 Writes that end a check are conditional on it still running, so the runner and an API
 request that race to end the same check cannot both win.
+
+The loop is supervised: a fault (the database restarted, "database is locked", a write
+that timed out) is logged and counted, and the loop starts again after a backoff
+(``RETRY_FIRST_S`` doubling up to ``RETRY_MAX_S``), so a check keeps being sampled and
+its deadline is enforced as soon as gonogo can write again. Every write is bounded
+(``WRITE_BUDGET_S``). A sign-off's re-decision takes a ``go`` only on a sample within the
+gate's freshness bound; otherwise the next sample decides (``docs/decisions.md``, "Checks
+past their deadline").
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from app.core.db import CheckRow, Database, SampleRow, SignoffRow
 from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate
+from app.gates.freshness import decision_body, stale_reason
 from app.gates.samples import measurements_of, sample_from_row
 from app.observability import metrics
 from app.observability.notify import Notifier
@@ -40,6 +49,7 @@ from gates.engine import (
     Verdict,
     decide_safely,
     deciding_count,
+    freshness_bound,
     no_sample_verdict,
 )
 from gates.model import Gate, history_size
@@ -49,6 +59,21 @@ log = structlog.get_logger(__name__)
 
 
 ENGINE = "engine"
+# A faulted loop starts again after this, doubling up to RETRY_MAX_S.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 10.0
+# One unit of work (a sample's transaction, a final write) may take this long.
+WRITE_BUDGET_S = 15.0
+
+
+def _body(verdict: Verdict, gate: Gate | None) -> dict[str, Any]:
+    """The stored decision body of a check's verdict, with its ``expires_at``."""
+    expires_at = (
+        verdict.evaluated_at + freshness_bound(gate)
+        if gate is not None and verdict.evaluated_at is not None
+        else None
+    )
+    return decision_body(verdict, expires_at)
 
 
 @dataclass
@@ -210,7 +235,7 @@ class CheckRunner:
                     "stage": run.stage,
                     "created_at": run.created_at,
                     "deadline": run.deadline,
-                    "latest": run.verdict.as_dict(),
+                    "latest": _body(run.verdict, loaded.gate if loaded is not None else None),
                     "missing_signoffs": [s for s in required if s not in run.signoffs],
                 }
             )
@@ -219,34 +244,49 @@ class CheckRunner:
     # -- one check's loop --------------------------------------------------------------
 
     async def _loop(self, run: _CheckRun) -> None:
+        """Drive the check until it ends; a fault starts the drive again after a backoff."""
+        delay = RETRY_FIRST_S
+        while not run.ended:
+            try:
+                await self._drive(run)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as fault:
+                metrics.sample_write_failed("check")
+                log.error(
+                    "check loop fault; retrying",
+                    check=run.id,
+                    error=f"{type(fault).__name__}: {fault}",
+                    retry_in_s=delay,
+                )
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _drive(self, run: _CheckRun) -> None:
         ticker: Ticker | None = None
-        try:
-            while not run.ended:
-                loaded = self._catalog.get(run.gate)
-                if loaded is None:
-                    await self._end_by_engine(
-                        run, Decision.NO_GO, (f"gate {run.gate!r} was removed",), None
-                    )
-                    return
-                gate = loaded.gate
-                if ticker is None:
-                    start = run.created_at + gate.initial_delay
-                    ticker = Ticker(self._clock, anchor=start, interval=gate.interval)
-                ticker.interval = gate.interval
-                if self._clock.now() >= run.deadline:
-                    await self._time_out(run, gate)
-                    return
-                if ticker.due > self._clock.now():
-                    await ticker.sleep_until_due(limit=run.deadline)
-                    continue
-                await self._sample(run, loaded)
-                if run.ended:
-                    return
-                ticker.advance()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("check loop fault; the check stays running", check=run.id)
+        while not run.ended:
+            loaded = self._catalog.get(run.gate)
+            if loaded is None:
+                await self._end_by_engine(
+                    run, Decision.NO_GO, (f"gate {run.gate!r} was removed",), None
+                )
+                return
+            gate = loaded.gate
+            if ticker is None:
+                start = run.created_at + gate.initial_delay
+                ticker = Ticker(self._clock, anchor=start, interval=gate.interval)
+            ticker.interval = gate.interval
+            if self._clock.now() >= run.deadline:
+                await self._time_out(run, gate)
+                return
+            if ticker.due > self._clock.now():
+                await ticker.sleep_until_due(limit=run.deadline)
+                continue
+            await self._sample(run, loaded)
+            if run.ended:
+                return
+            ticker.advance()
 
     async def _sample(self, run: _CheckRun, loaded: LoadedGate) -> None:
         gate = loaded.gate
@@ -291,11 +331,15 @@ class CheckRunner:
                 if error is not None
                 else self._decide(run, gate, samples)
             )
+            if verdict.decision is Decision.GO and not _may_go(
+                run, gate, sample, self._clock.now()
+            ):
+                verdict = _not_fresh(verdict, gate, sample)
             previous = run.verdict
-            body = verdict.as_dict()
+            body = _body(verdict, gate)
             final = verdict.decision in (Decision.GO, Decision.ROLLBACK)
             row: CheckRow | None = None
-            async with self._db.session() as session:
+            async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
                 if not await repo.update_running_verdict(session, run.id, body):
                     run.ended = True  # ended by a request; its own hook does the rest
                     return
@@ -356,11 +400,21 @@ class CheckRunner:
         async with run.lock:
             if run.ended or not run.history:
                 return
+            now = self._clock.now()
+            latest = run.history[-1][1]
             previous = run.verdict
             verdict = self._decide(run, gate, run.samples())
+            if verdict.decision is Decision.GO and not _may_go(run, gate, latest, now):
+                # The sign-off is recorded; the go it allows waits for a fresh sample.
+                log.info(
+                    "sign-off recorded; go waits for a fresh sample",
+                    check=run.id,
+                    sample_at=latest.evaluated_at.isoformat(),
+                )
+                return
             row: CheckRow | None = None
-            async with self._db.session() as session:
-                if not await repo.update_running_verdict(session, run.id, verdict.as_dict()):
+            async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
+                if not await repo.update_running_verdict(session, run.id, _body(verdict, gate)):
                     return
                 if verdict.decision is not previous.decision:
                     await repo.add_event(
@@ -411,7 +465,7 @@ class CheckRunner:
                 run.verdict.steady if run.history else Steady(0, steady_for),
                 last.results if last is not None else (),
             )
-            async with self._db.session() as session:
+            async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
                 row = await self._finish(session, run, None, verdict)
             if row is not None:
                 run.verdict = verdict
@@ -422,12 +476,13 @@ class CheckRunner:
     ) -> CheckRow | None:
         deciding = _deciding_samples(run, gate, verdict)
         now = self._clock.now()
+        loaded = self._catalog.get(run.gate)
         if not await repo.finish_check(
             session,
             run.id,
             state=repo.FINAL,
             decision=verdict.decision.value,
-            verdict=verdict.as_dict(),
+            verdict=_body(verdict, gate or (loaded.gate if loaded is not None else None)),
             decided_at=now,
             decided_by=ENGINE,
             deciding_samples=deciding,
@@ -502,6 +557,26 @@ class CheckRunner:
         task.set_name(name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _may_go(run: _CheckRun, gate: Gate, latest: Sample, now: datetime) -> bool:
+    """A ``go`` may be taken only before the deadline and on a sample within the gate's
+    freshness bound."""
+    return now < run.deadline and now < latest.evaluated_at + freshness_bound(gate)
+
+
+def _not_fresh(verdict: Verdict, gate: Gate, sample: Sample) -> Verdict:
+    """A ``go`` on a sample that was already stale when it was decided (it took longer
+    than the freshness bound to answer): ``no_go``, and the next sample decides."""
+    expires_at = sample.evaluated_at + freshness_bound(gate)
+    return Verdict(
+        verdict.gate,
+        Decision.NO_GO,
+        verdict.evaluated_at,
+        (stale_reason(sample.evaluated_at, expires_at, gate.interval),),
+        verdict.steady,
+        verdict.criteria,
+    )
 
 
 def _deciding_samples(run: _CheckRun, gate: Gate | None, verdict: Verdict) -> list[int]:

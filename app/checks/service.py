@@ -8,6 +8,7 @@ waiters, installing a gate) is registered with ``after_commit``.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -42,8 +43,8 @@ async def _check_or_404(session: AsyncSession, check_id: str) -> CheckRow:
     return row
 
 
-async def _body(session: AsyncSession, row: CheckRow) -> dict[str, Any]:
-    return check_body(row, await repo.signoffs(session, row.id))
+async def _body(session: AsyncSession, row: CheckRow, now: datetime) -> dict[str, Any]:
+    return check_body(row, await repo.signoffs(session, row.id), now=now)
 
 
 def _final_conflict(row: CheckRow) -> Conflict:
@@ -107,7 +108,7 @@ async def create_check(
     if idempotency_key is not None:
         existing = await repo.check_by_idempotency_key(session, gate_name, idempotency_key)
         if existing is not None:
-            return await _replay(session, existing, fingerprint), False
+            return await _replay(session, existing, fingerprint, clock.now()), False
     gate = loaded.gate
     _check_vars_are_used(gate, request)
     now = clock.now()
@@ -141,7 +142,7 @@ async def create_check(
         existing = await repo.check_by_idempotency_key(session, gate_name, idempotency_key)
         if existing is None:
             raise
-        return await _replay(session, existing, fingerprint), False
+        return await _replay(session, existing, fingerprint, now), False
     await repo.add_event(
         session,
         row.id,
@@ -159,28 +160,30 @@ async def create_check(
         },
     )
     after_commit(session, lambda: runner.started(row))
-    return check_body(row, []), True
+    return check_body(row, [], now=now), True
 
 
-async def _replay(session: AsyncSession, existing: CheckRow, fingerprint: str) -> dict[str, Any]:
+async def _replay(
+    session: AsyncSession, existing: CheckRow, fingerprint: str, now: datetime
+) -> dict[str, Any]:
     if existing.request_hash != fingerprint:
         raise Conflict(
             f"Idempotency-Key was already used for check {existing.id} with a different body",
             check=existing.id,
         )
-    return await _body(session, existing)
+    return await _body(session, existing, now)
 
 
-async def get_check(session: AsyncSession, check_id: str) -> dict[str, Any]:
-    return await _body(session, await _check_or_404(session, check_id))
+async def get_check(session: AsyncSession, check_id: str, *, now: datetime) -> dict[str, Any]:
+    return await _body(session, await _check_or_404(session, check_id), now)
 
 
 async def list_checks(
-    session: AsyncSession, *, gate: str | None, state: str | None, limit: int
+    session: AsyncSession, *, gate: str | None, state: str | None, limit: int, now: datetime
 ) -> dict[str, Any]:
     rows = await repo.checks(session, gate=gate, state=state, limit=limit)
     signed = await repo.signoffs_for(session, [r.id for r in rows])
-    return {"items": [check_body(row, signed[row.id]) for row in rows]}
+    return {"items": [check_body(row, signed[row.id], now=now) for row in rows]}
 
 
 async def add_signoff(
@@ -208,13 +211,22 @@ async def add_signoff(
     require(principal, wanted.role, action=f"sign-off {wanted.id!r}")
     if row.state != repo.RUNNING or not await repo.lock_running(session, check_id):
         raise _final_conflict(await _check_or_404(session, check_id))
+    now = clock.now()
+    if now >= row.deadline:
+        # Its loop ends it "timed out" as soon as it can write; a late sign-off must not
+        # turn it go in the meantime.
+        raise Conflict(
+            f"check {row.id} passed its deadline at {iso(row.deadline)};"
+            " sign-offs are no longer accepted",
+            state=row.state,
+            deadline=iso(row.deadline),
+        )
     existing = {s.signoff: s for s in await repo.signoffs(session, check_id)}
     if request.signoff in existing:
         raise Conflict(
             f"sign-off {request.signoff!r} was already recorded"
             f" by {existing[request.signoff].signed_by}"
         )
-    now = clock.now()
     try:
         async with session.begin_nested():
             await repo.add_signoff(
@@ -236,7 +248,7 @@ async def add_signoff(
         data={"signoff": request.signoff, "comment": request.comment},
     )
     after_commit(session, lambda: runner.signed(check_id, request.signoff))
-    return await _body(session, row)
+    return await _body(session, row, now)
 
 
 async def decide_check(
@@ -306,7 +318,7 @@ async def decide_check(
     )
     final = await _check_or_404(session, check_id)
     after_commit(session, lambda: runner.ended(final, verdict))
-    return await _body(session, final)
+    return await _body(session, final, now)
 
 
 async def cancel_check(
@@ -345,7 +357,7 @@ async def cancel_check(
     )
     final = await _check_or_404(session, check_id)
     after_commit(session, lambda: runner.ended(final, None))
-    return await _body(session, final)
+    return await _body(session, final, now)
 
 
 async def check_events(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from app.core.db import CANCELLED, CheckRow, EventRow, SignoffRow
+from app.core.db import CANCELLED, RUNNING, CheckRow, EventRow, SignoffRow
+from app.gates.freshness import current_check_body
 from probes.timefmt import iso
 
 log = structlog.get_logger(__name__)
@@ -22,9 +24,11 @@ def signoff_body(row: SignoffRow) -> dict[str, Any]:
     }
 
 
-def check_body(row: CheckRow, signoffs: Sequence[SignoffRow]) -> dict[str, Any]:
-    """The decision body of the check's latest (or final) decision, plus the check."""
-    body = dict(row.verdict)
+def check_body(row: CheckRow, signoffs: Sequence[SignoffRow], *, now: datetime) -> dict[str, Any]:
+    """The decision body of the check's latest (or final) decision, plus the check. A
+    running check's latest decision is read at ``now``: once expired it is a stale
+    ``no_go``; a final check is history and keeps its decision."""
+    body = current_check_body(row.verdict, now) if row.state == RUNNING else dict(row.verdict)
     if row.state == CANCELLED:
         body["decision"] = None
     body.update(

@@ -7,6 +7,7 @@ them on every database.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -166,14 +167,34 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+# Every database call is bounded, so a hung or unreachable database fails a call within
+# seconds instead of freezing a loop (docs/operations.md, "Database timeouts").
+CONNECT_TIMEOUT_S = 5.0  # opening a connection (PostgreSQL)
+COMMAND_TIMEOUT_S = 5.0  # one statement, commit included (PostgreSQL)
+POOL_TIMEOUT_S = 5.0  # waiting for a free pooled connection
+BUSY_TIMEOUT_S = 5.0  # waiting for SQLite's write lock
+PING_TIMEOUT_S = 3.0  # /readyz's probe of the database
+
+
 class Database:
-    """The engine and a session factory; ``session()`` is a unit of work."""
+    """The engine and a session factory; ``session()`` is a unit of work.
+
+    ``reached`` turns true at the first successful call (a committed session or a ping)
+    and stays true: ``/readyz`` needs the database reached once since start."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        self.reached = False
+        kwargs: dict[str, Any]
         if url.startswith("sqlite"):
-            kwargs = {"connect_args": {"timeout": 30}}
+            kwargs = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+        else:
+            kwargs = {"pool_pre_ping": True, "pool_timeout": POOL_TIMEOUT_S}
+            if url.startswith("postgresql+asyncpg"):
+                kwargs["connect_args"] = {
+                    "timeout": CONNECT_TIMEOUT_S,
+                    "command_timeout": COMMAND_TIMEOUT_S,
+                }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -192,14 +213,17 @@ class Database:
                 await session.rollback()
                 run_on_rollback(session)
                 raise
+            self.reached = True
             run_after_commit(session)
 
     async def ping(self) -> bool:
+        """Whether the database answers ``SELECT 1`` within ``PING_TIMEOUT_S``."""
         try:
-            async with self.engine.connect() as connection:
+            async with asyncio.timeout(PING_TIMEOUT_S), self.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception:
             return False
+        self.reached = True
         return True
 
     async def dispose(self) -> None:
@@ -210,7 +234,7 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cursor.close()
 
 

@@ -1,8 +1,10 @@
 """``GET /api/v1/gates/{gate}/decision`` answered ahead of FastAPI's routing.
 
 Pipelines, Argo Rollouts analyses and Flagger webhooks poll this one URL far more than any
-other. The answer is the bytes the scheduler serialised at the gate's last evaluation, so
-the cost of a read is all framework: route matching over every route and dependency
+other. The answer is the bytes of the scheduler's current view of the gate's decision
+(``GateScheduler.latest_body``, which like every read answers the stale ``no_go`` once
+the decision has expired; there is no accessor for the stored bytes without that check),
+so the cost of a read is all framework: route matching over every route and dependency
 resolution cost more than the answer (``bench/decision_api.py``). This lane serves only
 the plain case, an authorised caller asking for a gate that has been evaluated, from the
 same bytes and through the same ``TokenAuthenticator``. Every other case (no or bad token,

@@ -15,6 +15,7 @@ import structlog
 from app.core.clock import Clock
 from app.core.db import Database, SampleRow
 from app.gates import repository as repo
+from app.gates.freshness import decision_body
 from gates.engine import (
     CriterionOutcome,
     CriterionResult,
@@ -80,7 +81,9 @@ class SampleStore:
         self._retention = retention
         self._task: asyncio.Task[None] | None = None
 
-    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None:
+    async def record_gate_sample(
+        self, gate: str, verdict: Verdict, *, expires_at: datetime | None
+    ) -> None:
         async with self._db.session() as session:
             await repo.add_sample(
                 session,
@@ -88,7 +91,7 @@ class SampleStore:
                 check_id=None,
                 evaluated_at=verdict.evaluated_at or self._clock.now(),
                 decision=verdict.decision.value,
-                body=verdict.as_dict(),
+                body=decision_body(verdict, expires_at),
             )
 
     async def prune(self) -> int:

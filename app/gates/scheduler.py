@@ -7,7 +7,10 @@ stable per-gate phase within the interval (as Prometheus spreads its scrapes), s
 thousand gates do not all ask their sources at the same instant; a gate added or
 redefined while running is sampled at once.
 
-Reads (``latest``, ``latest_body``, ``history``) come from memory and never do I/O.
+Reads (``current``, ``latest``, ``latest_body``, ``latest_all``) come from memory, never
+do I/O, and all go through ``PublishedDecision.view`` with the scheduler's clock: once a
+decision has expired (``docs/decisions.md``, "Freshness and expiry") every one of them
+answers the stale ``no_go``. No read hands out the stored body without that check.
 
 Choices worth knowing:
 - Before its first sample a gate is ``no_go`` ("no sample yet"), so the first evaluation
@@ -15,18 +18,21 @@ Choices worth knowing:
 - A redefined gate (new version from a file or the API) starts a fresh history: its
   criteria may mean something else now. Until its first new sample, reads return the
   last verdict of the previous version, and decision changes are judged against it.
+- The decision is published from memory before its sample is written, so reads never
+  wait on the database; the write is bounded (``SAMPLE_WRITE_BUDGET``) and a failure is
+  logged and counted. While writes fail, the decision expires one freshness bound after
+  the first sample that was not stored, so a database outage shows as a stale ``no_go``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -34,10 +40,11 @@ import structlog
 from app.core.clock import Clock
 from app.core.ticker import Ticker
 from app.gates.catalog import GateCatalog, LoadedGate
+from app.gates.freshness import DecisionView, PublishedDecision, decision_body, encode_body
 from app.observability import metrics
 from app.observability.notify import Notifier
-from gates.engine import Decision, Sample, Steady, Verdict, decide_safely
-from gates.model import history_size
+from gates.engine import Decision, Sample, Steady, Verdict, decide_safely, freshness_bound
+from gates.model import Gate, history_size
 from gates.sampler import placeholder_values, take_sample
 
 log = structlog.get_logger(__name__)
@@ -45,10 +52,15 @@ log = structlog.get_logger(__name__)
 # Samples in flight across all gates; each holds one slot for all its criteria. A safety
 # bound sized so that hundreds of gates stuck on a dead source still leave room for the rest.
 DEFAULT_MAX_CONCURRENT_SAMPLES = 512
+# A continuous sample's write may take this long before the loop gives up on it and goes
+# on (the database's own timeouts normally answer first).
+SAMPLE_WRITE_BUDGET = 10.0
 
 
 class SampleSink(Protocol):
-    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None: ...
+    async def record_gate_sample(
+        self, gate: str, verdict: Verdict, *, expires_at: datetime | None
+    ) -> None: ...
 
 
 def phase_offset(name: str, interval: timedelta) -> timedelta:
@@ -57,9 +69,14 @@ def phase_offset(name: str, interval: timedelta) -> timedelta:
     return timedelta(microseconds=int(interval / timedelta(microseconds=1) * fraction))
 
 
-def encode_verdict(verdict: Verdict) -> bytes:
-    """The decision body (``docs/api.md``) as UTF-8 JSON bytes."""
-    return json.dumps(verdict.as_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+def _expires_at(verdict: Verdict, gate: Gate) -> datetime | None:
+    at = verdict.evaluated_at
+    return at + freshness_bound(gate) if at is not None else None
+
+
+def encode_verdict(verdict: Verdict, gate: Gate) -> bytes:
+    """The decision body (``docs/api.md``) of a fresh ``verdict`` of ``gate`` as UTF-8 JSON."""
+    return encode_body(decision_body(verdict, _expires_at(verdict, gate)))
 
 
 @dataclass
@@ -67,12 +84,8 @@ class _GateRun:
     loaded: LoadedGate
     history: deque[Sample]
     task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class _Published:
-    verdict: Verdict
-    body: bytes
+    # The first sample whose write failed, while writes keep failing.
+    unrecorded_since: datetime | None = None
 
 
 class GateScheduler:
@@ -91,23 +104,37 @@ class GateScheduler:
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrent_samples)
         self._runs: dict[str, _GateRun] = {}
-        self._published: dict[str, _Published] = {}
+        self._published: dict[str, PublishedDecision] = {}
         self._started = False
         catalog.subscribe(self._on_catalog_change)
 
     # -- reads: memory only ------------------------------------------------------------
 
-    def latest(self, gate: str) -> Verdict | None:
+    def current(self, gate: str) -> DecisionView | None:
+        """The gate's decision as a reader may see it now (stale ``no_go`` once expired);
+        None before its first evaluation."""
         published = self._published.get(gate)
-        return published.verdict if published else None
+        return published.view(self._clock.now()) if published is not None else None
+
+    def current_all(self) -> dict[str, DecisionView]:
+        now = self._clock.now()
+        return {name: published.view(now) for name, published in self._published.items()}
+
+    def latest(self, gate: str) -> Verdict | None:
+        view = self.current(gate)
+        return view.verdict if view is not None else None
 
     def latest_body(self, gate: str) -> bytes | None:
-        """``latest(gate)`` already serialised as the decision body JSON."""
-        published = self._published.get(gate)
-        return published.body if published else None
+        """``current(gate)`` already serialised as the decision body JSON."""
+        view = self.current(gate)
+        return view.body if view is not None else None
 
     def latest_all(self) -> dict[str, Verdict]:
-        return {name: published.verdict for name, published in self._published.items()}
+        return {name: view.verdict for name, view in self.current_all().items()}
+
+    def decisions_now(self) -> Mapping[str, Decision]:
+        """Every evaluated gate's decision as read now (``/metrics`` asks at each scrape)."""
+        return {name: view.verdict.decision for name, view in self.current_all().items()}
 
     def history(self, gate: str) -> Sequence[Sample]:
         run = self._runs.get(gate)
@@ -119,11 +146,13 @@ class GateScheduler:
         if self._started:
             return
         self._started = True
+        metrics.watch_decisions(self.decisions_now)
         for loaded in self._catalog.all():
             self._run(loaded, spread=True)
 
     async def stop(self) -> None:
         self._started = False
+        metrics.unwatch_decisions(self.decisions_now)
         tasks = [run.task for run in self._runs.values() if run.task is not None]
         for task in tasks:
             task.cancel()
@@ -194,20 +223,57 @@ class GateScheduler:
                 Steady(0, gate.steady_for),
             )
         self._publish(run, verdict, time.perf_counter() - started)
+        await self._record(run, verdict)
+
+    async def _record(self, run: _GateRun, verdict: Verdict) -> None:
+        """Store the sample, within ``SAMPLE_WRITE_BUDGET``; a failure is logged, counted
+        and ages the published decision (see the module docstring)."""
+        gate = run.loaded.gate
         try:
-            await self._sink.record_gate_sample(gate.name, verdict)
-        except Exception:
-            log.exception("recording a gate sample failed", gate=gate.name)
+            async with asyncio.timeout(SAMPLE_WRITE_BUDGET):
+                await self._sink.record_gate_sample(
+                    gate.name, verdict, expires_at=_expires_at(verdict, gate)
+                )
+        except Exception as fault:
+            log.error(
+                "recording a gate sample failed",
+                gate=gate.name,
+                error=f"{type(fault).__name__}: {fault}",
+            )
+            metrics.sample_write_failed("gate")
+            if run.unrecorded_since is None:
+                run.unrecorded_since = verdict.evaluated_at or self._clock.now()
+                self._refresh(run, verdict)
+            return
+        if run.unrecorded_since is not None:
+            log.info("gate samples are stored again", gate=gate.name)
+            run.unrecorded_since = None
+            self._refresh(run, verdict)
+
+    def _published_decision(self, run: _GateRun, verdict: Verdict) -> PublishedDecision:
+        gate = run.loaded.gate
+        return PublishedDecision(
+            verdict,
+            interval=gate.interval,
+            bound=freshness_bound(gate),
+            unrecorded_since=run.unrecorded_since,
+        )
+
+    def _refresh(self, run: _GateRun, verdict: Verdict) -> None:
+        """Publish ``verdict`` again with its expiry recomputed (no metric, no webhook)."""
+        if self._runs.get(run.loaded.name) is run:
+            self._published[run.loaded.name] = self._published_decision(run, verdict)
 
     def _publish(self, run: _GateRun, verdict: Verdict, duration_s: float) -> None:
         gate = run.loaded.gate
-        previous = self._published.get(gate.name)
-        self._published[gate.name] = _Published(verdict, encode_verdict(verdict))
+        previous_published = self._published.get(gate.name)
+        previous = previous_published.evaluated if previous_published else None
+        self._published[gate.name] = self._published_decision(run, verdict)
         try:
             metrics.observe_evaluation(gate, verdict, duration_s)
         except Exception:
             log.exception("exporting gate metrics failed", gate=gate.name)
-        before = previous.verdict.decision if previous else Decision.NO_GO
+        before = previous.decision if previous else Decision.NO_GO
         if verdict.decision is before:
             return
         metrics.decision_changed(gate.name, verdict.decision)
@@ -218,5 +284,5 @@ class GateScheduler:
             previous=before.value if previous else None,
         )
         self._notifier.decision_changed(
-            gate, verdict, previous=previous.verdict.decision if previous else None
+            gate, verdict, previous=previous.decision if previous else None
         )

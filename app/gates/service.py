@@ -24,7 +24,8 @@ from app.core.db import after_commit, on_rollback
 from app.core.problems import Conflict, Invalid, NotFound
 from app.gates import repository as repo
 from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
-from app.gates.scheduler import GateScheduler, encode_verdict
+from app.gates.freshness import decision_body, encode_body
+from app.gates.scheduler import GateScheduler
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
 from gates.model import GATE_NAME, Gate
@@ -41,19 +42,20 @@ def loaded_or_404(catalog: GateCatalog, name: str) -> LoadedGate:
 
 
 def gate_decision(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
-    verdict = scheduler.latest(loaded.name) or no_sample_verdict(
-        loaded.name, loaded.gate.steady_for
-    )
-    return verdict.as_dict()
+    """The current continuous decision body (stale ``no_go`` once expired), from memory."""
+    view = scheduler.current(loaded.name)
+    if view is not None:
+        return view.as_dict()
+    return decision_body(no_sample_verdict(loaded.name, loaded.gate.steady_for), None)
 
 
 def gate_decision_json(catalog: GateCatalog, scheduler: GateScheduler, name: str) -> bytes:
-    """The current continuous decision body, from memory only."""
+    """``gate_decision`` as UTF-8 JSON bytes."""
     loaded = loaded_or_404(catalog, name)
-    body = scheduler.latest_body(name)
-    if body is not None:
-        return body
-    return encode_verdict(no_sample_verdict(loaded.name, loaded.gate.steady_for))
+    view = scheduler.current(name)
+    if view is not None:
+        return view.body
+    return encode_body(decision_body(no_sample_verdict(loaded.name, loaded.gate.steady_for), None))
 
 
 def gate_summary(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Flagger POSTs ``{"name", "namespace", "phase", "metadata"}`` to a webhook and re
 the status code: 2xx lets the canary advance, anything else counts as a failed check.
 So the answer is 200 only while the gate's current (continuous) decision is ``go``, and
 403 with a problem+json body listing the reasons otherwise. The decision comes from
-memory, like every read: the webhook never calls a probe.
+memory, like every read, through the scheduler's stale-aware view: an expired ``go`` is a
+``no_go`` here too. The webhook never calls a probe.
 
 Flagger's webhooks send no headers of their own, so besides ``Authorization: Bearer`` (a
 proxy may add it) the caller's token is read from ``metadata.token``; any role may ask.
@@ -21,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.auth import TokenAuthenticator, require
 from app.gates.catalog import LoadedGate
-from gates.engine import Decision, Verdict
+from app.gates.freshness import DecisionView
+from gates.engine import Decision
 
 log = structlog.get_logger(__name__)
 
@@ -52,18 +54,19 @@ class KnownGates(Protocol):
     def get(self, name: str) -> LoadedGate | None: ...
 
 
-class LatestVerdicts(Protocol):
-    def latest(self, gate: str) -> Verdict | None: ...
+class CurrentDecisions(Protocol):
+    def current(self, gate: str) -> DecisionView | None: ...
 
 
-def flagger_answer(gate: str, catalog: KnownGates, scheduler: LatestVerdicts) -> JSONResponse:
-    """200 with the decision body on go; 403 problem+json with the reasons otherwise;
-    404 for a gate gonogo does not know."""
+def flagger_answer(gate: str, catalog: KnownGates, scheduler: CurrentDecisions) -> JSONResponse:
+    """200 with the decision body on a fresh go; 403 problem+json with the reasons
+    otherwise (a stale go included); 404 for a gate gonogo does not know."""
     if catalog.get(gate) is None:
         return _problem(404, "Gate not found", f"no gate named {gate!r}")
-    verdict = scheduler.latest(gate)
-    if verdict is not None and verdict.decision is Decision.GO:
-        return JSONResponse(verdict.as_dict())
+    view = scheduler.current(gate)
+    verdict = view.verdict if view is not None else None
+    if view is not None and view.verdict.decision is Decision.GO:
+        return JSONResponse(view.as_dict())
     decision = verdict.decision.value if verdict is not None else Decision.NO_GO.value
     reasons = list(verdict.reasons) if verdict is not None else ["no sample yet"]
     return _problem(

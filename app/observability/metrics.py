@@ -6,11 +6,17 @@ a version, check id, URL or error text.
 A criterion's value series is removed while the criterion has no value (probe error,
 no data, unfilled placeholder), so a dashboard shows a gap rather than a stale number;
 the outcome gauge says why (``inconclusive``).
+
+``gonogo_gate_decision`` is computed at each scrape from the decisions as read then
+(``watch_decisions``: the scheduler's views), so an expired decision shows as ``no_go``
+like on every other read path, even when the gate's loop has stalled and updates nothing.
+A gate no watcher knows shows its last observed evaluation.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,7 +25,9 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from gates.engine import CriterionOutcome, Decision, Verdict
 from gates.model import Gate
@@ -34,11 +42,49 @@ DECISIONS = tuple(d.value for d in Decision)
 OUTCOMES = tuple(o.value for o in CriterionOutcome)
 CHECK_OUTCOMES = (*DECISIONS, "cancelled")
 NOTIFICATION_RESULTS = ("ok", "error", "dropped")
+WRITE_LOOPS = ("gate", "check")
 
-GATE_DECISION = Gauge(
-    "gonogo_gate_decision",
-    "Current continuous decision of a gate: 1 for the current decision, 0 for the others.",
-    ["gate", "decision"],
+DecisionSource = Callable[[], Mapping[str, Decision]]
+
+
+class _GateDecisionCollector(Collector):
+    """``gonogo_gate_decision``, read from the scheduler at scrape time."""
+
+    name = "gonogo_gate_decision"
+    documentation = (
+        "Current continuous decision of a gate (no_go once it is stale):"
+        " 1 for the current decision, 0 for the others."
+    )
+
+    def __init__(self) -> None:
+        self.source: DecisionSource | None = None
+        self.observed: dict[str, Decision] = {}
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["gate", "decision"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["gate", "decision"])
+        source = self.source
+        decisions = {**self.observed, **(source() if source is not None else {})}
+        for gate, current in sorted(decisions.items()):
+            for candidate in DECISIONS:
+                family.add_metric([gate, candidate], 1 if candidate == current.value else 0)
+        yield family
+
+
+GATE_DECISION = _GateDecisionCollector()
+REGISTRY.register(GATE_DECISION)
+LAST_EVALUATION = Gauge(
+    "gonogo_gate_last_evaluation_timestamp_seconds",
+    "When the gate's continuous decision was last evaluated (Unix time).",
+    ["gate"],
+    registry=REGISTRY,
+)
+SAMPLE_WRITE_FAILURES = Counter(
+    "gonogo_sample_write_failures",
+    "Samples that could not be written to the database, by loop (gate or check).",
+    ["loop"],
     registry=REGISTRY,
 )
 CRITERION_VALUE = Gauge(
@@ -111,8 +157,9 @@ def observe_evaluation(gate: Gate, verdict: Verdict, duration_s: float) -> None:
     """Export one continuous evaluation of ``gate``."""
     name = gate.name
     decision = verdict.decision.value
-    for candidate in DECISIONS:
-        GATE_DECISION.labels(name, candidate).set(1 if candidate == decision else 0)
+    GATE_DECISION.observed[name] = verdict.decision
+    if verdict.evaluated_at is not None:
+        LAST_EVALUATION.labels(name).set(verdict.evaluated_at.timestamp())
     EVALUATIONS.labels(name, decision).inc()
     EVALUATION_DURATION.labels(name).observe(max(0.0, duration_s))
 
@@ -143,6 +190,23 @@ def observe_evaluation(gate: Gate, verdict: Verdict, duration_s: float) -> None:
             PROBE_DURATION.labels(probe_type).observe(result.duration_ms / 1000)
 
 
+def watch_decisions(source: DecisionSource) -> None:
+    """Read every gate's current decision from ``source`` at each scrape."""
+    GATE_DECISION.source = source
+
+
+def unwatch_decisions(source: DecisionSource) -> None:
+    if GATE_DECISION.source == source:
+        GATE_DECISION.source = None
+
+
+def sample_write_failed(loop: str) -> None:
+    """A sample could not be written (``loop``: gate or check)."""
+    if loop not in WRITE_LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(WRITE_LOOPS)}")
+    SAMPLE_WRITE_FAILURES.labels(loop).inc()
+
+
 def decision_changed(gate_name: str, decision: Decision | str) -> None:
     DECISION_CHANGES.labels(gate_name, _value(decision)).inc()
 
@@ -170,8 +234,9 @@ def forget_gate(gate_name: str) -> None:
         criteria = _criteria_by_gate.pop(gate_name, set())
     for criterion in criteria:
         _remove_criterion(gate_name, criterion)
+    GATE_DECISION.observed.pop(gate_name, None)
+    _remove(LAST_EVALUATION, gate_name)
     for decision in DECISIONS:
-        _remove(GATE_DECISION, gate_name, decision)
         _remove(EVALUATIONS, gate_name, decision)
         _remove(DECISION_CHANGES, gate_name, decision)
     for outcome in CHECK_OUTCOMES:

@@ -1,9 +1,10 @@
 """The public status page (``GET /``) and its data (``GET /status.json``).
 
 Both show what ``/metrics`` already shows (every gate's decision and criteria) plus the
-running checks, read from memory only: the catalog, the scheduler's latest verdicts and the
-check runner. The page is rendered on the server, so it works without JavaScript; a small
-script then polls ``/status.json`` and redraws it in place.
+running checks, read from memory only: the catalog, the scheduler's current decisions
+(an expired one shows as a stale ``no_go``) and the check runner, whose running checks are
+judged for freshness the same way. The page is rendered on the server, so it works
+without JavaScript; a small script then polls ``/status.json`` and redraws it in place.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.gates.freshness import DecisionView, current_check_body
 from gates.conditions import format_duration
-from gates.engine import Decision, Verdict
+from gates.engine import Decision
 from probes.timefmt import iso
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ _templates = Environment(
 router = APIRouter()
 
 
-class VerdictSource(Protocol):
-    def latest_all(self) -> dict[str, Verdict]: ...
+class DecisionSource(Protocol):
+    def current_all(self) -> dict[str, DecisionView]: ...
 
 
 class RunningChecks(Protocol):
@@ -79,14 +81,15 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:.6g}"
 
 
-def gate_status(loaded: LoadedGate, verdict: Verdict | None) -> dict[str, Any]:
+def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]:
     gate = loaded.gate
     body: dict[str, Any] = (
-        verdict.as_dict()
-        if verdict is not None
+        view.as_dict()
+        if view is not None
         else {
             "decision": Decision.NO_GO.value,
             "evaluated_at": None,
+            "expires_at": None,
             "reasons": ["no sample yet"],
             "steady": {"passes": 0, "needed": gate.steady_for},
             "criteria": [],
@@ -129,15 +132,20 @@ def gate_status(loaded: LoadedGate, verdict: Verdict | None) -> dict[str, Any]:
         "label": label,
         "colour": colour,
         "evaluated_at": body["evaluated_at"],
+        "expires_at": body["expires_at"],
+        "stale": view.stale if view is not None else False,
         "reasons": list(body["reasons"]),
         "steady": {**steady, "text": f"steady {steady['passes']}/{steady['needed']}"},
         "criteria": criteria,
     }
 
 
-def check_status(check: Mapping[str, Any]) -> dict[str, Any]:
-    """A running check as the page shows it; tolerant of fields a check has not got yet."""
+def check_status(check: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
+    """A running check as the page shows it (stale ``no_go`` once its latest decision has
+    expired); tolerant of fields a check has not got yet."""
     latest = check.get("latest") or check.get("decision_body") or {}
+    if isinstance(latest, Mapping):
+        latest = current_check_body(latest, now)
     decision = latest.get("decision") if isinstance(latest, Mapping) else None
     if decision is None and isinstance(check.get("decision"), str):
         decision = check["decision"]
@@ -159,15 +167,17 @@ def check_status(check: Mapping[str, Any]) -> dict[str, Any]:
 
 def status_snapshot(
     catalog: GateCatalog,
-    verdicts: VerdictSource,
+    decisions: DecisionSource,
     checks: RunningChecks | None,
     *,
     now: datetime,
 ) -> dict[str, Any]:
     """Everything the status page shows, from memory only."""
-    latest = verdicts.latest_all()
-    gates = [gate_status(loaded, latest.get(loaded.name)) for loaded in catalog.all()]
-    running = [check_status(c) for c in checks.running_checks()] if checks is not None else []
+    current = decisions.current_all()
+    gates = [gate_status(loaded, current.get(loaded.name)) for loaded in catalog.all()]
+    running = (
+        [check_status(c, now=now) for c in checks.running_checks()] if checks is not None else []
+    )
     summary = {decision: 0 for decision in DECISION_LABELS}
     for gate in gates:
         summary[gate["decision"]] += 1

@@ -100,7 +100,9 @@ class RecordingSink:
         self.samples: list[tuple[str, Verdict]] = []
         self.fail = False
 
-    async def record_gate_sample(self, gate: str, verdict: Verdict) -> None:
+    async def record_gate_sample(
+        self, gate: str, verdict: Verdict, *, expires_at: datetime | None = None
+    ) -> None:
         if self.fail:
             raise RuntimeError("database is down")
         self.samples.append((gate, verdict))

@@ -98,7 +98,15 @@ async def test_gates_list_detail_and_current_decision(service: Service) -> None:
 
     await service.until(go)
     body = (await service.get("/api/v1/gates/portal/decision")).json()
-    assert set(body) == {"gate", "decision", "evaluated_at", "reasons", "steady", "criteria"}
+    assert set(body) == {
+        "gate",
+        "decision",
+        "evaluated_at",
+        "expires_at",
+        "reasons",
+        "steady",
+        "criteria",
+    }
     assert body["criteria"][0]["outcome"] == "pass"
     assert_problem(await service.get("/api/v1/gates/nope/decision"), 404)
     assert_problem(await service.get("/api/v1/gates/nope"), 404)

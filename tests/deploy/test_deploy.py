@@ -259,8 +259,10 @@ def exported_samples() -> dict[str, set[str]]:
         status=MeasurementStatus.OK,
         observed_at=datetime(2026, 11, 24, tzinfo=UTC),
     )
-    verdict = Verdict("metric-names", Decision.GO, None, (), Steady(3, 3), (result,))
+    evaluated_at = datetime(2026, 11, 24, tzinfo=UTC)
+    verdict = Verdict("metric-names", Decision.GO, evaluated_at, (), Steady(3, 3), (result,))
     metrics.observe_evaluation(gate, verdict, 0.01)
+    metrics.sample_write_failed("gate")
     metrics.decision_changed("metric-names", Decision.GO)
     metrics.check_finished("metric-names", "go")
     metrics.set_checks_running("metric-names", 1)

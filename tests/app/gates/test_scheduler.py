@@ -83,7 +83,9 @@ async def test_the_gate_goes_after_steady_for_passing_samples(runtime: Runtime) 
     assert latest is not None and latest.decision is Decision.GO
     assert runtime.decisions("portal") == ["no_go", "no_go", "go"]
     assert runtime.notifier.changes == [("portal", Decision.GO, Decision.NO_GO)]
-    assert runtime.scheduler.latest_body("portal") == encode_verdict(latest)
+    loaded = runtime.catalog.get("portal")
+    assert loaded is not None
+    assert runtime.scheduler.latest_body("portal") == encode_verdict(latest, loaded.gate)
     assert runtime.scheduler.latest_all() == {"portal": latest}
 
 
@@ -272,8 +274,9 @@ async def test_metrics_follow_the_continuous_evaluations(runtime: Runtime) -> No
     await started(runtime)
     await runtime.tick()
 
-    assert metrics.GATE_DECISION.labels("metrics-gate", "go")._value.get() == 1
-    assert metrics.GATE_DECISION.labels("metrics-gate", "no_go")._value.get() == 0
+    decision = metrics.REGISTRY.get_sample_value
+    assert decision("gonogo_gate_decision", {"gate": "metrics-gate", "decision": "go"}) == 1
+    assert decision("gonogo_gate_decision", {"gate": "metrics-gate", "decision": "no_go"}) == 0
     assert metrics.CRITERION_VALUE.labels("metrics-gate", "availability")._value.get() == 1.0
     assert metrics.EVALUATIONS.labels("metrics-gate", "no_go")._value.get() == 1
     assert metrics.EVALUATIONS.labels("metrics-gate", "go")._value.get() == 1

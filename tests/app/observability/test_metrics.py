@@ -46,10 +46,13 @@ def test_every_spec_metric_is_exported_with_its_type(gate_name: str) -> None:
     metrics.check_finished(gate_name, "cancelled")
     metrics.set_checks_running(gate_name, 0)
     metrics.notification_sent("ok")
+    metrics.sample_write_failed("gate")
     body, _ = metrics.render()
     families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
     assert families == {
         "gonogo_gate_decision": "gauge",
+        "gonogo_gate_last_evaluation_timestamp_seconds": "gauge",
+        "gonogo_sample_write_failures": "counter",
         "gonogo_criterion_value": "gauge",
         "gonogo_criterion_outcome": "gauge",
         "gonogo_evaluations": "counter",

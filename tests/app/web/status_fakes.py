@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.core import problems
 from app.core.auth import TokenAuthenticator
 from app.core.settings import load_settings
+from app.gates.freshness import DecisionView, PublishedDecision
 from app.integrations.flagger import router as integrations_router
 from app.web.status_page import router
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
@@ -18,6 +19,7 @@ from gates.model import Gate
 from probes.base import ProbeConfig
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+BOUND = timedelta(seconds=10)
 
 
 def make_gate(name: str = "portal", description: str = "Patient portal blue-green switch") -> Gate:
@@ -97,13 +99,22 @@ class FakeCatalog:
 
 @dataclass
 class FakeScheduler:
+    """Decisions published at their ``evaluated_at`` (2 s interval, 10 s bound), read at
+    ``now`` as the real scheduler reads them."""
+
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    now: datetime = T0
 
-    def latest_all(self) -> dict[str, Verdict]:
-        return dict(self.verdicts)
+    def current_all(self) -> dict[str, DecisionView]:
+        return {name: self._view(v) for name, v in self.verdicts.items()}
 
-    def latest(self, gate: str) -> Verdict | None:
-        return self.verdicts.get(gate)
+    def current(self, gate: str) -> DecisionView | None:
+        verdict = self.verdicts.get(gate)
+        return self._view(verdict) if verdict is not None else None
+
+    def _view(self, verdict: Verdict) -> DecisionView:
+        published = PublishedDecision(verdict, interval=timedelta(seconds=2), bound=BOUND)
+        return published.view(self.now)
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""A check's loop never dies, its deadline holds, and a sign-off never turns it go on a
+stale sample or after its deadline (docs/decisions.md, "Checks past their deadline").
+
+Database faults are injected where the runner writes (``app.checks.repository``), on
+SQLite and PostgreSQL; ``tests/app/test_database_faults.py`` does it with a real server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from app.checks import repository as repo
+from tests.app.conftest import Service
+
+
+class Outage:
+    """Make one repository function fail like an unreachable or locked database."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self.down = True
+        self.failures = 0
+        real = getattr(repo, name)
+
+        async def faulty(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                self.failures += 1
+                raise OperationalError("UPDATE checks", {}, Exception("database is locked"))
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(repo, name, faulty)
+
+
+async def test_a_check_survives_failed_sample_writes_and_still_reaches_go(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outage = Outage(monkeypatch, "update_running_verdict")
+    check = await service.start_check()  # portal: interval 10s, steady_for 2, timeout 60s
+    await service.advance(10)
+    await service.until(lambda: _failed(outage, 1))
+    await service.advance(5)  # the backoff of the supervised loop; it tries again
+    await service.until(lambda: _failed(outage, 2))
+    assert (await service.check(check["id"]))["state"] == "running"
+
+    outage.down = False
+    for _ in range(4):
+        await service.advance(10)
+    final = await service.final(check["id"])
+    assert final["state"] == "final" and final["decision"] == "go"
+
+
+async def test_the_deadline_is_enforced_as_soon_as_gonogo_can_write(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.bench.answers["p"] = 0.97  # fails go (> 99%), no breach: stays no_go
+    check = await service.start_check()  # deadline: 60s after creation
+    samples = Outage(monkeypatch, "update_running_verdict")
+    finals = Outage(monkeypatch, "finish_check")
+    for _ in range(8):  # 80s: the deadline passes while nothing can be written
+        await service.advance(10)
+    await service.until(lambda: _failed(finals, 1))
+    assert (await service.check(check["id"]))["state"] == "running"
+
+    samples.down = finals.down = False
+    await service.advance(10)  # the next retry writes the timeout
+    final = await service.final(check["id"])
+    assert final["decision"] == "no_go"
+    assert final["reasons"][-1] == "timed out after 1m without a go decision"
+
+
+async def test_a_signoff_past_the_deadline_is_refused_with_409(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check = await service.start_check("signed")  # timeout 120s
+    finals = Outage(monkeypatch, "finish_check")  # the runner cannot end it in time
+    for _ in range(13):
+        await service.advance(10)
+    await service.until(lambda: _failed(finals, 1))
+    assert (await service.check(check["id"]))["state"] == "running"
+
+    late = await service.post(
+        f"/api/v1/checks/{check['id']}/signoffs", "approver", json={"signoff": "uat"}
+    )
+    assert late.status_code == 409, late.text
+    assert late.headers["content-type"].startswith("application/problem+json")
+    assert "passed its deadline" in late.json()["detail"]
+    signoffs = (await service.check(check["id"]))["signoffs"]
+    assert signoffs == []
+
+
+async def test_a_signoff_on_a_stale_sample_is_recorded_and_the_go_waits_for_a_fresh_one(
+    service: Service,
+) -> None:
+    check = await service.start_check("signed")  # interval 10s, steady_for 1: bound 30s
+    await service.advance(10)
+    await service.samples_reach(check["id"], 1)
+    service.probe("q").hang()  # the loop stalls on its next sample
+    await service.clock.advance(40)
+
+    path = f"/api/v1/checks/{check['id']}/signoffs"
+    assert (await service.post(path, "approver", json={"signoff": "uat"})).status_code == 201
+    assert (await service.post(path, "admin", json={"signoff": "cso"})).status_code == 201
+
+    async def redecided() -> bool:  # the sign-off's re-decision has run
+        return not service.app.state.checks._background
+
+    await service.until(redecided)
+    current = await service.check(check["id"])
+    assert current["state"] == "running"  # the only sample is 40s old: no go on it
+    assert {s["signoff"] for s in current["signoffs"]} == {"uat", "cso"}
+
+    service.probe("q").release()  # the hung sample answers; a fresh sample decides
+    service.probe("q").answer = 1.0
+    await service.clock.settle()
+    await service.advance(10)
+    final = await service.final(check["id"])
+    assert final["decision"] == "go"
+
+
+async def _failed(outage: Outage, times: int) -> bool:
+    return outage.failures >= times
