@@ -44,7 +44,7 @@ VALID = textwrap.dedent(
     signoffs:
       - {id: uat, description: UAT signed off}
     notify:
-      - {url: "https://ops.example/gonogo", secret_env: GONOGO_WEBHOOK_SECRET}
+      - {url: "https://ops.example/gonogo", secret_env: GONOGO_NOTIFY_WEBHOOK_SECRET}
     """
 )
 
@@ -821,9 +821,11 @@ def test_the_loader_keeps_its_public_names() -> None:
     """The loader is split over several modules; its own names stay importable from it."""
     public = {
         "CHECK_PLACEHOLDERS",
+        "DEFAULT_ENV_POLICY",
         "GATE_FILE_SUFFIXES",
         "MAX_DEFINITION_CHARS",
         "CheckedGate",
+        "EnvPolicy",
         "check_gate_file",
         "check_gate_text",
         "format_loc",

@@ -249,7 +249,7 @@ def test_check_query_wants_a_query_and_flags_keys_it_ignores() -> None:
 def test_a_gate_file_with_a_datadog_probe_validates_and_locates_problems() -> None:
     text = """\
 probes:
-  dd: {type: datadog, site: datadoghq.eu, api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY}
+  dd: {type: datadog, site: datadoghq.eu, api_key_env: GONOGO_PROBE_DD_API_KEY, app_key_env: GONOGO_PROBE_DD_APP_KEY}
 criteria:
   - {name: errors, probe: dd, query: "sum:trace.http.request.errors{env:prod}", go: "< 5"}
   - {name: broken, probe: dd, metric: errors, go: "< 5"}
