@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from app.checks import service as services
 from app.checks.deps import RunnerDep
 from app.checks.schemas import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
-from app.core.deps import Approver, ClockDep, Pipeline, SessionDep, Viewer
+from app.core.deps import Approver, AuthFirstRoute, ClockDep, Pipeline, SessionDep, Viewer
 from app.gates.deps import CatalogDep
 
-router = APIRouter(tags=["checks"])
+router = APIRouter(tags=["checks"], route_class=AuthFirstRoute)
 
 MAX_WAIT_SECONDS = 60
 

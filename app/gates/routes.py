@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import Admin, ClockDep, SessionDep, Viewer
+from app.core.deps import Admin, AuthFirstRoute, ClockDep, SessionDep, Viewer
 from app.core.problems import Invalid
 from app.gates import service as services
 from app.gates.deps import CatalogDep, SchedulerDep
 
-router = APIRouter(prefix="/gates", tags=["gates"])
+router = APIRouter(prefix="/gates", tags=["gates"], route_class=AuthFirstRoute)
 
 _GATE_BODY = {
     "requestBody": {
