@@ -438,9 +438,7 @@ def check_gate_text(
     return CheckedGate(gate, problems.sorted())
 
 
-def check_gate_file(
-    path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
-) -> CheckedGate:
+def check_gate_file(path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY) -> CheckedGate:
     """Validate one gate file; the gate is named after the file's stem."""
     path = Path(path)
     try:

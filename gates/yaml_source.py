@@ -41,8 +41,13 @@ class Document:
     keys: dict[Loc, Mark] = field(default_factory=dict)
 
 
-def _mark_of(node: yaml.Node | yaml.Event) -> Mark:
+def _mark_of(node: yaml.Node) -> Mark:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _event_mark(event: yaml.Event) -> Mark | None:
+    mark = event.start_mark
+    return None if mark is None else (mark.line + 1, mark.column + 1)
 
 
 class LimitExceeded(Exception):
@@ -74,7 +79,7 @@ def _check_events(text: str) -> None:
                 depth += 1
                 if depth > MAX_DEPTH:
                     raise LimitExceeded(
-                        _mark_of(event), f"nested too deeply: deeper than {MAX_DEPTH} levels"
+                        _event_mark(event), f"nested too deeply: deeper than {MAX_DEPTH} levels"
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
@@ -82,19 +87,19 @@ def _check_events(text: str) -> None:
                 aliases += 1
                 if aliases > MAX_ALIASES:
                     raise LimitExceeded(
-                        _mark_of(event), f"too many aliases: more than {MAX_ALIASES} (*name)"
+                        _event_mark(event), f"too many aliases: more than {MAX_ALIASES} (*name)"
                     )
             elif isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
                 merges += 1
                 if merges > MAX_MERGE_KEYS:
                     raise LimitExceeded(
-                        _mark_of(event), f"too many merge keys: more than {MAX_MERGE_KEYS} (<<:)"
+                        _event_mark(event), f"too many merge keys: more than {MAX_MERGE_KEYS} (<<:)"
                     )
             if isinstance(event, yaml.NodeEvent):
                 values += 1
                 if values > MAX_VALUES:
                     raise LimitExceeded(
-                        _mark_of(event), f"too many values: more than {MAX_VALUES}"
+                        _event_mark(event), f"too many values: more than {MAX_VALUES}"
                     )
     except yaml.YAMLError:
         return
@@ -156,8 +161,8 @@ class _Converter:
         sources: list[yaml.Node] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                sources.extend(items)
+                many = isinstance(value_node, yaml.SequenceNode)
+                sources.extend(value_node.value if many else [value_node])
             else:
                 own.append((key_node, value_node))
         merged: list[tuple[yaml.Node, yaml.Node]] = []

@@ -12,11 +12,15 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.auth import Principal, TokenAuthenticator, require
-from app.core.settings import role_rank
 from app.core.clock import Clock
 from app.core.db import Database
+from app.core.settings import role_rank
 
 T = TypeVar("T")
+
+# Row ids are 64-bit signed integers in the database: a larger number names no row, and
+# the database driver would fail on it. Every id a request carries is bounded by this.
+MAX_ROW_ID = 2**63 - 1
 
 
 def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
