@@ -122,6 +122,19 @@ class CheckRequest(BaseModel):
             )
         return value
 
+    @field_validator("version", "environment", "stage")
+    @classmethod
+    def _plain_text(cls, value: str | None) -> str | None:
+        return None if value is None else refuse_unwanted_chars(value)
+
+    @field_validator("vars")
+    @classmethod
+    def _plain_vars(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            refuse_unwanted_chars(key, key=True)
+            refuse_unwanted_chars(item)
+        return value
+
     def timeout_span(self) -> timedelta | None:
         return None if self.timeout is None else parse_duration(self.timeout)
 
