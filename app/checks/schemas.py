@@ -48,7 +48,8 @@ NoControlChars = AfterValidator(refuse_unwanted_chars)
 
 
 def _check_metadata_value(value: Any, path: str, depth: int) -> None:
-    if depth > MAX_METADATA_DEPTH:
+    """``depth``: the number of mappings and lists ``value`` is inside, itself included."""
+    if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
         raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels (at {path})")
     if isinstance(value, dict):
         for key, item in value.items():
