@@ -26,7 +26,7 @@ from gates.placeholders import (
     check_placeholders,
 )
 from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
-from gates.yaml_source import MAX_DEFINITION_CHARS, compose
+from gates.yaml_source import MAX_DEFINITION_CHARS, collector_paused, compose
 from probes.base import ProbeConfig, ProbeFactory
 from probes.registry import UnknownProbeType, probe_type
 
@@ -430,6 +430,13 @@ def check_gate_text(
     text in problems (a file path, or e.g. ``gate portal``); ``env_policy`` says which
     variables its ``*_env`` keys may name (the service passes the operator's).
     """
+    with collector_paused():
+        # The document is freed when _check returns, before the collector resumes: it
+        # would otherwise walk every node of it at once.
+        return _check(text, name, source, env_policy)
+
+
+def _check(text: str, name: str, source: str, env_policy: EnvPolicy) -> CheckedGate:
     problems = Problems(source)
     document = compose(text, problems)
     if document is None:

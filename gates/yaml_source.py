@@ -9,6 +9,10 @@ definition from exhausting the service.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -226,6 +230,37 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     if context and opened is not None and found is not None and opened.line != found.line:
         context += f" (opened at line {opened.line + 1})"
     return "; ".join(p for p in (context, error.problem) if p) or str(error)
+
+
+_paused_lock = threading.Lock()
+_paused_readers = 0
+_collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a definition is read.
+
+    Reading a large definition allocates a few hundred thousand objects, which triggers
+    full collections; each walks the whole heap holding the interpreter lock for 100 ms
+    or more, so the service's event loop stalls even though the reading runs in a worker
+    thread. What is built here holds no reference cycles that outlive it (plain reference
+    counting frees it), so there is nothing for the collector to find; the limits bound
+    how long the pause lasts. Re-entrant across threads: the last reader resumes it.
+    """
+    global _paused_readers, _collector_was_enabled
+    with _paused_lock:
+        if _paused_readers == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _paused_readers += 1
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused_readers -= 1
+            if _paused_readers == 0 and _collector_was_enabled:
+                gc.enable()
 
 
 def too_large(text: str) -> bool:
