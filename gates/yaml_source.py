@@ -151,8 +151,9 @@ class _Converter:
     ) -> list[tuple[yaml.Node, yaml.Node]]:
         """The pairs of ``node`` with its merge keys (``<<: *defaults``) expanded.
 
-        A key written in the mapping wins over a merged one, and an earlier merged mapping
-        over a later one (as YAML's merge rule says). Each merged key is kept once, and
+        A key written in the mapping wins over a merged one, and an earlier mapping of a
+        merge list over a later one (YAML's merge rule); the result is what PyYAML's own
+        merging gives. Each merged key is kept once, and
         each mapping is flattened once, so a chain of merges costs the number of distinct
         keys, not two to the power of its length.
         """
@@ -162,13 +163,16 @@ class _Converter:
         if depth > MAX_DEPTH:
             raise LimitExceeded(_mark_of(node), f"merge keys nested deeper than {MAX_DEPTH}")
         own: list[tuple[yaml.Node, yaml.Node]] = []
-        sources: list[yaml.Node] = []
+        groups: list[list[yaml.Node]] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 many = isinstance(value_node, yaml.SequenceNode)
-                sources.extend(value_node.value if many else [value_node])
+                groups.append(value_node.value if many else [value_node])
             else:
                 own.append((key_node, value_node))
+        # Of two merge keys the later wins (as PyYAML reads them); within one list of
+        # mappings the earlier does.
+        sources = [source for group in reversed(groups) for source in group]
         merged: list[tuple[yaml.Node, yaml.Node]] = []
         seen = {str(key.value) for key, _ in own if isinstance(key, yaml.ScalarNode)}
         for source in sources:
