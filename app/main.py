@@ -81,7 +81,9 @@ def create_app(
             db = Database(settings.database_url)
             stack.push_async_callback(db.dispose)
             catalog = GateCatalog(
-                gates_dir=settings.gates_dir, probe_builder=probe_builder or build_probe
+                gates_dir=settings.gates_dir,
+                probe_builder=probe_builder or build_probe,
+                env_policy=settings.env_policy(),
             )
             stack.push_async_callback(catalog.aclose)
             catalog.subscribe(lambda _name, loaded: redactor.add(_probe_secrets(loaded)))

@@ -10,6 +10,7 @@ and criteria and is the entry point.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from gates.placeholders import (
     check_quoting,
 )
 from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
-from gates.yaml_source import MAX_DEFINITION_CHARS, compose
+from gates.yaml_source import MAX_DEFINITION_CHARS, collector_paused, compose
 from probes.base import ProbeConfig, ProbeFactory
 from probes.registry import UnknownProbeType, probe_type
 
@@ -61,6 +62,35 @@ _SECRET_HEADERS = frozenset(
         "x-auth-token",
     }
 )
+
+
+@dataclass(frozen=True)
+class EnvPolicy:
+    """Which environment variables a gate's ``*_env`` keys may name (docs/operations.md).
+
+    ``allow`` holds names or globs (``GONOGO_PROBE_*``); ``reserved`` the service's own
+    settings, which no gate may read whatever ``allow`` says. Names are compared without
+    regard to case, as the settings themselves are read.
+    """
+
+    allow: tuple[str, ...] = ("GONOGO_PROBE_*", "GONOGO_NOTIFY_*")
+    reserved: frozenset[str] = frozenset(
+        {"GONOGO_TOKENS", "GONOGO_DATABASE_URL", "GONOGO_ENV_ALLOW"}
+    )
+    setting: str = "GONOGO_ENV_ALLOW"
+
+    def refusal(self, name: str) -> str | None:
+        """Why a gate may not read the variable ``name``; ``None`` when it may."""
+        upper = name.upper()
+        if upper in {r.upper() for r in self.reserved}:
+            return f"{name} is one of gonogo's own settings; a gate may never read it"
+        if any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in self.allow):
+            return None
+        allowed = ", ".join(self.allow) or "nothing"
+        return f"{name} is not allowed by {self.setting} (it allows {allowed})"
+
+
+DEFAULT_ENV_POLICY = EnvPolicy()
 
 
 class CheckedGate(NamedTuple):
@@ -133,6 +163,30 @@ def _check_headers(raw: Any, location: Loc, problems: Problems) -> None:
                 "set token_env: NAME (or the probe's other *_env key) instead",
                 at_key=True,
             )
+
+
+def _check_env_names(raw: Any, location: Loc, policy: EnvPolicy, problems: Problems) -> None:
+    """Every ``*_env`` key under ``raw`` (a probe or a notify target) names a variable
+    ``policy`` allows: a gate that could name any variable could send the server's own
+    secrets to a URL of its choosing."""
+    if isinstance(raw, Mapping):
+        for key, value in raw.items():
+            at: Loc = (*location, str(key))
+            if str(key).endswith("_env") and isinstance(value, str):
+                refusal = policy.refusal(value)
+                if refusal is not None:
+                    example = "GONOGO_PROBE_" if location[:1] == ("probes",) else "GONOGO_NOTIFY_"
+                    problems.add(
+                        at,
+                        refusal,
+                        f"name a variable {policy.setting} allows, e.g. {example}"
+                        f"{str(key).removesuffix('_env').upper()}",
+                    )
+            else:
+                _check_env_names(value, at, policy, problems)
+    elif isinstance(raw, list):
+        for index, item in enumerate(raw):
+            _check_env_names(item, (*location, index), policy, problems)
 
 
 @dataclass
@@ -311,7 +365,7 @@ def _check_signoff_ids(raw: Any, problems: Problems) -> None:
             seen.add(signoff_id)
 
 
-def _validate(data: Any, name: str, problems: Problems) -> Gate | None:
+def _validate(data: Any, name: str, policy: EnvPolicy, problems: Problems) -> Gate | None:
     if not isinstance(data, Mapping):
         kind = "a list" if isinstance(data, list) else f"a single value ({type(data).__name__})"
         problems.add(
@@ -340,6 +394,8 @@ def _validate(data: Any, name: str, problems: Problems) -> Gate | None:
         else []
     )
     probes = _check_probes(data.get("probes"), problems)
+    _check_env_names(data.get("probes"), ("probes",), policy, problems)
+    _check_env_names(data.get("notify"), ("notify",), policy, problems)
     criteria = _check_criteria(data.get("criteria"), probes, declared_vars, problems)
     _check_list_items(data.get("signoffs"), "signoffs", Signoff, problems)
     _check_list_items(data.get("notify"), "notify", Notify, problems, secrets=True)
@@ -369,21 +425,31 @@ def _validate(data: Any, name: str, problems: Problems) -> Gate | None:
 # -- public API ----------------------------------------------------------------------------
 
 
-def check_gate_text(text: str, *, name: str, source: str) -> CheckedGate:
+def check_gate_text(
+    text: str, *, name: str, source: str, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
+) -> CheckedGate:
     """Validate a gate definition (YAML, or JSON) and return the gate and every problem.
 
     ``name`` is the gate's name (a file's stem, or the API path); ``source`` names the
-    text in problems (a file path, or e.g. ``gate portal``).
+    text in problems (a file path, or e.g. ``gate portal``); ``env_policy`` says which
+    variables its ``*_env`` keys may name (the service passes the operator's).
     """
+    with collector_paused():
+        # The document is freed when _check returns, before the collector resumes: it
+        # would otherwise walk every node of it at once.
+        return _check(text, name, source, env_policy)
+
+
+def _check(text: str, name: str, source: str, env_policy: EnvPolicy) -> CheckedGate:
     problems = Problems(source)
     document = compose(text, problems)
     if document is None:
         return CheckedGate(None, problems.sorted())
-    gate = _validate(document.data, name, problems)
+    gate = _validate(document.data, name, env_policy, problems)
     return CheckedGate(gate, problems.sorted())
 
 
-def check_gate_file(path: Path | str) -> CheckedGate:
+def check_gate_file(path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY) -> CheckedGate:
     """Validate one gate file; the gate is named after the file's stem."""
     path = Path(path)
     try:
@@ -395,25 +461,29 @@ def check_gate_file(path: Path | str) -> CheckedGate:
     except OSError as unreadable:
         reason = unreadable.strerror or type(unreadable).__name__
         return CheckedGate(None, [GateProblem(str(path), None, None, (), f"cannot read: {reason}")])
-    return check_gate_text(text, name=path.stem, source=str(path))
+    return check_gate_text(text, name=path.stem, source=str(path), env_policy=env_policy)
 
 
-def gate_file_problems(path: Path | str) -> list[GateProblem]:
+def gate_file_problems(
+    path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
+) -> list[GateProblem]:
     """Every problem of one gate file (empty when it is valid)."""
-    return check_gate_file(path).problems
+    return check_gate_file(path, env_policy=env_policy).problems
 
 
-def load_gate_text(text: str, *, name: str, source: str) -> Gate:
+def load_gate_text(
+    text: str, *, name: str, source: str, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
+) -> Gate:
     """The gate defined by ``text``; raises ``GateFileError`` listing every problem."""
-    gate, problems = check_gate_text(text, name=name, source=source)
+    gate, problems = check_gate_text(text, name=name, source=source, env_policy=env_policy)
     if gate is None or problems:
         raise GateFileError(problems or [GateProblem(source, None, None, (), "invalid gate")])
     return gate
 
 
-def load_gate_file(path: Path | str) -> Gate:
+def load_gate_file(path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY) -> Gate:
     """The gate in one file; raises ``GateFileError`` listing every problem."""
-    gate, problems = check_gate_file(path)
+    gate, problems = check_gate_file(path, env_policy=env_policy)
     if gate is None or problems:
         raise GateFileError(problems or [GateProblem(str(path), None, None, (), "invalid gate")])
     return gate
@@ -428,7 +498,9 @@ def gate_files(directory: Path) -> list[Path]:
     )
 
 
-def load_gate_dir(directory: Path | str) -> tuple[dict[str, Gate], list[GateProblem]]:
+def load_gate_dir(
+    directory: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
+) -> tuple[dict[str, Gate], list[GateProblem]]:
     """Every valid gate of a directory by name, and every problem of every file."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -450,7 +522,7 @@ def load_gate_dir(directory: Path | str) -> tuple[dict[str, Gate], list[GateProb
             )
             continue
         sources[path.stem] = path
-        gate, found = check_gate_file(path)
+        gate, found = check_gate_file(path, env_policy=env_policy)
         problems.extend(found)
         if gate is not None:
             gates[gate.name] = gate
@@ -459,9 +531,11 @@ def load_gate_dir(directory: Path | str) -> tuple[dict[str, Gate], list[GateProb
 
 __all__ = [
     "CHECK_PLACEHOLDERS",
+    "DEFAULT_ENV_POLICY",
     "GATE_FILE_SUFFIXES",
     "MAX_DEFINITION_CHARS",
     "CheckedGate",
+    "EnvPolicy",
     "check_gate_file",
     "check_gate_text",
     "format_loc",

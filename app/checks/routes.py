@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from app.checks import service as services
 from app.checks.deps import RunnerDep
 from app.checks.schemas import CancelRequest, CheckRequest, ManualDecisionRequest, SignoffRequest
-from app.core.deps import Approver, ClockDep, Pipeline, SessionDep, Viewer
+from app.core.deps import (
+    MAX_ROW_ID,
+    Approver,
+    AuthFirstRoute,
+    ClockDep,
+    Pipeline,
+    SessionDep,
+    Viewer,
+)
+from app.core.problems import NotFound
 from app.gates.deps import CatalogDep
 
-router = APIRouter(tags=["checks"])
+router = APIRouter(tags=["checks"], route_class=AuthFirstRoute)
 
 MAX_WAIT_SECONDS = 60
+_CHECK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+async def _check_id(check_id: str) -> str:
+    """The path's check id; an id no check can have (a NUL, a surrogate, 65 characters)
+    is a 404 before it reaches the database, which might refuse it with an error."""
+    if not _CHECK_ID.fullmatch(check_id):
+        raise NotFound(f"no check with id {check_id!r}")
+    return check_id
+
+
+CheckId = Annotated[str, Depends(_check_id)]
 
 
 @router.post(
@@ -63,7 +85,7 @@ async def start_check(
 
 @router.get("/checks/{check_id}", summary="A check; with wait, long-polls until it is final")
 async def get_check(
-    check_id: str,
+    check_id: CheckId,
     session: SessionDep,
     runner: RunnerDep,
     clock: ClockDep,
@@ -83,7 +105,7 @@ async def list_checks(
     session: SessionDep,
     clock: ClockDep,
     _: Viewer,
-    gate: Annotated[str | None, Query(max_length=63)] = None,
+    gate: Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$")] = None,
     state: Literal["running", "final", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -96,7 +118,7 @@ async def list_checks(
     status_code=201,
 )
 async def add_signoff(
-    check_id: str,
+    check_id: CheckId,
     payload: SignoffRequest,
     session: SessionDep,
     catalog: CatalogDep,
@@ -120,7 +142,7 @@ async def add_signoff(
     summary="Decide a check by hand with a reason (approver: no_go, rollback; admin: go)",
 )
 async def decide_check(
-    check_id: str,
+    check_id: CheckId,
     payload: ManualDecisionRequest,
     session: SessionDep,
     catalog: CatalogDep,
@@ -141,7 +163,7 @@ async def decide_check(
 
 @router.post("/checks/{check_id}/cancel", summary="Cancel a running check (pipeline)")
 async def cancel_check(
-    check_id: str,
+    check_id: CheckId,
     session: SessionDep,
     runner: RunnerDep,
     clock: ClockDep,
@@ -160,10 +182,12 @@ async def cancel_check(
 
 @router.get("/checks/{check_id}/events", summary="The check's audit trail, oldest first")
 async def check_events(
-    check_id: str,
+    check_id: CheckId,
     session: SessionDep,
     _: Viewer,
-    after: Annotated[int | None, Query(ge=0, description="the last event id already seen")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ROW_ID, description="the last event id already seen")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     return await services.check_events(session, check_id=check_id, after=after, limit=limit)

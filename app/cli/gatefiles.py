@@ -16,9 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from app.cli.options import VarError, check_vars_used, parse_vars
+from app.core.settings import SettingsError, env_policy_from_environment
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
 from gates.errors import GateProblem, count_of
-from gates.loader import check_gate_file, gate_files
+from gates.loader import EnvPolicy, check_gate_file, gate_files
 from gates.model import Gate
 from gates.placeholders import gate_placeholders
 from gates.sampler import placeholder_values, take_sample
@@ -73,6 +74,15 @@ def _same_gate_twice(files: Sequence[Path]) -> dict[Path, str]:
     return clashes
 
 
+def _env_policy(exit_code: int) -> EnvPolicy:
+    """The variables gates may name, from ``GONOGO_ENV_ALLOW`` as the server reads it."""
+    try:
+        return env_policy_from_environment()
+    except SettingsError as bad:
+        typer.echo(f"error: {bad}", err=True)
+        raise typer.Exit(exit_code) from None
+
+
 def _count(number: int, singular: str, plural: str | None = None) -> str:
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
@@ -90,6 +100,7 @@ def validate(
     ),
 ) -> None:
     """Validate gate files: every problem with file:line:col and a hint. Exit 1 if any."""
+    policy = _env_policy(EXIT_NOT_GO)
     files, errors = _expand(paths)
     for error in errors:
         typer.echo(error)
@@ -100,7 +111,7 @@ def validate(
         if file.resolve() in seen:
             continue
         seen.add(file.resolve())
-        gate, problems = check_gate_file(file)
+        gate, problems = check_gate_file(file, env_policy=policy)
         if file in clashes:
             problems = [*problems, GateProblem(str(file), None, None, (), clashes[file])]
         if gate is not None and not problems:
@@ -217,7 +228,7 @@ def evaluate(
     if not gate_file.is_file():
         typer.echo(f"error: {gate_file}: no such file", err=True)
         raise typer.Exit(EXIT_ERROR)
-    gate, problems = check_gate_file(gate_file)
+    gate, problems = check_gate_file(gate_file, env_policy=_env_policy(EXIT_ERROR))
     if gate is None or problems:
         for problem in problems:
             typer.echo(str(problem), err=True)

@@ -53,7 +53,7 @@ def _check_gates_dir(settings: Settings) -> None:
         raise _fail(f"GONOGO_GATES_DIR {settings.gates_dir} is not a directory")
 
     async def load() -> None:
-        catalog = GateCatalog(gates_dir=settings.gates_dir)
+        catalog = GateCatalog(gates_dir=settings.gates_dir, env_policy=settings.env_policy())
         try:
             catalog.load_files()
         finally:

@@ -77,6 +77,10 @@ class Conflict(Problem):
     status, title = 409, "Conflict"
 
 
+class TooLarge(Problem):
+    status, title = 413, "Content too large"
+
+
 class Invalid(Problem):
     status, title = 422, "Unprocessable content"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gates.conditions import ConditionError, parse_duration
 from gates.errors import count_of
+from gates.loader import EnvPolicy
 
 Role = Literal["viewer", "pipeline", "approver", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "pipeline", "approver", "admin")
@@ -72,6 +75,22 @@ def parse_tokens(text: str) -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
+DEFAULT_ENV_ALLOW = ("GONOGO_PROBE_*", "GONOGO_NOTIFY_*")
+ENV_ALLOW_VARIABLE = ENV_PREFIX + "ENV_ALLOW"
+_ENV_GLOB = re.compile(r"^[A-Za-z0-9_*?]+$")
+
+
+def parse_env_allow(text: str) -> tuple[str, ...]:
+    """``GONOGO_ENV_ALLOW``: comma-separated variable names or globs (``*``, ``?``)."""
+    patterns = tuple(part.strip() for part in text.split(",") if part.strip())
+    for pattern in patterns:
+        if not _ENV_GLOB.match(pattern):
+            raise ValueError(
+                f"{pattern!r} is not a variable name or glob (letters, digits, _, * and ?)"
+            )
+    return patterns
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -82,6 +101,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     log_format: Literal["json", "console"] = "json"
     sample_retention: Annotated[timedelta, NoDecode] = timedelta(days=7)
+    env_allow: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ENV_ALLOW
+
+    @field_validator("env_allow", mode="before")
+    @classmethod
+    def _parse_env_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_env_allow(value)
+        return value
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -135,6 +162,10 @@ class Settings(BaseSettings):
         except ValueError:
             return False
 
+    def env_policy(self) -> EnvPolicy:
+        """Which variables gates may read: ``GONOGO_ENV_ALLOW``, never a setting."""
+        return env_policy(self.env_allow)
+
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for the log redaction."""
         secrets = [token.secret.get_secret_value() for token in self.tokens]
@@ -142,6 +173,31 @@ class Settings(BaseSettings):
         if password:
             secrets.append(password)
         return secrets
+
+
+def reserved_variables() -> frozenset[str]:
+    """Every variable gonogo reads as a setting: no gate may name one in ``*_env``."""
+    return frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+
+
+def env_policy(allow: tuple[str, ...] = DEFAULT_ENV_ALLOW) -> EnvPolicy:
+    return EnvPolicy(
+        allow=allow,
+        reserved=EnvPolicy.reserved | reserved_variables(),
+        setting=ENV_ALLOW_VARIABLE,
+    )
+
+
+def env_policy_from_environment() -> EnvPolicy:
+    """The policy from ``GONOGO_ENV_ALLOW`` alone, for commands that need no other setting
+    (``gonogo validate``); raises ``SettingsError`` on a bad value."""
+    found = [value for name, value in os.environ.items() if name.upper() == ENV_ALLOW_VARIABLE]
+    if not found:
+        return env_policy()
+    try:
+        return env_policy(parse_env_allow(found[0]))
+    except ValueError as bad:
+        raise SettingsError(f"invalid settings: {ENV_ALLOW_VARIABLE}: {bad}") from None
 
 
 def _url_password(url: str) -> str | None:

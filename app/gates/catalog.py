@@ -26,7 +26,7 @@ import structlog
 
 from app.core.logging import redactor
 from gates.errors import GateFileError, count_of
-from gates.loader import load_gate_text
+from gates.loader import DEFAULT_ENV_POLICY, EnvPolicy, load_gate_text
 from gates.model import Gate
 from gates.sampler import probe_budget
 from probes.base import Probe, ProbeConfig, declared_secrets
@@ -117,10 +117,13 @@ class GateCatalog:
         gates_dir: Path | None,
         probe_builder: ProbeBuilder = build_probe,
         close_grace: float | None = None,
+        env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
     ) -> None:
         """``close_grace``: seconds before a replaced gate's probes are closed (default:
-        the longest time one of them may take to answer, all tries included)."""
+        the longest time one of them may take to answer, all tries included);
+        ``env_policy``: the variables gates may name in ``*_env`` keys."""
         self._gates_dir = gates_dir
+        self._env_policy = env_policy
         self._build_probe = probe_builder
         self._close_grace = close_grace
         self._gates: dict[str, LoadedGate] = {}
@@ -172,7 +175,7 @@ class GateCatalog:
                 continue
             try:
                 text = path.read_text(encoding="utf-8")
-                gate = load_gate_text(text, name=path.stem, source=str(path))
+                gate = self._parse(text, path.stem, str(path))
             except GateFileError as invalid:
                 scan.problems.extend(str(p) for p in invalid.problems)
                 continue
@@ -232,10 +235,27 @@ class GateCatalog:
 
         Raises ``GateFileError`` (invalid definition) or ``GateReadOnly`` (file-defined).
         """
+        self._refuse_file_gate(name)
+        return self._put_api_parsed(name, text, self._parse(text, name, f"gate {name}"))
+
+    async def aput_api_gate(self, name: str, text: str) -> LoadedGate:
+        """``put_api_gate`` with the parsing off the event loop (the loader's limits bound
+        its work, since a thread cannot be cancelled)."""
+        self._refuse_file_gate(name)
+        gate = await asyncio.to_thread(self._parse, text, name, f"gate {name}")
+        return self._put_api_parsed(name, text, gate)
+
+    def _parse(self, text: str, name: str, source: str) -> Gate:
+        return load_gate_text(text, name=name, source=source, env_policy=self._env_policy)
+
+    def _refuse_file_gate(self, name: str) -> None:
         current = self._gates.get(name)
         if current is not None and current.source == "file":
             raise GateReadOnly(name, current.path)
-        gate = load_gate_text(text, name=name, source=f"gate {name}")
+
+    def _put_api_parsed(self, name: str, text: str, gate: Gate) -> LoadedGate:
+        self._refuse_file_gate(name)  # again: a reload may have run while it was parsed
+        current = self._gates.get(name)
         if current is not None and current.version == definition_version(text):
             return current
         try:

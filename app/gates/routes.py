@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.core.deps import Admin, ClockDep, SessionDep, Viewer
+from app.core.deps import MAX_ROW_ID, Admin, AuthFirstRoute, ClockDep, SessionDep, Viewer
 from app.core.problems import Invalid
 from app.gates import service as services
 from app.gates.deps import CatalogDep, SchedulerDep
 
-router = APIRouter(prefix="/gates", tags=["gates"])
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit also accepts '²'
+
+
+def _utc_instant(value: datetime | None, field: str) -> datetime | None:
+    """``value`` in UTC; 422 naming ``field`` when it has no zone or leaves the calendar
+    in UTC (``0001-01-01T00:00:00+14:00``)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise Invalid(
+            f"{field} needs a time zone",
+            errors=[{"loc": ["query", field], "msg": "give a zone, e.g. 2026-11-24T10:00:00Z"}],
+        )
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(
+            f"{field} is out of range",
+            errors=[{"loc": ["query", field], "msg": "give an instant between years 1 and 9999"}],
+        ) from None
+
+
+router = APIRouter(prefix="/gates", tags=["gates"], route_class=AuthFirstRoute)
 
 _GATE_BODY = {
     "requestBody": {
@@ -112,10 +135,11 @@ async def gate_samples(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    if since is not None and since.tzinfo is None:
+    since = _utc_instant(since, "since")
+    if cursor is not None and not (_DIGITS.fullmatch(cursor) and int(cursor) <= MAX_ROW_ID):
         raise Invalid(
-            "since needs a time zone",
-            errors=[{"loc": ["query", "since"], "msg": "give a zone, e.g. 2026-11-24T10:00:00Z"}],
+            "bad cursor",
+            errors=[{"loc": ["query", "cursor"], "msg": "use next_cursor from the previous page"}],
         )
     return await services.gate_samples(
         session, catalog, name=gate, since=since, cursor=cursor, limit=limit

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.auth import Principal
 from app.core.clock import Clock
 from app.core.db import after_commit, on_rollback
-from app.core.problems import Conflict, Invalid, NotFound
+from app.core.problems import Conflict, Invalid, NotFound, TooLarge
 from app.gates import repository as repo
 from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
 from app.gates.freshness import decision_body, encode_body
@@ -29,6 +29,7 @@ from app.gates.scheduler import GateScheduler
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
 from gates.model import GATE_NAME, Gate
+from gates.yaml_source import MAX_DEFINITION_CHARS, too_large
 from probes.client import is_sensitive_header
 
 REDACTED = "[redacted]"
@@ -206,11 +207,19 @@ async def put_gate(
     principal: Principal,
     clock: Clock,
 ) -> tuple[dict[str, Any], bool]:
-    """Create or replace an API-defined gate; returns its body and whether it is new."""
+    """Create or replace an API-defined gate; returns its body and whether it is new.
+
+    The definition is parsed off the event loop, so a large one delays no other request.
+    """
     _check_gate_name(name)
+    if too_large(text):
+        raise TooLarge(
+            f"the gate definition is larger than {MAX_DEFINITION_CHARS} characters",
+            errors=[{"loc": ["body"], "msg": "split it into several gates"}],
+        )
     previous = catalog.get(name)
     try:
-        loaded = catalog.put_api_gate(name, text)
+        loaded = await catalog.aput_api_gate(name, text)
     except GateReadOnly as read_only:
         raise Conflict(str(read_only)) from None
     except GateFileError as invalid:

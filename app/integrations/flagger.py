@@ -9,18 +9,23 @@ memory, like every read, through the scheduler's stale-aware view: an expired ``
 
 Flagger's webhooks send no headers of their own, so besides ``Authorization: Bearer`` (a
 proxy may add it) the caller's token is read from ``metadata.token``; any role may ask.
+The caller is authenticated before the body is validated: a body that is not even JSON,
+or has no token, gets 401 like a missing header, and only a valid token learns why a
+body is invalid.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.core.auth import TokenAuthenticator, require
+from app.core.problems import Invalid, validation_errors
 from app.gates.catalog import LoadedGate
 from app.gates.freshness import DecisionView
 from gates.engine import Decision
@@ -86,10 +91,18 @@ def flagger_answer(gate: str, catalog: KnownGates, scheduler: CurrentDecisions) 
         403: {"description": "the decision is no_go or rollback (reasons in the body)"},
         404: {"description": "unknown gate"},
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FlaggerWebhook.model_json_schema()}},
+        }
+    },
 )
-async def flagger_webhook(gate: str, payload: FlaggerWebhook, request: Request) -> JSONResponse:
+async def flagger_webhook(gate: str, request: Request) -> JSONResponse:
     state = request.app.state
-    _authorize(state.authenticator, request.headers.get("authorization"), payload)
+    raw = await request.body()
+    _authorize(state.authenticator, request.headers.get("authorization"), _body_token(raw))
+    payload = _payload(raw)
     answer = flagger_answer(gate, state.catalog, state.scheduler)
     log.info(
         "flagger webhook",
@@ -101,10 +114,30 @@ async def flagger_webhook(gate: str, payload: FlaggerWebhook, request: Request) 
     return answer
 
 
+def _body_token(raw: bytes) -> str | None:
+    """``metadata.token`` of the body, if the body is JSON that has one; nothing else
+    about the body is judged before the caller is known."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    token = metadata.get("token") if isinstance(metadata, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def _payload(raw: bytes) -> FlaggerWebhook:
+    try:
+        return FlaggerWebhook.model_validate_json(raw)
+    except ValidationError as invalid:
+        errors = [{**e, "loc": ["body", *e["loc"]]} for e in validation_errors(invalid.errors())]
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
+        raise Invalid(f"the request is invalid: {fields}", errors=errors) from None
+
+
 def _authorize(
-    authenticator: TokenAuthenticator, authorization: str | None, payload: FlaggerWebhook
+    authenticator: TokenAuthenticator, authorization: str | None, token: str | None
 ) -> None:
-    token = payload.metadata.get("token")
     if not authorization and token:
         authorization = f"Bearer {token}"
     require(authenticator.authenticate(authorization), "viewer", action="reading")

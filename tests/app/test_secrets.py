@@ -97,13 +97,13 @@ async def test_no_secret_in_any_response_or_log_line(
     captured_logs: io.StringIO,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("GONOGO_TEST_PROM_TOKEN", PROBE_SECRET)
+    monkeypatch.setenv("GONOGO_PROBE_TEST_PROM_TOKEN", PROBE_SECRET)
     gates = tmp_path / "gates"
     gates.mkdir()
     (gates / "guarded.yaml").write_text(
         "interval: 5s\nsteady_for: 1\ntimeout: 20s\n"
         f"probes:\n  prom: {{type: prometheus, url: '{echoing_prometheus}',"
-        " token_env: GONOGO_TEST_PROM_TOKEN, retries: 0, timeout: 2}\n"
+        " token_env: GONOGO_PROBE_TEST_PROM_TOKEN, retries: 0, timeout: 2}\n"
         "criteria:\n  - {name: errors, probe: prom, query: 'up', go: '< 1%'}\n"
     )
     clock = ManualClock()

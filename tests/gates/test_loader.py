@@ -8,12 +8,16 @@ from typing import Any, ClassVar
 
 import pytest
 import typer
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import gates.loader
 from app.cli import gatefiles
 from gates.errors import GateFileError, GateProblem, format_loc, loc
 from gates.loader import (
+    EnvPolicy,
     check_gate_text,
     gate_file_problems,
     load_gate_dir,
@@ -47,7 +51,7 @@ VALID = textwrap.dedent(
     signoffs:
       - {id: uat, description: UAT signed off}
     notify:
-      - {url: "https://ops.example/gonogo", secret_env: GONOGO_WEBHOOK_SECRET}
+      - {url: "https://ops.example/gonogo", secret_env: GONOGO_NOTIFY_WEBHOOK_SECRET}
     """
 )
 
@@ -828,9 +832,11 @@ def test_the_loader_keeps_its_public_names() -> None:
     """The loader is split over several modules; its own names stay importable from it."""
     public = {
         "CHECK_PLACEHOLDERS",
+        "DEFAULT_ENV_POLICY",
         "GATE_FILE_SUFFIXES",
         "MAX_DEFINITION_CHARS",
         "CheckedGate",
+        "EnvPolicy",
         "check_gate_file",
         "check_gate_text",
         "format_loc",
@@ -954,3 +960,202 @@ def test_validate_reports_overflow_and_booleans_without_a_traceback(tmp_path: Pa
     assert "Traceback" not in result.output
     assert f"{path}:8:13: criteria[0].window: bad duration" in result.output
     assert f"{path}:10:13: steady_for:" in result.output
+
+
+# -- environment variables a gate may name ------------------------------------------------
+
+ENV_GATE = """\
+probes:
+  prom: {type: prometheus, url: "http://prometheus:9090", token_env: %s}
+criteria:
+  - {name: up, probe: prom, query: up, go: "> 0"}
+notify:
+  - {url: "https://ops.example/hook", secret_env: %s}
+"""
+SETTINGS_NAMES = ("GONOGO_TOKENS", "GONOGO_DATABASE_URL", "GONOGO_ENV_ALLOW")
+
+
+def env_problems(token_env: str, secret_env: str, policy: EnvPolicy | None = None) -> list[str]:
+    kwargs = {"env_policy": policy} if policy is not None else {}
+    _, problems = check_gate_text(
+        ENV_GATE % (token_env, secret_env), name="g", source="g.yaml", **kwargs
+    )
+    return [f"{p.line}:{p.col} {format_loc(p.loc)}: {p.message} ({p.hint})" for p in problems]
+
+
+def test_by_default_gates_name_only_gonogo_probe_and_notify_variables() -> None:
+    assert env_problems("GONOGO_PROBE_PROM_TOKEN", "GONOGO_NOTIFY_HOOK_SECRET") == []
+    assert env_problems("PROM_TOKEN", "HOOK_SECRET") == [
+        "2:70 probes.prom.token_env: PROM_TOKEN is not allowed by GONOGO_ENV_ALLOW (it allows"
+        " GONOGO_PROBE_*, GONOGO_NOTIFY_*) (name a variable GONOGO_ENV_ALLOW allows, e.g."
+        " GONOGO_PROBE_TOKEN)",
+        "6:51 notify[0].secret_env: HOOK_SECRET is not allowed by GONOGO_ENV_ALLOW (it allows"
+        " GONOGO_PROBE_*, GONOGO_NOTIFY_*) (name a variable GONOGO_ENV_ALLOW allows, e.g."
+        " GONOGO_NOTIFY_SECRET)",
+    ]
+
+
+@given(
+    name=st.sampled_from(SETTINGS_NAMES),
+    flips=st.lists(st.booleans(), min_size=30, max_size=30),
+    allow=st.lists(st.sampled_from(["*", "GONOGO_*", "GONOGO_TOKENS", "G*", "*_URL"]), max_size=3),
+)
+def test_no_allow_list_lets_a_gate_read_gonogos_own_settings(
+    name: str, flips: list[bool], allow: list[str]
+) -> None:
+    """Whatever the operator allows and however the name is cased (settings are read
+    without regard to case), a gate never names one of gonogo's own settings."""
+    cased = "".join(c.lower() if flip else c for c, flip in zip(name, flips, strict=False))
+    policy = EnvPolicy(allow=tuple(allow))
+    assert policy.refusal(cased) is not None
+    problems = env_problems(cased, cased, policy)
+    assert len(problems) == 2
+    assert all("one of gonogo's own settings" in p for p in problems)
+
+
+@given(st.from_regex(r"[A-Z][A-Z0-9_]{0,20}", fullmatch=True))
+def test_a_variable_is_readable_exactly_when_the_allow_list_matches_it(name: str) -> None:
+    policy = EnvPolicy(allow=("PROM_*", "EXACT_NAME"))
+    readable = name.startswith("PROM_") or name == "EXACT_NAME"
+    assert (policy.refusal(name) is None) == (readable and name not in SETTINGS_NAMES)
+
+
+def test_every_env_key_of_a_probe_is_checked_whatever_its_type() -> None:
+    text = """\
+    probes:
+      dd: {type: datadog, api_key_env: GONOGO_TOKENS, app_key_env: GONOGO_PROBE_DD_APP}
+      c: {type: constant, value: 1, extra_env: GONOGO_DATABASE_URL}
+    criteria:
+      - {name: a, probe: dd, query: "avg:x{*}", go: "> 0"}
+    """
+    found = {format_loc(p.loc) for p in problems_of(text)}
+    assert {"probes.dd.api_key_env", "probes.c.extra_env"} <= found
+
+
+def test_load_gate_dir_applies_the_policy(tmp_path: Path) -> None:
+    (tmp_path / "g.yaml").write_text(ENV_GATE % ("GONOGO_TOKENS", "GONOGO_NOTIFY_X"))
+    found, problems = load_gate_dir(tmp_path)
+    assert found == {}
+    assert [p.message for p in problems] == [
+        "GONOGO_TOKENS is one of gonogo's own settings; a gate may never read it"
+    ]
+    allowing = EnvPolicy(allow=("*",), reserved=frozenset())
+    assert load_gate_dir(tmp_path, env_policy=allowing)[1] == []
+
+
+# -- limits on the text: depth, values, aliases, merge keys ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("[" * 100_000 + "]" * 100_000, (1, 65)),
+        ('{"a": ' * 5_000 + "1" + "}" * 5_000, (1, 385)),
+        ("".join(" " * i + "a:\n" for i in range(100)), (65, 65)),
+        ("x: &x " + "[" * 40 + "]" * 40 + "\ny: " + "[" * 40 + "*x" + "]" * 40 + "\n", (1, 31)),
+    ],
+    ids=["flow YAML", "JSON", "block YAML", "through an alias"],
+)
+def test_a_definition_nested_too_deeply_is_a_located_problem(
+    text: str, position: tuple[int, int]
+) -> None:
+    problem = only(text)
+    assert problem.message == "nested too deeply: deeper than 64 levels"
+    assert (problem.line, problem.col) == position
+
+
+def merge_chain(levels: int) -> str:
+    lines = ["vars:", "  a0: &a0 {x: '1', y: '2'}"]
+    lines += [
+        f"  a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}], k{i}: '{i}'}}" for i in range(1, levels + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_chain_of_merge_keys_costs_its_distinct_keys_not_two_to_its_length() -> None:
+    from gates.problems import Problems
+    from gates.yaml_source import compose
+
+    problems = Problems("chain.yaml")
+    document = compose(merge_chain(40), problems)  # 2**40 pairs if expanded naively
+    assert problems.items == []
+    assert document is not None
+    last = document.data["vars"]["a40"]
+    assert last == {"x": "1", "y": "2", **{f"k{i}": str(i) for i in range(1, 41)}}
+
+
+def test_merge_keys_keep_yamls_precedence() -> None:
+    from gates.problems import Problems
+    from gates.yaml_source import compose
+
+    text = """\
+    a: &a {x: a, y: a}
+    b: &b {x: b, z: b}
+    c: {<<: [*a, *b], y: own}
+    d: {<<: *b, <<: *a}
+    """
+    document = compose(textwrap.dedent(text), Problems("m.yaml"))
+    assert document is not None
+    # Written keys win over merged ones; an earlier mapping in the list over a later one;
+    # of two merge keys, the later. Exactly what a plain YAML load gives.
+    assert document.data == yaml.safe_load(textwrap.dedent(text))
+    assert document.data["c"] == {"x": "a", "y": "own", "z": "b"}
+    assert document.data["d"] == {"x": "a", "z": "b", "y": "a"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'l0: &l0 "lol"\n'
+            + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9)),
+            "too many values: more than 20000 (aliases expanded)",
+        ),
+        ("x: &x 1\ny: [" + ", ".join(["*x"] * 101) + "]\n", "too many aliases: more than 100"),
+        (
+            "y: [" + ", ".join(["{<<: {a: 1}}"] * 65) + "]\n",
+            "too many merge keys: more than 64",
+        ),
+        ("y: [" + ", ".join(["1"] * 20_001) + "]\n", "too many values: more than 20000"),
+    ],
+    ids=["billion laughs", "aliases", "merge keys", "values"],
+)
+def test_alias_merge_and_value_limits_are_named(text: str, message: str) -> None:
+    assert only(text).message.startswith(message)
+
+
+def test_a_definition_over_the_size_limit_is_refused_before_it_is_read() -> None:
+    problem = only("#" * (gates.loader.MAX_DEFINITION_CHARS + 1))
+    assert problem.message == "the definition is larger than 262144 characters"
+
+
+@st.composite
+def merging_documents(draw: st.DrawFn) -> str:
+    """Anchored mappings, each with its own keys and merge keys (single or lists, one or
+    two of them) naming earlier mappings."""
+    lines = []
+    for index in range(draw(st.integers(1, 6))):
+        entries = [
+            f"{key}: v{index}"
+            for key in draw(st.lists(st.sampled_from("abcde"), unique=True, max_size=3))
+        ]
+        for _ in range(draw(st.integers(0, 2)) if index else 0):
+            sources = draw(st.lists(st.integers(0, index - 1), min_size=1, max_size=3))
+            names = [f"*m{s}" for s in sources]
+            entries.insert(
+                draw(st.integers(0, len(entries))),
+                f"<<: [{', '.join(names)}]" if len(names) > 1 else f"<<: {names[0]}",
+            )
+        lines.append(f"m{index}: &m{index} {{{', '.join(entries)}}}")
+    return "\n".join(lines) + "\n"
+
+
+@given(merging_documents())
+def test_merge_keys_read_exactly_as_a_plain_yaml_load_reads_them(text: str) -> None:
+    from gates.problems import Problems
+    from gates.yaml_source import compose
+
+    problems = Problems("m.yaml")
+    document = compose(text, problems)
+    assert document is not None
+    assert document.data == yaml.safe_load(text), text

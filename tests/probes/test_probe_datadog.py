@@ -307,7 +307,8 @@ def test_check_query_wants_a_query_and_flags_keys_it_ignores() -> None:
 def test_a_gate_file_with_a_datadog_probe_validates_and_locates_problems() -> None:
     text = """\
 probes:
-  dd: {type: datadog, site: datadoghq.eu, api_key_env: DD_API_KEY, app_key_env: DD_APP_KEY}
+  dd: {type: datadog, site: datadoghq.eu, api_key_env: GONOGO_PROBE_DD_API_KEY,
+       app_key_env: GONOGO_PROBE_DD_APP_KEY}
 criteria:
   - {name: errors, probe: dd, query: "sum:trace.http.request.errors{env:prod}", go: "< 5"}
   - {name: broken, probe: dd, metric: errors, go: "< 5"}
@@ -315,8 +316,8 @@ criteria:
     gate, problems = check_gate_text(text, name="g", source="g.yaml")
     assert gate is None
     assert sorted((p.line, p.message) for p in problems) == [
-        (5, "a datadog criterion needs query: (e.g. avg:trace.http.errors{*})"),
-        (5, "metric: is not used by the datadog probe type"),
+        (6, "a datadog criterion needs query: (e.g. avg:trace.http.errors{*})"),
+        (6, "metric: is not used by the datadog probe type"),
     ]
     valid, none = check_gate_text(text.rsplit("  - {name: broken", 1)[0], name="g", source="g")
     assert none == []

@@ -220,7 +220,7 @@ def test_check_query() -> None:
 def test_a_gate_file_with_a_newrelic_probe_validates_and_locates_problems() -> None:
     text = """\
 probes:
-  nr: {type: newrelic, region: eu, account_id: 1234567, api_key_env: NEW_RELIC_API_KEY}
+  nr: {type: newrelic, region: eu, account_id: 1234567, api_key_env: GONOGO_PROBE_NEW_RELIC_API_KEY}
 criteria:
   - name: p95
     probe: nr

@@ -349,7 +349,7 @@ def test_check_query() -> None:
 def test_a_gate_file_with_a_sentry_probe_locates_a_bad_metric() -> None:
     text = """\
 probes:
-  errors: {type: sentry, org: caresync, project: portal, token_env: SENTRY_TOKEN}
+  errors: {type: sentry, org: caresync, project: portal, token_env: GONOGO_PROBE_SENTRY_TOKEN}
 criteria:
   - {name: fatal, probe: errors, metric: new_issues, params: {query: "level:fatal"}, go: "== 0"}
   - {name: crashes, probe: errors, metric: crashes, go: "> 99%"}
