@@ -109,10 +109,11 @@ async def create_check(
         timeout_s=timeout.total_seconds(),
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
+        gate_version=loaded.version,
     )
     try:
         async with session.begin_nested():
-            await repo.add_check(session, row)
+            await repo.add_check(session, row, definition=loaded.text)
     except IntegrityError:
         # The same key raced in from a concurrent retry: answer as for a retry.
         if idempotency_key is None:

@@ -17,7 +17,7 @@ from app.core.clock import Clock
 from app.core.db import after_commit, on_rollback
 from app.core.problems import Conflict, Invalid, NotFound
 from app.gates import repository as repo
-from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
+from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate
 from app.gates.scheduler import GateScheduler, encode_verdict
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
@@ -114,7 +114,7 @@ async def put_gate(
         session,
         name=name,
         text=text,
-        version=definition_version(text),
+        version=loaded.version,
         at=clock.now(),
         by=principal.name,
     )
