@@ -189,7 +189,7 @@ async def gate_samples(
             )
         before_id = int(cursor)
     rows = await repo.gate_samples(session, name, since=since, before_id=before_id, limit=limit)
-    items = [{"id": row.id, **row.body} for row in rows]
+    items = [{"id": row.id, **row.body, "gate_version": row.gate_version} for row in rows]
     return {
         "items": items,
         "next_cursor": str(rows[-1].id) if len(rows) == limit else None,
