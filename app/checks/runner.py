@@ -311,6 +311,12 @@ class CheckRunner:
                 task.cancel()
             await asyncio.gather(done, sleep, return_exceptions=True)
 
+    def definition(self, check_id: str) -> Gate | None:
+        """The gate definition a running check is judged by (its pinned version), once
+        loaded; sign-offs are checked against it, not against a newer version."""
+        run = self._runs.get(check_id)
+        return run.pinned.gate if run is not None and run.pinned is not None else None
+
     def is_running(self, check_id: str) -> bool:
         return check_id in self._runs
 

@@ -175,7 +175,8 @@ async def add_signoff(
 ) -> dict[str, Any]:
     row = await _check_or_404(session, check_id)
     loaded = catalog.get(row.gate)
-    required = {s.id: s for s in loaded.gate.signoffs} if loaded is not None else {}
+    gate = runner.definition(check_id) or (loaded.gate if loaded is not None else None)
+    required = {s.id: s for s in gate.signoffs} if gate is not None else {}
     wanted = required.get(request.signoff)
     if wanted is None:
         known = ", ".join(sorted(required)) or "none"

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.clock import ManualClock
 from app.core.db import SampleRow
-from tests.app.conftest import PORTAL, Service, open_service
+from tests.app.conftest import PORTAL, SIGNED, Service, open_service
 from tests.app.fakes import ProbeBench
 
 # PORTAL's own criterion turned around: under this version a value of 1 fails.
@@ -222,3 +222,27 @@ async def test_a_pinned_version_that_no_longer_loads_ends_the_check_no_go(
         assert final["decision"] == "no_go"
         assert final["decided_by"] == "engine"
         assert any(old in r and "cannot be loaded" in r for r in final["reasons"]), final["reasons"]
+
+
+async def test_sign_offs_follow_the_pinned_version(service: Service, gates_dir: Path) -> None:
+    """A redefinition that drops a sign-off or lowers its role changes nothing for a
+    check pinned to the older version: that version says who must sign what."""
+    old = (await service.get("/api/v1/gates/signed")).json()["version"]
+    check = await service.start_check("signed")
+    await service.samples_reach(check["id"], 1)
+    lowered = SIGNED.replace(
+        "  - {id: uat, description: UAT signed off, role: approver}\n", ""
+    ).replace("role: admin", "role: approver")
+    (gates_dir / "signed.yaml").write_text(lowered)
+    assert (await service.post("/api/v1/admin/reload", "admin")).json()["replaced"] == ["signed"]
+
+    path = f"/api/v1/checks/{check['id']}/signoffs"
+    by_approver = await service.post(path, "approver", json={"signoff": "cso"})
+    assert by_approver.status_code == 403, by_approver.text
+    uat = await service.post(path, "approver", json={"signoff": "uat"})
+    assert uat.status_code == 201, uat.text
+    cso = await service.post(path, "admin", json={"signoff": "cso"})
+    assert cso.status_code == 201, cso.text
+    final = await service.final(check["id"])
+    assert final["decision"] == "go"
+    await assert_judged_by(service, final, old)
