@@ -23,11 +23,22 @@ from app.core.db import (
     SampleRow,
     SignoffRow,
 )
+from app.gates import repository as gate_repo
 
 __all__ = ["CANCELLED", "CHECK_STATES", "FINAL", "RUNNING"]
 
+# The event saying the gate has a new version while the check stays pinned to its own.
+REDEFINED = "gate_redefined"
 
-async def add_check(session: AsyncSession, check: CheckRow) -> None:
+
+async def add_check(session: AsyncSession, check: CheckRow, *, definition: str) -> None:
+    """Insert the check and keep the definition of the gate version it is pinned to, so
+    any process can judge it by that version."""
+    if check.gate_version is None:
+        raise ValueError("a check is always pinned to a gate version")
+    await gate_repo.save_gate_version(
+        session, gate=check.gate, version=check.gate_version, text=definition, at=check.created_at
+    )
     session.add(check)
     await session.flush()
 
@@ -119,15 +130,24 @@ async def finish_check(
     )
 
 
-async def recent_check_samples(session: AsyncSession, check_id: str, limit: int) -> list[SampleRow]:
-    """The check's newest ``limit`` samples, oldest first."""
-    result = await session.scalars(
-        select(SampleRow)
-        .where(SampleRow.check_id == check_id)
-        .order_by(SampleRow.id.desc())
-        .limit(limit)
-    )
+async def recent_check_samples(
+    session: AsyncSession, check_id: str, limit: int, *, gate_version: str | None = None
+) -> list[SampleRow]:
+    """The check's newest ``limit`` samples, oldest first; with ``gate_version``, only
+    those that version judged."""
+    query = select(SampleRow).where(SampleRow.check_id == check_id)
+    if gate_version is not None:
+        query = query.where(SampleRow.gate_version == gate_version)
+    result = await session.scalars(query.order_by(SampleRow.id.desc()).limit(limit))
     return list(reversed(list(result)))
+
+
+async def redefinitions_announced(session: AsyncSession, check_id: str) -> set[str]:
+    """The gate versions a ``gate_redefined`` event of the check already named."""
+    result = await session.scalars(
+        select(EventRow.data).where(EventRow.check_id == check_id, EventRow.kind == REDEFINED)
+    )
+    return {str(data.get("current")) for data in result if isinstance(data, dict)}
 
 
 async def signoffs(session: AsyncSession, check_id: str) -> list[SignoffRow]:

@@ -9,6 +9,12 @@ so a restarted process resumes each running check with its history, sign-offs an
 original deadline. Each check's loop is one asyncio task: the unit a database lease
 could later wrap when several replicas share the database.
 
+A check is pinned to the gate version it was created with: it is sampled with that
+version's probes and judged by that version's definition (kept in the database by
+version, so a restarted process judges it the same way), whatever the gate's current
+version is; a redefinition during the check is recorded as a ``gate_redefined`` event.
+A check whose pinned version can no longer be loaded ends ``no_go`` naming the version.
+
 Writes that end a check are conditional on it still running, so the runner and an API
 request that race to end the same check cannot both win.
 
@@ -37,7 +43,7 @@ from app.core.clock import Clock
 from app.core.db import CheckRow, Database, SampleRow, SignoffRow
 from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
-from app.gates.catalog import GateCatalog, LoadedGate
+from app.gates.catalog import GateCatalog, LoadedGate, PinnedVersionUnavailable
 from app.gates.freshness import decision_body, stale_reason
 from app.gates.samples import measurements_of, sample_from_row
 from app.observability import metrics
@@ -81,6 +87,7 @@ class _CheckRun:
     id: str
     gate: str
     version: str
+    gate_version: str | None
     environment: str | None
     stage: str | None
     vars: dict[str, str]
@@ -93,6 +100,10 @@ class _CheckRun:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ended: bool = False
     task: asyncio.Task[None] | None = None
+    # The definition the check is judged by (its pinned gate version), once loaded.
+    pinned: LoadedGate | None = None
+    # Newer gate versions a ``gate_redefined`` event already announced.
+    announced: set[str] = field(default_factory=set)
 
     def samples(self) -> list[Sample]:
         return [sample for _, sample in self.history]
@@ -111,6 +122,7 @@ class CheckRunner:
         self._runs: dict[str, _CheckRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
+        catalog.subscribe(self._on_gate_change)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -120,11 +132,8 @@ class CheckRunner:
         async with self._db.session() as session:
             rows = await repo.checks(session, state=repo.RUNNING, limit=1_000_000)
             signed = await repo.signoffs_for(session, [r.id for r in rows])
-            for row in rows:
-                loaded = self._catalog.get(row.gate)
-                keep = history_size(loaded.gate) if loaded is not None else 1
-                samples = await repo.recent_check_samples(session, row.id, keep)
-                self._begin(row, signed[row.id], samples, keep)
+        for row in rows:
+            await self._resume(row, signed[row.id])
         if self._runs:
             log.info("checks resumed", count=len(self._runs))
         for gate in {run.gate for run in self._runs.values()}:
@@ -137,7 +146,22 @@ class CheckRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for run in self._runs.values():
+            self._release(run)
         self._runs.clear()
+
+    async def _resume(self, row: CheckRow, signoffs: Sequence[SignoffRow]) -> None:
+        """Resume a running check with its pinned definition and that version's samples; a
+        version that cannot be loaded ends the check in its loop."""
+        pinned = await self._try_pin(row.gate, row.gate_version)
+        keep = history_size(pinned.gate) if pinned is not None else 1
+        async with self._db.session() as session:
+            samples = await repo.recent_check_samples(
+                session, row.id, keep, gate_version=row.gate_version
+            )
+            announced = await repo.redefinitions_announced(session, row.id)
+        run = self._begin(row, signoffs, samples, keep, pinned=pinned)
+        run.announced |= announced
 
     def _begin(
         self,
@@ -145,8 +169,10 @@ class CheckRunner:
         signoffs: Sequence[SignoffRow],
         samples: Sequence[SampleRow],
         keep: int,
-    ) -> None:
-        loaded = self._catalog.get(row.gate)
+        *,
+        pinned: LoadedGate | None = None,
+    ) -> _CheckRun:
+        loaded = pinned or self._catalog.get(row.gate)
         steady_for = loaded.gate.steady_for if loaded is not None else 1
         history: deque[tuple[int, Sample]] = deque(maxlen=max(keep, 1))
         for stored in samples:
@@ -160,6 +186,7 @@ class CheckRunner:
             id=row.id,
             gate=row.gate,
             version=row.version,
+            gate_version=row.gate_version,
             environment=row.environment,
             stage=row.stage,
             vars=dict(row.vars),
@@ -168,9 +195,100 @@ class CheckRunner:
             signoffs={s.signoff for s in signoffs},
             history=history,
             verdict=_verdict_from_body(row.verdict, row.gate, steady_for),
+            pinned=pinned,
         )
         self._runs[run.id] = run
         run.task = asyncio.create_task(self._loop(run), name=f"gonogo-check-{run.id}")
+        return run
+
+    # -- the pinned definition ---------------------------------------------------------
+
+    async def _pin(self, gate: str, version: str | None) -> LoadedGate:
+        """The definition of ``gate`` at ``version`` with its probes, from the catalog's
+        cache or the stored text; raises ``PinnedVersionUnavailable``."""
+        if version is None:
+            raise PinnedVersionUnavailable(
+                gate, "(none)", "the check was created before gate versions were recorded"
+            )
+        current = self._catalog.get(gate)
+        text = None
+        if (current is None or current.version != version) and (
+            gate,
+            version,
+        ) not in self._catalog.pinned_versions():
+            async with self._db.session() as session:
+                text = await gate_repo.gate_version_text(session, gate, version)
+        return await self._catalog.pin(gate, version, text)
+
+    async def _try_pin(self, gate: str, version: str | None) -> LoadedGate | None:
+        try:
+            return await self._pin(gate, version)
+        except PinnedVersionUnavailable:
+            return None  # the check's loop tries again and ends it with the cause
+        except Exception:
+            log.exception("loading a check's gate version failed", gate=gate, version=version)
+            return None
+
+    async def _judge_of(self, run: _CheckRun) -> LoadedGate | None:
+        """The check's pinned definition, loaded on first use; None once the check was
+        ended because that version cannot be loaded."""
+        if run.pinned is not None:
+            return run.pinned
+        try:
+            pinned = await self._pin(run.gate, run.gate_version)
+        except PinnedVersionUnavailable as missing:
+            reason = f"{missing}; the check is judged only by the version it started with"
+            await self._end_by_engine(run, Decision.NO_GO, (reason,), None)
+            return None
+        if run.ended:  # ended meanwhile by a request, whose hook has already released it
+            self._catalog.unpin(run.gate, pinned.version)
+            return None
+        run.pinned = pinned
+        keep = history_size(pinned.gate)
+        if run.history.maxlen != keep:
+            run.history = deque(run.history, maxlen=keep)
+        return pinned
+
+    def _release(self, run: _CheckRun) -> None:
+        """The check is over: let go of its pinned definition (and unused probes)."""
+        pinned, run.pinned = run.pinned, None
+        if pinned is not None:
+            self._catalog.unpin(run.gate, pinned.version)
+
+    def _on_gate_change(self, name: str, loaded: LoadedGate | None) -> None:
+        if loaded is None:
+            return
+        for run in list(self._runs.values()):
+            if run.gate == name:
+                self._spawn(self._announce(run, loaded.version), name=f"gonogo-pin-{run.id}")
+
+    async def _announce(self, run: _CheckRun, current: str) -> None:
+        """Record once that the gate has a new version and the check stays pinned."""
+        if run.ended or current == run.gate_version or current in run.announced:
+            return
+        run.announced.add(current)
+        try:
+            async with run.lock, self._db.session() as session:
+                if run.ended or not await repo.lock_running(session, run.id):
+                    return
+                await repo.add_event(
+                    session,
+                    run.id,
+                    repo.REDEFINED,
+                    at=self._clock.now(),
+                    actor=ENGINE,
+                    data={
+                        "pinned": run.gate_version,
+                        "current": current,
+                        "note": (
+                            f"gate {run.gate!r} now has version {current}; this check stays"
+                            f" pinned to version {run.gate_version}"
+                        ),
+                    },
+                )
+        except Exception:
+            run.announced.discard(current)
+            log.exception("recording a gate redefinition failed", check=run.id)
 
     # -- called by the services after their transaction committed ----------------------
 
@@ -198,6 +316,7 @@ class CheckRunner:
             if run.task is not None and not run.lock.locked():
                 run.task.cancel()
             run.done.set()
+            self._release(run)
         outcome = row.decision if row.state == repo.FINAL and row.decision else "cancelled"
         self._finished(row, outcome, verdict)
 
@@ -217,6 +336,12 @@ class CheckRunner:
                 task.cancel()
             await asyncio.gather(done, sleep, return_exceptions=True)
 
+    def definition(self, check_id: str) -> Gate | None:
+        """The gate definition a running check is judged by (its pinned version), once
+        loaded; sign-offs are checked against it, not against a newer version."""
+        run = self._runs.get(check_id)
+        return run.pinned.gate if run is not None and run.pinned is not None else None
+
     def is_running(self, check_id: str) -> bool:
         return check_id in self._runs
 
@@ -224,13 +349,14 @@ class CheckRunner:
         """Every running check with its latest decision body (for the status page)."""
         found = []
         for run in sorted(self._runs.values(), key=lambda r: r.created_at):
-            loaded = self._catalog.get(run.gate)
+            loaded = run.pinned or self._catalog.get(run.gate)
             required = [s.id for s in loaded.gate.signoffs] if loaded is not None else []
             found.append(
                 {
                     "id": run.id,
                     "gate": run.gate,
                     "version": run.version,
+                    "gate_version": run.gate_version,
                     "environment": run.environment,
                     "stage": run.stage,
                     "created_at": run.created_at,
@@ -266,11 +392,15 @@ class CheckRunner:
     async def _drive(self, run: _CheckRun) -> None:
         ticker: Ticker | None = None
         while not run.ended:
-            loaded = self._catalog.get(run.gate)
-            if loaded is None:
+            current = self._catalog.get(run.gate)
+            if current is None:
                 await self._end_by_engine(
                     run, Decision.NO_GO, (f"gate {run.gate!r} was removed",), None
                 )
+                return
+            await self._announce(run, current.version)
+            loaded = await self._judge_of(run)
+            if loaded is None:
                 return
             gate = loaded.gate
             if ticker is None:
@@ -351,6 +481,7 @@ class CheckRunner:
                     decision=verdict.decision.value,
                     body=body,
                     measurements=measurements_of(sample),
+                    gate_version=run.gate_version,
                 )
                 await repo.add_event(
                     session,
@@ -360,6 +491,7 @@ class CheckRunner:
                     actor=ENGINE,
                     data={
                         "sample_id": sample_id,
+                        "gate_version": run.gate_version,
                         "decision": verdict.decision.value,
                         "reasons": list(verdict.reasons),
                     },
@@ -393,7 +525,7 @@ class CheckRunner:
         )
 
     async def _redecide(self, run: _CheckRun) -> None:
-        loaded = self._catalog.get(run.gate)
+        loaded = run.pinned  # a check not yet pinned has no sample to decide on either
         if loaded is None:
             return
         gate = loaded.gate
@@ -499,6 +631,7 @@ class CheckRunner:
                 "decision": verdict.decision.value,
                 "reasons": list(verdict.reasons),
                 "deciding_samples": deciding,
+                "gate_version": run.gate_version,
             },
         )
         return await repo.check(session, run.id)
@@ -509,6 +642,7 @@ class CheckRunner:
         run.ended = True
         self._runs.pop(run.id, None)
         run.done.set()
+        self._release(run)
         log.info("check final", check=run.id, gate=run.gate, decision=verdict.decision.value)
         self._finished(row, verdict.decision.value, verdict, previous=previous)
 

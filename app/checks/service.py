@@ -131,10 +131,11 @@ async def create_check(
         timeout_s=timeout.total_seconds(),
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
+        gate_version=loaded.version,
     )
     try:
         async with session.begin_nested():
-            await repo.add_check(session, row)
+            await repo.add_check(session, row, definition=loaded.text)
     except IntegrityError:
         # The same key raced in from a concurrent retry: answer as for a retry.
         if idempotency_key is None:
@@ -198,7 +199,8 @@ async def add_signoff(
 ) -> dict[str, Any]:
     row = await _check_or_404(session, check_id)
     loaded = catalog.get(row.gate)
-    required = {s.id: s for s in loaded.gate.signoffs} if loaded is not None else {}
+    gate = runner.definition(check_id) or (loaded.gate if loaded is not None else None)
+    required = {s.id: s for s in gate.signoffs} if gate is not None else {}
     wanted = required.get(request.signoff)
     if wanted is None:
         known = ", ".join(sorted(required)) or "none"

@@ -36,6 +36,7 @@ def check_body(row: CheckRow, signoffs: Sequence[SignoffRow], *, now: datetime) 
             "id": row.id,
             "state": row.state,
             "version": row.version,
+            "gate_version": row.gate_version,
             "environment": row.environment,
             "stage": row.stage,
             "vars": dict(row.vars),

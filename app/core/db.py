@@ -86,6 +86,18 @@ class GateRow(Base):
     updated_by: Mapped[str] = mapped_column(String(255))
 
 
+class GateVersionRow(Base):
+    """A gate definition by version, from a file or the API, kept so that a check pinned to
+    it can be judged by any process, also after a restart or a redefinition."""
+
+    __tablename__ = "gate_versions"
+
+    gate: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 RUNNING = "running"
 FINAL = "final"
 CANCELLED = "cancelled"
@@ -120,6 +132,9 @@ class CheckRow(Base):
     decided_by: Mapped[str | None] = mapped_column(String(255))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The gate version the check is judged by (``gate_versions``); NULL only on checks
+    # created before versions were recorded.
+    gate_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class SampleRow(Base):
@@ -139,6 +154,8 @@ class SampleRow(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     # What a restarted check needs to rebuild its history (status, instant, extras).
     measurements: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # The gate version that judged this sample.
+    gate_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class SignoffRow(Base):

@@ -8,6 +8,11 @@ stuck gates could fill, and each sample's requests to one probe are bounded by t
 sampler, as is its time. A probe no gate uses any more is closed after a grace period
 long enough for any in-flight measurement to finish, so no client is closed mid-request.
 
+A gate's version is a hash of its resolved definition. A check is judged by the version
+it started with: ``pin`` gives it that definition with probes of its own (shared with the
+current gate where the configuration is the same), kept until ``unpin``, so a redefinition
+never changes a running check's judge.
+
 Reloading the gate directory is all-or-nothing: if any file is invalid, every gate keeps
 its previous version and the result lists the problems.
 """
@@ -15,7 +20,9 @@ its previous version and the result lists the problems.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import json
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +53,12 @@ def build_probe(config: ProbeConfig, name: str) -> Probe:
     return probe_type(config.type)(config, name=name)
 
 
-def definition_version(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def definition_version(gate: Gate) -> str:
+    """The gate's version: a hash of its resolved definition (every default filled in), not
+    of its text, so a comment or a reordering makes no new version while any change of
+    meaning does (``docs/decisions.md``, "Gate versions and pinning")."""
+    resolved = json.dumps(gate.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,7 @@ class GateCatalog:
         self._close_grace = close_grace
         self._gates: dict[str, LoadedGate] = {}
         self._pool: dict[str, _Pooled] = {}
+        self._pinned: dict[tuple[str, str], _PinnedEntry] = {}
         self._pool_keys: dict[int, str] = {}  # id(probe) -> pool key
         self._listeners: list[Listener] = []
         self._closing: set[asyncio.Task[None]] = set()
@@ -182,7 +194,7 @@ class GateCatalog:
             except (OSError, UnicodeDecodeError) as unreadable:
                 scan.problems.append(f"{path}: cannot read: {unreadable}")
                 continue
-            scan.gates[gate.name] = _Parsed(gate, str(path), text, definition_version(text))
+            scan.gates[gate.name] = _Parsed(gate, str(path), text, definition_version(gate))
         return scan
 
     def _apply_scan(self, scan: _DirScan) -> ReloadResult:
@@ -197,6 +209,7 @@ class GateCatalog:
                 and current.source == "file"
                 and current.version == parsed.version
             ):
+                self._retext(name, parsed.text, parsed.path)
                 continue
             try:
                 changes[name] = self._loaded(parsed.gate, "file", parsed.path, parsed.text)
@@ -256,8 +269,8 @@ class GateCatalog:
     def _put_api_parsed(self, name: str, text: str, gate: Gate) -> LoadedGate:
         self._refuse_file_gate(name)  # again: a reload may have run while it was parsed
         current = self._gates.get(name)
-        if current is not None and current.version == definition_version(text):
-            return current
+        if current is not None and current.version == definition_version(gate):
+            return self._retext(name, text, None)
         try:
             loaded = self._loaded(gate, "api", None, text)
         except _ProbeBuildFailed as failed:
@@ -274,6 +287,79 @@ class GateCatalog:
             raise GateReadOnly(name, current.path)
         self._uninstall(name)
 
+    def _retext(self, name: str, text: str, path: str | None) -> LoadedGate:
+        """Same version, new text (a comment, the order of keys): keep the gate running and
+        show the new text, without a redefinition."""
+        current = self._gates[name]
+        if current.text != text or current.path != path:
+            current = dataclasses.replace(current, text=text, path=path)
+            self._gates[name] = current
+        return current
+
+    # -- definitions by version, for checks pinned to one ------------------------------
+
+    async def pin(self, name: str, version: str, text: str | None) -> LoadedGate:
+        """The gate ``name`` as defined at ``version``, with its own hold on its probes,
+        for a check judged by that version; ``text`` is the stored definition, needed
+        unless ``version`` is current or already pinned. Release it with ``unpin``.
+
+        Raises ``PinnedVersionUnavailable`` when that definition cannot be loaded any more.
+        """
+        key = (name, version)
+        entry = self._pinned.get(key)
+        if entry is None:
+            loaded = await self._load_version(name, version, text)
+            entry = self._pinned.get(key)  # another check may have pinned it meanwhile
+            if entry is None:
+                entry = self._pinned[key] = _PinnedEntry(loaded)
+            else:
+                self._retire(loaded.probes, grace=0.0)
+        entry.users += 1
+        return entry.loaded
+
+    def unpin(self, name: str, version: str) -> None:
+        """A check is done with ``version``; probes no gate or check uses are closed."""
+        key = (name, version)
+        entry = self._pinned.get(key)
+        if entry is None:
+            return
+        entry.users -= 1
+        if entry.users <= 0:
+            del self._pinned[key]
+            self._retire(entry.loaded.probes)
+
+    def pinned_versions(self) -> dict[tuple[str, str], int]:
+        """(gate, version) -> number of checks holding it."""
+        return {key: entry.users for key, entry in self._pinned.items()}
+
+    async def _load_version(self, name: str, version: str, text: str | None) -> LoadedGate:
+        current = self._gates.get(name)
+        if current is not None and current.version == version:
+            gate, source, path, text = current.gate, current.source, current.path, current.text
+        else:
+            if text is None:
+                raise PinnedVersionUnavailable(name, version, "its definition is not stored")
+            source, path = "api", None
+            if current is not None:
+                source, path = current.source, current.path
+            try:
+                gate = await asyncio.to_thread(
+                    self._parse, text, name, f"gate {name} version {version}"
+                )
+            except GateFileError as invalid:
+                raise PinnedVersionUnavailable(
+                    name, version, f"its definition no longer loads: {invalid}"
+                ) from None
+            if definition_version(gate) != version:
+                # This gonogo reads the stored text differently: it is another definition.
+                raise PinnedVersionUnavailable(
+                    name, version, "its definition now reads differently"
+                )
+        try:
+            return self._loaded(gate, source, path, text)
+        except _ProbeBuildFailed as failed:
+            raise PinnedVersionUnavailable(name, version, str(failed)) from None
+
     # -- probes and lifecycle ----------------------------------------------------------
 
     def _loaded(self, gate: Gate, source: GateSource, path: str | None, text: str) -> LoadedGate:
@@ -286,7 +372,7 @@ class GateCatalog:
                 raise _ProbeBuildFailed(
                     f"probe {probe_name!r} ({config.type}) cannot be built: {fault}"
                 ) from None
-        return LoadedGate(gate, source, path, definition_version(text), text, acquired)
+        return LoadedGate(gate, source, path, definition_version(gate), text, acquired)
 
     def _acquire(self, config: ProbeConfig, name: str) -> Probe:
         # The config holds only *_env names, never secret values, so it is a safe key.
@@ -354,14 +440,32 @@ class GateCatalog:
         probes = [pooled.probe for pooled in self._pool.values()]
         probes.extend(self._unclosed)
         self._pool.clear()
+        self._pinned.clear()
         self._pool_keys.clear()
         self._unclosed = []
         await asyncio.gather(*self._closing, return_exceptions=True)
         await _close_all(probes)
 
 
+class PinnedVersionUnavailable(Exception):
+    """A check's pinned gate version cannot be loaded (its text no longer validates, a
+    probe type is gone, or it was never stored); the check must end ``no_go``."""
+
+    def __init__(self, name: str, version: str, cause: str) -> None:
+        self.name = name
+        self.version = version
+        self.cause = cause
+        super().__init__(f"gate {name!r} version {version} cannot be loaded: {cause}")
+
+
 class _ProbeBuildFailed(Exception):
     pass
+
+
+@dataclass
+class _PinnedEntry:
+    loaded: LoadedGate
+    users: int = 0
 
 
 @dataclass

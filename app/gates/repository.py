@@ -1,4 +1,4 @@
-"""Database reads and writes for gates: API-defined gates and continuous samples.
+"""Database reads and writes for gates: API-defined gates, definitions by version, samples.
 
 Nothing here commits: the caller's unit of work owns the transaction.
 """
@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import RUNNING, CheckRow, GateRow, SampleRow
+from app.core.db import RUNNING, CheckRow, GateRow, GateVersionRow, SampleRow
 
 
 async def api_gates(session: AsyncSession) -> list[GateRow]:
@@ -26,7 +27,8 @@ async def api_gate(session: AsyncSession, name: str) -> GateRow | None:
 async def save_api_gate(
     session: AsyncSession, *, name: str, text: str, version: str, at: datetime, by: str
 ) -> bool:
-    """Insert or replace; returns True when the gate is new."""
+    """Insert or replace; returns True when the gate is new. The version is kept too."""
+    await save_gate_version(session, gate=name, version=version, text=text, at=at)
     row = await session.get(GateRow, name, with_for_update=True)
     if row is None:
         session.add(GateRow(name=name, text=text, version=version, updated_at=at, updated_by=by))
@@ -35,6 +37,30 @@ async def save_api_gate(
     row.text, row.version, row.updated_at, row.updated_by = text, version, at, by
     await session.flush()
     return False
+
+
+async def save_gate_version(
+    session: AsyncSession, *, gate: str, version: str, text: str, at: datetime
+) -> None:
+    """Keep ``text`` as the definition of ``gate`` at ``version``; a version already
+    stored stays as it is (the same version always means the same definition)."""
+    values = {"gate": gate, "version": version, "text": text, "created_at": at}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        await session.execute(
+            postgresql.insert(GateVersionRow).values(values).on_conflict_do_nothing()
+        )
+    elif dialect == "sqlite":
+        await session.execute(sqlite.insert(GateVersionRow).values(values).on_conflict_do_nothing())
+    elif await session.get(GateVersionRow, (gate, version)) is None:
+        session.add(GateVersionRow(**values))
+        await session.flush()
+
+
+async def gate_version_text(session: AsyncSession, gate: str, version: str) -> str | None:
+    """The stored definition of ``gate`` at ``version``, if any."""
+    row = await session.get(GateVersionRow, (gate, version))
+    return row.text if row is not None else None
 
 
 async def delete_api_gate(session: AsyncSession, name: str) -> bool:
@@ -60,6 +86,7 @@ async def add_sample(
     decision: str,
     body: dict[str, Any],
     measurements: list[dict[str, Any]] | None = None,
+    gate_version: str | None = None,
 ) -> int:
     row = SampleRow(
         gate=gate,
@@ -68,6 +95,7 @@ async def add_sample(
         decision=decision,
         body=body,
         measurements=measurements,
+        gate_version=gate_version,
     )
     session.add(row)
     await session.flush()
@@ -90,6 +118,24 @@ async def gate_samples(
         query = query.where(SampleRow.id < before_id)
     query = query.order_by(SampleRow.id.desc()).limit(limit)
     return list(await session.scalars(query))
+
+
+async def recent_gate_samples(
+    session: AsyncSession, gate: str, version: str, limit: int
+) -> list[SampleRow]:
+    """The newest ``limit`` continuous samples of ``gate`` judged by ``version``, oldest
+    first (the history the scheduler starts from after a restart)."""
+    result = await session.scalars(
+        select(SampleRow)
+        .where(
+            SampleRow.gate == gate,
+            SampleRow.check_id.is_(None),
+            SampleRow.gate_version == version,
+        )
+        .order_by(SampleRow.evaluated_at.desc(), SampleRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(result)))
 
 
 async def prune_continuous_samples(session: AsyncSession, older_than: datetime) -> int:

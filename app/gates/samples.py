@@ -1,12 +1,15 @@
 """Samples as stored: the engine's ``Sample`` to rows and back, and the continuous store.
 
-The store records every continuous gate sample and prunes those older than the
-retention; a check's samples are never pruned.
+The store records every continuous gate sample, with the gate version that judged it
+and the measurements its probes' history needs, hands a gate's recent samples back to
+the scheduler at start-up (so a restart keeps windows and runs), and prunes those older
+than the retention; a check's samples are never pruned.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +36,10 @@ RETENTION_SWEEP = timedelta(hours=1)
 
 def measurements_of(sample: Sample) -> list[dict[str, Any]]:
     """What the decision body leaves out but a resumed check's probes need."""
+    return measurements_of_results(sample.results)
+
+
+def measurements_of_results(results: Sequence[CriterionResult]) -> list[dict[str, Any]]:
     return [
         {
             "name": r.name,
@@ -40,7 +47,7 @@ def measurements_of(sample: Sample) -> list[dict[str, Any]]:
             "observed_at": iso(r.observed_at),
             "extra": dict(r.extra),
         }
-        for r in sample.results
+        for r in results
     ]
 
 
@@ -71,6 +78,20 @@ def sample_from_row(row: SampleRow) -> Sample:
     return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
 
 
+def samples_from_rows(rows: Sequence[SampleRow], *, owner: str) -> list[Sample]:
+    """Engine samples from stored rows, oldest first; unreadable or empty rows skipped."""
+    samples = []
+    for row in rows:
+        try:
+            sample = sample_from_row(row)
+        except (KeyError, ValueError, TypeError):
+            log.warning("a stored sample could not be read back", owner=owner, sample=row.id)
+            continue
+        if sample.results:
+            samples.append(sample)
+    return samples
+
+
 class SampleStore:
     """Stores the continuous gate samples (the scheduler's ``SampleSink``) and prunes
     those older than the retention; a check's samples are never pruned."""
@@ -82,8 +103,9 @@ class SampleStore:
         self._task: asyncio.Task[None] | None = None
 
     async def record_gate_sample(
-        self, gate: str, verdict: Verdict, *, expires_at: datetime | None
+        self, gate: str, verdict: Verdict, *, version: str, expires_at: datetime | None
     ) -> None:
+        """Store one continuous sample (its verdict holds the sample's results)."""
         async with self._db.session() as session:
             await repo.add_sample(
                 session,
@@ -92,7 +114,18 @@ class SampleStore:
                 evaluated_at=verdict.evaluated_at or self._clock.now(),
                 decision=verdict.decision.value,
                 body=decision_body(verdict, expires_at),
+                measurements=measurements_of_results(verdict.criteria),
+                gate_version=version,
             )
+
+    async def recent_gate_samples(self, gate: str, version: str, limit: int) -> list[Sample]:
+        """The newest ``limit`` continuous samples of ``gate`` at ``version``, oldest first.
+
+        A row that cannot be read back, or a failed evaluation (no criteria, which the
+        scheduler never keeps in its history), is left out."""
+        async with self._db.session() as session:
+            rows = await repo.recent_gate_samples(session, gate, version, limit)
+        return samples_from_rows(rows, owner=f"gate {gate}")
 
     async def prune(self) -> int:
         async with self._db.session() as session:

@@ -15,6 +15,8 @@ answers the stale ``no_go``. No read hands out the stored body without that chec
 Choices worth knowing:
 - Before its first sample a gate is ``no_go`` ("no sample yet"), so the first evaluation
   counts as a decision change (metric and webhook) only when it is ``go`` or ``rollback``.
+- At start-up each gate's history is loaded from its stored samples of the current
+  version, so a restart keeps the probes' windows (``http`` availability) and the runs.
 - A redefined gate (new version from a file or the API) starts a fresh history: its
   criteria may mean something else now. Until its first new sample, reads return the
   last verdict of the previous version, and decision changes are judged against it.
@@ -58,9 +60,15 @@ SAMPLE_WRITE_BUDGET = 10.0
 
 
 class SampleSink(Protocol):
+    """Where continuous samples go, and where a restarted scheduler finds its history."""
+
     async def record_gate_sample(
-        self, gate: str, verdict: Verdict, *, expires_at: datetime | None
+        self, gate: str, verdict: Verdict, *, version: str, expires_at: datetime | None
     ) -> None: ...
+
+    async def recent_gate_samples(self, gate: str, version: str, limit: int) -> Sequence[Sample]:
+        """The newest ``limit`` samples of ``gate`` judged by ``version``, oldest first."""
+        ...
 
 
 def phase_offset(name: str, interval: timedelta) -> timedelta:
@@ -148,7 +156,7 @@ class GateScheduler:
         self._started = True
         metrics.watch_decisions(self.decisions_now)
         for loaded in self._catalog.all():
-            self._run(loaded, spread=True)
+            self._run(loaded, spread=True, restore=True)
 
     async def stop(self) -> None:
         self._started = False
@@ -174,17 +182,34 @@ class GateScheduler:
         if run is not None and run.task is not None:
             run.task.cancel()
 
-    def _run(self, loaded: LoadedGate, *, spread: bool) -> None:
+    def _run(self, loaded: LoadedGate, *, spread: bool, restore: bool = False) -> None:
         self._halt(loaded.name)
         run = _GateRun(loaded, deque(maxlen=history_size(loaded.gate)))
         run.task = asyncio.create_task(
-            self._loop(run, spread=spread), name=f"gonogo-gate-{loaded.name}"
+            self._loop(run, spread=spread, restore=restore), name=f"gonogo-gate-{loaded.name}"
         )
         self._runs[loaded.name] = run
 
+    async def _restore_history(self, run: _GateRun) -> None:
+        """At start-up, carry on from the stored samples of the gate's current version (the
+        probes' windows and the runs need them); without them the history starts empty."""
+        loaded = run.loaded
+        try:
+            stored = await self._sink.recent_gate_samples(
+                loaded.name, loaded.version, run.history.maxlen or 1
+            )
+        except Exception:
+            log.exception("loading a gate's stored samples failed", gate=loaded.name)
+            return
+        run.history.extend(stored)
+        if stored:
+            log.info("gate history restored", gate=loaded.name, samples=len(stored))
+
     # -- one gate's loop ---------------------------------------------------------------
 
-    async def _loop(self, run: _GateRun, *, spread: bool) -> None:
+    async def _loop(self, run: _GateRun, *, spread: bool, restore: bool = False) -> None:
+        if restore:
+            await self._restore_history(run)
         gate = run.loaded.gate
         interval = gate.interval
         anchor = self._clock.now()
@@ -232,7 +257,10 @@ class GateScheduler:
         try:
             async with asyncio.timeout(SAMPLE_WRITE_BUDGET):
                 await self._sink.record_gate_sample(
-                    gate.name, verdict, expires_at=_expires_at(verdict, gate)
+                    gate.name,
+                    verdict,
+                    version=run.loaded.version,
+                    expires_at=_expires_at(verdict, gate),
                 )
         except Exception as fault:
             log.error(

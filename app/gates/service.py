@@ -23,7 +23,7 @@ from app.core.clock import Clock
 from app.core.db import after_commit, on_rollback
 from app.core.problems import Conflict, Invalid, NotFound, TooLarge
 from app.gates import repository as repo
-from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate, definition_version
+from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate
 from app.gates.freshness import decision_body, encode_body
 from app.gates.scheduler import GateScheduler
 from gates.engine import no_sample_verdict
@@ -233,7 +233,7 @@ async def put_gate(
         session,
         name=name,
         text=text,
-        version=definition_version(text),
+        version=loaded.version,
         at=clock.now(),
         by=principal.name,
     )
@@ -308,7 +308,7 @@ async def gate_samples(
             )
         before_id = int(cursor)
     rows = await repo.gate_samples(session, name, since=since, before_id=before_id, limit=limit)
-    items = [{"id": row.id, **row.body} for row in rows]
+    items = [{"id": row.id, **row.body, "gate_version": row.gate_version} for row in rows]
     return {
         "items": items,
         "next_cursor": str(rows[-1].id) if len(rows) == limit else None,

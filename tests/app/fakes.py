@@ -101,11 +101,14 @@ class RecordingSink:
         self.fail = False
 
     async def record_gate_sample(
-        self, gate: str, verdict: Verdict, *, expires_at: datetime | None = None
+        self, gate: str, verdict: Verdict, *, version: str, expires_at: datetime | None = None
     ) -> None:
         if self.fail:
             raise RuntimeError("database is down")
         self.samples.append((gate, verdict))
+
+    async def recent_gate_samples(self, gate: str, version: str, limit: int) -> list[Sample]:
+        return []
 
     def of(self, gate: str) -> list[Verdict]:
         return [v for g, v in self.samples if g == gate]
