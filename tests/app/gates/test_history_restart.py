@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from app.core.clock import ManualClock
+from gates.model import history_size
 from probes.base import MeasurementStatus
 from tests.app.conftest import Service, open_service
 from tests.app.fakes import ProbeBench
@@ -104,4 +105,6 @@ async def test_a_gate_redefined_while_down_starts_a_fresh_history(
         await second.quiet()
         # Samples of another version judged other criteria: none of them is reloaded.
         assert second.app.state.scheduler.history("avail") == ()
-        assert len(second.app.state.scheduler.history("portal")) == 2  # history_size
+        portal = second.app.state.catalog.get("portal").gate
+        # The unchanged gate's history is back, as much of it as the decision looks at.
+        assert len(second.app.state.scheduler.history("portal")) == min(5, history_size(portal))
