@@ -70,3 +70,28 @@ def server_process(
             process.kill()
             process.wait(5)
         log.close()
+
+
+@contextmanager
+def real_prometheus(work: Path, target_url: str, *, scrape: str = "1s") -> Iterator[str]:
+    """A real Prometheus (Debian ``prometheus``) scraping ``target_url`` every ``scrape``,
+    on a free loopback port; yields its base URL once it is ready."""
+    binary = require_binary("prometheus")
+    config = work / "prometheus.yml"
+    config.write_text(
+        f"global: {{scrape_interval: {scrape}, evaluation_interval: {scrape}}}\n"
+        "scrape_configs:\n"
+        "  - job_name: app\n"
+        f"    static_configs: [{{targets: ['{target_url.removeprefix('http://')}']}}]\n"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={work / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    with server_process(argv, ready_url=f"{url}/-/ready", log_path=work / "prometheus.log"):
+        yield url

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,7 +32,7 @@ from app.core.settings import load_settings
 from app.gates import scheduler as scheduler_module
 from app.main import create_app
 from tests.app.fakes import ProbeBench
-from tests.support import in_ci
+from tests.support import free_port, in_ci
 
 pytestmark = pytest.mark.postgres
 
@@ -61,13 +60,6 @@ def _pg_bin() -> Path:
     if in_ci():
         pytest.fail(f"{message}; CI=true, so the database fault tests must run")
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -131,7 +123,7 @@ def cluster() -> Iterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="gonogo-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    found = Cluster(pg_bin, root, _free_port())
+    found = Cluster(pg_bin, root, free_port())
     found.init()
     found.start()
     try:

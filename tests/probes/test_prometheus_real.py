@@ -7,17 +7,11 @@ except in CI (CI=true), where its absence is a failure.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-import httpx
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -28,6 +22,7 @@ from gates.sampler import take_sample
 from probes.base import MeasurementStatus, ProbeContext, ProbeQuery
 from probes.prometheus import PrometheusConfig, PrometheusProbe
 from tests.fakes.server import ThreadedServer
+from tests.support import real_prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -37,24 +32,6 @@ TWO_SERIES = 'vector(1) or label_replace(vector(2), "copy", "yes", "", "")'
 ERROR_RATE = (
     'sum(rate(http_requests_total{code=~"5.."}[15s])) / sum(rate(http_requests_total[15s]))'
 )
-
-
-def _binary() -> str:
-    found = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
-    )
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the prometheus binary is required in CI (apt-get install prometheus)")
-        pytest.skip("prometheus binary not installed (apt-get install prometheus)")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -95,51 +72,8 @@ def target() -> Iterator[Target]:
 def prometheus(
     target: Target, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealPrometheus]:
-    binary = _binary()
-    work = tmp_path_factory.mktemp("prometheus")
-    config = work / "prometheus.yml"
-    host_port = target.url.removeprefix("http://")
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: app\n    static_configs: [{{targets: ['{host_port}']}}]\n"
-    )
-    port = _free_port()
-    log = (work / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_DEADLINE
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prometheus exited early: {(work / 'prometheus.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready within {READY_DEADLINE}s")
-            time.sleep(0.1)  # bounded readiness poll of a child process
+    with real_prometheus(tmp_path_factory.mktemp("prometheus"), target.url) as url:
         yield RealPrometheus(url, target)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
 
 
 @pytest.fixture

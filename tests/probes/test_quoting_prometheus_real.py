@@ -14,7 +14,6 @@ Needs the ``prometheus`` binary; skipped without it, except in CI.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -34,7 +33,8 @@ from probes.prometheus import PrometheusConfig, PrometheusProbe
 from probes.quoting import quote_promql
 from tests.app.conftest import TOKENS, open_service
 from tests.fakes.server import ThreadedServer
-from tests.probes.test_prometheus_real import READY_DEADLINE, _binary, _free_port
+from tests.probes.test_prometheus_real import READY_DEADLINE
+from tests.support import real_prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -57,7 +57,6 @@ CRAFTED_IN_CHARSET = [".+", "1.4..", "..4.2", "1.4.+", "1+4+2", "1.4.2+", "1.+"]
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = _binary()
     started = time.time()
 
     async def metrics(_: web.Request) -> web.Response:
@@ -72,48 +71,19 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    with ThreadedServer(app) as target:
-        work = tmp_path_factory.mktemp("prometheus-quoting")
-        config = work / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s}\n"
-            "scrape_configs:\n"
-            f"  - job_name: app\n    static_configs: [{{targets: ['{target.url[7:]}']}}]\n"
-        )
-        port = _free_port()
-        log = (work / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={work / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for_rates(process, url, work)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-            log.close()
+    with (
+        ThreadedServer(app) as target,
+        real_prometheus(tmp_path_factory.mktemp("prometheus-quoting"), target.url) as url,
+    ):
+        _wait_for_rates(url)
+        yield url
 
 
-def _wait_for_rates(process: subprocess.Popen[bytes], url: str, work: Path) -> None:
+def _wait_for_rates(url: str) -> None:
     """Until every series has two scrapes, so rate() has a value for each."""
     deadline = time.monotonic() + READY_DEADLINE
     query = "count(rate(http_requests_total[5m]))"
     while True:
-        if process.poll() is not None:
-            pytest.fail(f"prometheus exited early: {(work / 'prometheus.log').read_text()}")
         try:
             answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=1)
             result = answer.json()["data"]["result"] if answer.status_code == 200 else []
