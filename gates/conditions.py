@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from probes.timefmt import format_duration
+
+__all__ = ["format_duration"]
+
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -117,19 +121,6 @@ def _bounded(seconds: float, written: str | int | float) -> timedelta:
             f"bad duration {written!r}: longer than the maximum of {format_duration(MAX_DURATION)}"
         )
     return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    if seconds and seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    parts = []
-    remaining = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
 
 
 _PLACEHOLDER = r"""\$(?:

@@ -46,7 +46,7 @@ from probes.client import (
     bearer_source,
 )
 from probes.quoting import quote_http
-from probes.timefmt import iso
+from probes.timefmt import format_duration, iso
 
 METRICS = ("up", "availability", "latency")
 _DOWN = {"down", "out_of_service", "fail", "error"}
@@ -175,7 +175,7 @@ class HttpProbe:
             return Measurement(
                 MeasurementStatus.ERROR,
                 ctx.now,
-                detail=f"availability over {_span(window)} {uncovered}",
+                detail=f"availability over {format_duration(window)} {uncovered}",
                 extra={"up": up},
             )
         seen = [observed for _, observed in used]
@@ -254,26 +254,12 @@ def _coverage_problem(instants: list[datetime], window: timedelta, ctx: ProbeCon
     needed_since = ctx.now - window + slack
     oldest = instants[0]
     if oldest > needed_since:
-        return f"needs history since {iso(needed_since)}, have {_span(ctx.now - oldest)}"
+        return f"needs history since {iso(needed_since)}, have {format_duration(ctx.now - oldest)}"
     if ctx.max_gap is not None:
         for before, after in itertools.pairwise(instants):
             if after - before > ctx.max_gap:
                 return (
-                    f"has a hole of {_span(after - before)} between {iso(before)} and"
-                    f" {iso(after)} (more than {_span(ctx.max_gap)})"
+                    f"has a hole of {format_duration(after - before)} between {iso(before)} and"
+                    f" {iso(after)} (more than {format_duration(ctx.max_gap)})"
                 )
     return None
-
-
-def _span(length: timedelta) -> str:
-    """``40s``, ``4m30s``, ``2h``: a length of time as gate files write it."""
-    seconds = length.total_seconds()
-    if 0 < seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    parts = []
-    remaining = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
