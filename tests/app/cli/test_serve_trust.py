@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.app.cli.serve_support import Answer, ScriptedPrometheus, Serve, serving, steady
+from tests.app.cli.serve_support import (
+    Answer,
+    ScriptedPrometheus,
+    Serve,
+    serving,
+    steady,
+    wait_for,
+)
 from tests.probes.test_quoting_prometheus_real import ERROR_RATE
 from tests.probes.test_quoting_prometheus_real import prometheus as real_prometheus
 
@@ -203,3 +210,63 @@ def test_an_uncovered_window_never_goes_and_a_covered_one_does(server: Serve) ->
             assert "needs history" in event["data"]["reasons"][0], event
     deciding = instant(events[-1]["at"])
     assert (deciding - first).total_seconds() >= 5, [e["at"] for e in events]
+
+
+def put_gate(server: Serve, name: str, text: str) -> str:
+    response = server.call(
+        "PUT", f"/gates/{name}", content=text, headers={"Content-Type": "application/yaml"}
+    )
+    assert response.status_code in (200, 201), response.text
+    version: str = response.json()["version"]
+    return version
+
+
+def samples_after_redefinition(server: Serve, check_id: str) -> int:
+    events = server.events(check_id)
+    marks = [n for n, e in enumerate(events) if e["kind"] == "gate_redefined"]
+    return sum(1 for e in events[marks[0] :] if e["kind"] == "sample") if marks else 0
+
+
+def test_a_redefinition_during_a_check_changes_neither_its_criteria_nor_its_signoffs(
+    server: Serve, source: ScriptedPrometheus
+) -> None:
+    strict = scripted_gate("redef", source.url, steady_for=1, timeout="60s")
+    signed = strict + "signoffs:\n  - {id: uat, role: admin}\n"
+    source.script('redef{version="all"}', steady(0.02))
+    source.script('redef{version="5.0"}', steady(0.02))  # 2 %: fails go: < 1 %
+    pinned = put_gate(server, "redef", signed)
+    check = server.start_check("redef", version="5.0")
+    wait_for(lambda: server.events(check["id"])[-1]["kind"] == "sample", 20, "first sample")
+    # The new version would pass the value and needs no sign-off at all.
+    lenient = strict.replace('go: "< 1%"', 'go: "< 5%"')
+    current = put_gate(server, "redef", lenient)
+    assert current != pinned
+    wait_for(lambda: server.decision("redef")["decision"] == "go", 20, "continuous go on v2")
+    wait_for(lambda: samples_after_redefinition(server, check["id"]) >= 2, 20, "pinned samples")
+    body = server.check(check["id"])
+    assert (body["state"], body["decision"], body["gate_version"]) == (
+        "running",
+        "no_go",
+        pinned,
+    ), body
+    assert "missing sign-off: uat" in body["reasons"], body["reasons"]
+    # The source heals: the pinned criteria pass, but the pinned sign-off still binds.
+    source.script('redef{version="5.0"}', steady(0.001))
+    refused = server.call(
+        "POST", f"/checks/{check['id']}/signoffs", "approver", json={"signoff": "uat"}
+    )
+    assert refused.status_code == 403, refused.text
+    wait_for(
+        lambda: server.check(check["id"])["reasons"] == ["missing sign-off: uat"],
+        20,
+        "only the sign-off missing",
+    )
+    assert server.check(check["id"])["state"] == "running"
+    signed_off = server.call("POST", f"/checks/{check['id']}/signoffs", json={"signoff": "uat"})
+    assert signed_off.status_code == 201, signed_off.text
+    final = server.final(check["id"], FINAL_SECONDS)
+    assert (final["decision"], final["gate_version"]) == ("go", pinned), final
+    redefined = [e for e in server.events(check["id"]) if e["kind"] == "gate_redefined"]
+    assert [(e["data"]["pinned"], e["data"]["current"]) for e in redefined] == [
+        (pinned, current)
+    ]

@@ -56,6 +56,13 @@ def setup(tmp_path: Path) -> Iterator[tuple[Serve, Switch]]:
         gates = tmp_path / "gates"
         gates.mkdir()
         (gates / "steady.yaml").write_text(GATE.replace("URL", source.url))
+        # Passing from the start; its checks wait for a sign-off.
+        source.script('signed{version="8.0"}', lambda _call: Answer(0.001))
+        (gates / "signed.yaml").write_text(
+            GATE.replace("URL", source.url).replace("steady_for: 3", "steady_for: 1")
+            .replace("steady{", "signed{")
+            + "signoffs:\n  - {id: uat, role: approver}\n"
+        )
         server = Serve(gates, f"sqlite+aiosqlite:///{tmp_path / 'gonogo.db'}", tmp_path / "log")
         server.start()
         try:
@@ -133,17 +140,44 @@ def samples_between(server: Serve, since: datetime, until: datetime) -> list[dic
 def test_a_paused_process_serves_no_old_go_when_it_wakes(setup: tuple[Serve, Switch]) -> None:
     server, switch = setup
     switch.passing = True
+    check = server.start_check("signed", version="8.0")
+    wait_for(
+        lambda: server.check(check["id"])["reasons"] == ["missing sign-off: uat"],
+        20,
+        "the check waits only for its sign-off",
+    )
     wait_for(lambda: server.decision("steady")["decision"] == "go", 20, "go before the pause")
     server.signal(signal.SIGSTOP)
+    paused = datetime.now(UTC)
     try:
         time.sleep(0.5)  # let the reads reach the stopped process's socket
         pending = reads_during_the_pause(server)
+        pending["signoff"] = Pending(
+            lambda: server.call(
+                "POST",
+                f"/checks/{check['id']}/signoffs",
+                "approver",
+                timeout=30,
+                json={"signoff": "uat"},
+            )
+        )
         time.sleep(PAST_THE_BOUND)  # the pause itself is the scenario
     finally:
         server.signal(signal.SIGCONT)
     woke = datetime.now(UTC)
+    signoff = pending.pop("signoff").result()
+    assert signoff.status_code == 201, signoff.text
     for name, read in pending.items():
         assert_no_go(name, read.result())
+    # The sign-off came with only a sample from before the pause: the go waits for a
+    # fresh one.
+    final = server.final(check["id"], 20)
+    assert final["decision"] == "go", final
+    deciding = set(final["deciding_samples"])
+    events = [e for e in server.events(check["id"]) if e["kind"] == "sample"]
+    assert deciding and all(
+        instant(e["at"]) > paused for e in events if e["data"]["sample_id"] in deciding
+    ), (final, events)
     # The gap broke the steady run: go again only after three fresh passes.
     body = wait_for(
         lambda: (b := server.decision("steady"))["decision"] == "go" and b, 20, "go again"
