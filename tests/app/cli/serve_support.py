@@ -191,6 +191,11 @@ class Serve:
             method, f"{self.url}/api/v1{path}", headers=headers, timeout=timeout, **kw
         )
 
+    def get(self, path: str, role: str = "viewer") -> httpx.Response:
+        """A GET outside ``/api/v1`` (the status page, ``/metrics``, ``/readyz``)."""
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
+
     def decision(self, gate: str) -> dict[str, Any]:
         response = self.call("GET", f"/gates/{gate}/decision", "viewer")
         assert response.status_code == 200, response.text

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app.cli.serve_support import Answer, ScriptedPrometheus, Serve, serving, wait_for
+from tests.app.cli.serve_support import Answer, ScriptedPrometheus, Serve, wait_for
 from tests.app.conftest import TOKENS
 
 PAST_THE_BOUND = 11.0  # seconds: one more than the 10 s gap and freshness bound
@@ -59,7 +59,8 @@ def setup(tmp_path: Path) -> Iterator[tuple[Serve, Switch]]:
         # Passing from the start; its checks wait for a sign-off.
         source.script('signed{version="8.0"}', lambda _call: Answer(0.001))
         (gates / "signed.yaml").write_text(
-            GATE.replace("URL", source.url).replace("steady_for: 3", "steady_for: 1")
+            GATE.replace("URL", source.url)
+            .replace("steady_for: 3", "steady_for: 1")
             .replace("steady{", "signed{")
             + "signoffs:\n  - {id: uat, role: approver}\n"
         )
@@ -125,9 +126,11 @@ def assert_no_go(name: str, response: httpx.Response) -> None:
         assert 'gonogo_gate_decision{decision="no_go",gate="steady"} 1.0' in response.text
         return
     body = response.json()
-    decision = body["decision"] if name != "status.json" else body["gates"][0]["decision"]
-    found = decision if isinstance(decision, str) else decision["decision"]
-    assert found == "no_go", body
+    if name == "status.json":
+        body = next(g for g in body["gates"] if g["name"] == "steady")
+    if name == "gate":
+        body = body["decision"]
+    assert body["decision"] == "no_go", body
 
 
 def samples_between(server: Serve, since: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -194,9 +197,7 @@ def test_a_restart_mid_run_and_a_check_created_before_it_need_fresh_passes(
     server, switch = setup
     wait_for(lambda: server.decision("steady")["evaluated_at"], 20, "first sample")
     switch.passing = True
-    wait_for(
-        lambda: server.decision("steady")["steady"]["passes"] >= 1, 20, "in a steady run"
-    )
+    wait_for(lambda: server.decision("steady")["steady"]["passes"] >= 1, 20, "in a steady run")
     check = server.start_check("steady", version="7.0")
     wait_for(
         lambda: any(e["kind"] == "sample" for e in server.events(check["id"])),
@@ -208,9 +209,11 @@ def test_a_restart_mid_run_and_a_check_created_before_it_need_fresh_passes(
     restarted = datetime.now(UTC)
     server.start()
     first = wait_for(
-        lambda: (b := server.decision("steady"))["evaluated_at"]
-        and instant(b["evaluated_at"]) >= restarted
-        and b,
+        lambda: (
+            (b := server.decision("steady"))["evaluated_at"]
+            and instant(b["evaluated_at"]) >= restarted
+            and b
+        ),
         20,
         "first sample after the restart",
     )
