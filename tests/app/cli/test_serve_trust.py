@@ -269,3 +269,32 @@ def test_a_redefinition_during_a_check_changes_neither_its_criteria_nor_its_sign
     assert (final["decision"], final["gate_version"]) == ("go", pinned), final
     redefined = [e for e in server.events(check["id"]) if e["kind"] == "gate_redefined"]
     assert [(e["data"]["pinned"], e["data"]["current"]) for e in redefined] == [(pinned, current)]
+
+
+def test_a_redefined_gate_serves_no_go_of_its_old_definition(
+    server: Serve, source: ScriptedPrometheus
+) -> None:
+    # The new version's source answers slowly: its first sample takes 2 s.
+    source.script('loose{version="all"}', steady(0.001))
+    source.script('tight{version="all"}', lambda _call: Answer(0.02, delay=2))
+    loose = scripted_gate("loose", source.url, interval="5s", steady_for=1)
+    put_gate(server, "tighten", loose)
+    wait_for(lambda: server.decision("tighten")["decision"] == "go", 20, "go on the old version")
+    version = put_gate(server, "tighten", loose.replace("loose{", "tight{"))
+    for read in (
+        server.decision("tighten"),
+        server.call("GET", "/gates/tighten", "viewer").json()["decision"],
+    ):
+        assert read["decision"] == "no_go", read
+        assert read["reasons"][0].startswith("gate redefined at "), read["reasons"]
+        assert f"version {version} has no sample yet" in read["reasons"][0], read["reasons"]
+    flagger = server.call(
+        "POST", "/integrations/flagger/tighten", "viewer", json={"name": "w", "namespace": "p"}
+    )
+    assert flagger.status_code == 403, flagger.text
+    wait_for(
+        lambda: server.decision("tighten")["reasons"][0].startswith("rate: 0.02 "),
+        20,
+        "the new version's own sample",
+    )
+    assert server.decision("tighten")["decision"] == "no_go"
