@@ -104,9 +104,10 @@ class PublishedDecision:
 
     ``expires_at`` is ``evaluated_at + bound``; while the gate's samples cannot be stored
     (``unrecorded_since``), it is counted from the first sample that was not stored, so a
-    database outage longer than the bound shows as a stale decision."""
+    database outage longer than the bound shows as a stale decision. A decision of a gate
+    redefined since (``superseded``, the reason) is served as ``no_go`` from the start."""
 
-    __slots__ = ("_fresh", "_interval", "_stale", "_unrecorded_since")
+    __slots__ = ("_evaluated", "_fresh", "_interval", "_stale", "_unrecorded_since")
 
     def __init__(
         self,
@@ -115,12 +116,17 @@ class PublishedDecision:
         interval: timedelta,
         bound: timedelta,
         unrecorded_since: datetime | None = None,
+        superseded: str | None = None,
     ) -> None:
         anchor = verdict.evaluated_at
         if anchor is not None and unrecorded_since is not None:
             anchor = min(anchor, unrecorded_since)
         expires_at = anchor + bound if anchor is not None else None
-        self._fresh = _view(verdict, expires_at, stale=False)
+        self._evaluated = verdict
+        if superseded is None:
+            self._fresh = _view(verdict, expires_at, stale=False)
+        else:  # judged by a definition that is no longer the gate's: never served as is
+            self._fresh = _view(_stale_verdict(verdict, superseded), expires_at, stale=True)
         self._interval = interval
         self._unrecorded_since = unrecorded_since
         self._stale: DecisionView | None = None
@@ -128,7 +134,7 @@ class PublishedDecision:
     @property
     def evaluated(self) -> Verdict:
         """The decision as evaluated, for judging decision changes (never for serving)."""
-        return self._fresh.verdict
+        return self._evaluated
 
     def view(self, now: datetime) -> DecisionView:
         fresh = self._fresh

@@ -19,7 +19,9 @@ Choices worth knowing:
   version, so a restart keeps the probes' windows (``http`` availability) and the runs.
 - A redefined gate (new version from a file or the API) starts a fresh history: its
   criteria may mean something else now. Until its first new sample, reads return the
-  last verdict of the previous version, and decision changes are judged against it.
+  last verdict of the previous version as ``no_go`` ("gate redefined ..."): it was judged
+  by a definition the gate no longer has. Decision changes are judged against that
+  last verdict as evaluated, so the redefinition itself sends no webhook.
 - The decision is published from memory before its sample is written, so reads never
   wait on the database; the write is bounded (``SAMPLE_WRITE_BUDGET``) and a failure is
   logged and counted. While writes fail, the decision expires one freshness bound after
@@ -48,6 +50,7 @@ from app.observability.notify import Notifier
 from gates.engine import Decision, Sample, Steady, Verdict, decide_safely, freshness_bound
 from gates.model import Gate, history_size
 from gates.sampler import placeholder_values, take_sample
+from probes.timefmt import iso
 
 log = structlog.get_logger(__name__)
 
@@ -170,12 +173,29 @@ class GateScheduler:
     def _on_catalog_change(self, name: str, loaded: LoadedGate | None) -> None:
         if not self._started:
             return
+        previous = self._runs.get(name)
         self._halt(name)
         if loaded is None:
             self._published.pop(name, None)
             metrics.forget_gate(name)
-        else:
-            self._run(loaded, spread=False)
+            return
+        published = self._published.get(name)
+        if (
+            previous is not None
+            and published is not None
+            and previous.loaded.version != loaded.version
+        ):
+            old = previous.loaded
+            self._published[name] = PublishedDecision(
+                published.evaluated,
+                interval=old.gate.interval,
+                bound=freshness_bound(old.gate),
+                superseded=(
+                    f"gate redefined at {iso(self._clock.now())}: version {loaded.version}"
+                    f" has no sample yet (the last decision was judged by {old.version})"
+                ),
+            )
+        self._run(loaded, spread=False)
 
     def _halt(self, name: str) -> None:
         run = self._runs.pop(name, None)
