@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +31,9 @@ import httpx
 import pytest
 from aiohttp import web
 
-from app.core.settings import load_settings
-from app.main import create_app
 from tests.app.cli.test_processes import GONOGO, free_port
 from tests.app.conftest import POSTGRES_ENV, TOKENS, TOKENS_SETTING, reset_postgres
 from tests.app.test_secrets import ECHO_SECRETS, MARK, _banned, _echo_cases
-from tests.app.test_secrets import captured_logs as captured_logs  # the fixture
 from tests.fakes import ScriptedFake
 from tests.fakes.jsonapi import JsonApiFake
 from tests.fakes.server import ThreadedServer
@@ -146,6 +143,15 @@ def _yaml_bombs() -> dict[str, bytes]:
             b"probes:\n  c: {type: constant, value: 1}\ncriteria:\n"
             b"  - {name: c, probe: c, go: '> 1e999'}\n"
         ),
+        "infinite probe setting": (
+            b"probes:\n  c: {type: constant, value: 1e999}\n"
+            b"criteria:\n  - {name: c, probe: c, go: '> 0.5'}\n"
+        ),
+        "nan in json": (
+            b'{"probes": {"c": {"type": "constant", "value": "NaN"}},'
+            b' "criteria": [{"name": "c", "probe": "c", "go": "> 0.5"}]}'
+        ),
+        "lone surrogate": b'{"description": "\\ud800", "probes": {}, "criteria": []}',
         "boolean timeout": (
             b"timeout: true\nsteady_for: true\nprobes:\n  c: {type: constant, value: 1}\n"
             b"criteria:\n  - {name: c, probe: c, go: '> 0.5'}\n"
@@ -169,11 +175,13 @@ class Tally:
     fivexx: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, what: str, response: httpx.Response) -> httpx.Response:
         with self.lock:
             self.sent += 1
+            self.statuses[response.status_code] += 1
             self.texts.append(response.text)
             self.texts.append(json.dumps(dict(response.headers)))
             if response.status_code >= 500:
@@ -807,8 +815,10 @@ def test_an_attack_on_a_real_server_finds_no_5xx_no_leak_and_no_freeze(
     print(
         f"\nattack on gonogo serve ({kind}): {tally.sent} requests in {elapsed:.1f}s,"
         f" {len(tally.fivexx)} answered 5xx, {len(leaks)} leaks,"
-        f" /healthz asked {len(watch.latencies)} times, slowest {slowest * 1000:.0f} ms"
+        f" /healthz asked {len(watch.latencies)} times, slowest {slowest * 1000:.0f} ms;"
+        f" statuses {dict(sorted(tally.statuses.items()))}"
     )
+    (tmp_path / "tally.txt").write_text("\n".join(tally.texts))
     assert tally.sent >= 500
     assert tally.fivexx == []
     assert leaks == []
@@ -819,61 +829,3 @@ def test_an_attack_on_a_real_server_finds_no_5xx_no_leak_and_no_freeze(
     assert len(watch.latencies) >= 10
     assert slowest < HEALTHZ_BOUND_SECONDS, f"/healthz took {slowest * 1000:.0f} ms"
     assert MARK in samples and "***" in samples, "the echoes were never sampled"
-
-
-@pytest.mark.parametrize(
-    ("method", "path"), [("PUT", "/api/v1/gates/slow"), ("POST", "/api/v1/gates/portal/checks")]
-)
-async def test_a_caller_hanging_up_mid_body_is_no_server_fault(
-    database_url: str,
-    gates_dir: Path,
-    captured_logs: io.StringIO,
-    method: str,
-    path: str,
-) -> None:
-    """Found by the attack: a slow body whose sender hung up was an "unhandled error"
-    with a traceback in the log, and a 500 answer."""
-    app = create_app(
-        load_settings(database_url=database_url, gates_dir=gates_dir, tokens=TOKENS_SETTING)
-    )
-    incoming = [
-        {
-            "type": "http.request",
-            "body": b'{"version": "1", "metadata": {"a": "',
-            "more_body": True,
-        },
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"t"),
-            (b"authorization", f"Bearer {TOKENS['admin']}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", b"100000"),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    async with app.router.lifespan_context(app):
-        await app(scope, receive, send)
-    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
-    assert all(status < 500 for status in statuses), statuses
-    logs = captured_logs.getvalue()
-    assert "Traceback" not in logs and "unhandled error" not in logs, logs[-2000:]
