@@ -125,3 +125,57 @@ async def test_putting_a_gate_with_a_non_finite_number_is_a_422_not_a_500(
     assert got.status_code == 404
     listing = await service.get("/api/v1/gates")
     assert listing.status_code == 200
+
+
+BAD_URLS = [
+    "http://[::1",  # an unclosed IPv6 literal
+    "http://127.0.0.1:99999/",  # a port out of range
+    "http://127.0.0.1:0/",
+    "http://127.0.0.1:1/a\\0b",  # NUL (YAML escape)
+    "http://127.0.0.1:1/a b",
+    "http://127.0.0.1:1/\\r\\nX-Injected: 1",
+    "http:///no-host",
+]
+
+
+@pytest.mark.parametrize("probe_type", ["http", "prometheus", "json"])
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_probe_url_no_request_could_use_is_a_located_error(probe_type: str, url: str) -> None:
+    """Found by the attack: these were accepted, and every sample then failed."""
+    criterion = {
+        "http": "{name: c, probe: p, metric: up, go: '> 0'}",
+        "prometheus": "{name: c, probe: p, query: up, go: '> 0'}",
+        "json": "{name: c, probe: p, path: a, go: '> 0'}",
+    }[probe_type]
+    text = f'probes:\n  p: {{type: {probe_type}, url: "{url}"}}\ncriteria:\n  - {criterion}\n'
+    checked = check_gate_text(text, name="g", source="g.yaml")
+    assert checked.gate is None, url
+    [problem] = checked.problems
+    assert problem.loc[:2] == ("probes", "p") and problem.line == 2
+    assert "URL" in problem.message or "pattern" in problem.message  # whitespace: the pattern
+
+
+@pytest.mark.parametrize(
+    "headers",
+    ['{"X\\0": v}', '{"X Y": v}', '{"": v}', '{X: "a\\r\\nInjected: 1"}', '{X: "a\\0b"}'],
+)
+def test_an_http_probe_header_no_client_could_send_is_a_located_error(headers: str) -> None:
+    text = (
+        f"probes:\n  p: {{type: http, url: 'http://127.0.0.1:1/', headers: {headers}}}\n"
+        "criteria:\n  - {name: c, probe: p, metric: up, go: '> 0'}\n"
+    )
+    checked = check_gate_text(text, name="g", source="g.yaml")
+    assert checked.gate is None
+    [problem] = checked.problems
+    assert problem.loc[:3] == ("probes", "p", "headers") and problem.line == 2
+    assert "header" in problem.message
+
+
+def test_ordinary_urls_and_headers_still_load() -> None:
+    for url in ("http://127.0.0.1:9090", "https://[::1]:8443/api?x=%20y", "http://prom/"):
+        text = (
+            f"probes:\n  p: {{type: http, url: '{url}', headers: {{X-Scope-OrgID: 't 1'}}}}\n"
+            "criteria:\n  - {name: c, probe: p, metric: up, go: '> 0'}\n"
+        )
+        checked = check_gate_text(text, name="g", source="g.yaml")
+        assert checked.problems == [], url
