@@ -539,6 +539,13 @@ def gate_file_attack(attack: Attack, catcher_url: str) -> None:
         )
         if response is not None and response.status_code != 422:
             attack.tally.problems.append(f"notify {variable} not refused: {response.status_code}")
+    for url in ("http://[::1", "http://127.0.0.1:99999/", "http://127.0.0.1:1/a\\0b"):
+        text = f'probes:\n  p: {{type: prometheus, url: "{url}"}}\ncriteria:\n  - {CRITERION}\n'
+        response = attack.send(
+            "PUT bad url", "PUT", "/api/v1/gates/badurl", content=text.encode(), headers=admin
+        )
+        if response is not None and response.status_code != 422:
+            attack.tally.problems.append(f"url {url} not refused: {response.status_code}")
     for url in (
         "http://admin:hunter2-userinfo@127.0.0.1:1",
         "http://hunter2-userinfo@127.0.0.1:1/",
