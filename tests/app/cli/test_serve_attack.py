@@ -56,6 +56,7 @@ criteria:
   - {name: ratio, probe: c, go: "> 0.5"}
 signoffs:
   - {id: uat, role: approver}
+  - {id: cso, role: admin}  # never given: the stored check stays running
 """
 
 KEPT_GATE = """\
