@@ -620,6 +620,7 @@ def check_attack(attack: Attack) -> None:
 def raw_attack(attack: Attack) -> None:
     """Malformed HTTP (uvicorn answers a plain 400, never a 5xx)."""
     host = f"Host: 127.0.0.1:{attack.serve.port}\r\n".encode()
+    pipeline = f"Authorization: Bearer {TOKENS['pipeline']}\r\n".encode()
     for data in (
         b"GET /healthz HTTP/1.1\r\n" + host + b"X-Bad: a\x00b\r\n\r\n",
         b"GET /\x00 HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n",
@@ -635,6 +636,16 @@ def raw_attack(attack: Attack) -> None:
         + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nzz\r\n",
         b"GET /api/v1/gates HTTP/1.1\r\n" + host + b"X: " + b"y" * 70000 + b"\r\n\r\n",
         b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n" + host + b"\r\n",
+        *(
+            b"POST /api/v1/gates/signed/checks HTTP/1.1\r\n"
+            + host
+            + pipeline
+            + b"Idempotency-Key: "
+            + key
+            + b"\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 16\r\nConnection: close\r\n\r\n{"version": "7"}'
+            for key in (b"\xff\xfe\xc3\x28", "\u2603".encode(), b"k" * 8000, b"\x01", b"")
+        ),
     ):
         with contextlib.suppress(OSError):
             attack.raw(f"raw {data[:40]!r}", data)
