@@ -76,12 +76,17 @@ class HttpConfig(ProbeConfig):
     @classmethod
     def _headers_can_be_sent(cls, headers: dict[str, str]) -> dict[str, str]:
         # A header no HTTP client may send would fail every sample; say so at load.
+        # Whitespace around a value is not part of it in HTTP (a YAML block scalar's
+        # final newline, say), so it is dropped rather than refused.
+        sendable = {}
         for name, value in headers.items():
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            value = value.strip(" \t\r\n")
             if _HEADER_VALUE_FORBIDDEN.search(value):
                 raise ValueError(f"header {name}: the value holds a line break or a control byte")
-        return headers
+            sendable[name] = value
+        return sendable
 
     @model_validator(mode="after")
     def _value_needs_path(self) -> HttpConfig:

@@ -179,3 +179,16 @@ def test_ordinary_urls_and_headers_still_load() -> None:
         )
         checked = check_gate_text(text, name="g", source="g.yaml")
         assert checked.problems == [], url
+
+
+def test_whitespace_around_a_header_value_is_dropped_not_refused() -> None:
+    # A YAML block scalar ends in a newline; HTTP does not count surrounding whitespace.
+    text = (
+        "probes:\n  p:\n    type: http\n    url: 'http://127.0.0.1:1/'\n"
+        "    headers:\n      X-Tenant: |\n        t1\n"
+        "criteria:\n  - {name: c, probe: p, metric: up, go: '> 0'}\n"
+    )
+    checked = check_gate_text(text, name="g", source="g.yaml")
+    assert checked.problems == []
+    assert checked.gate is not None
+    assert checked.gate.probes["p"].headers == {"X-Tenant": "t1"}  # type: ignore[attr-defined]
