@@ -11,6 +11,7 @@ and criteria and is the entry point.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -419,7 +420,27 @@ def _validate(data: Any, name: str, policy: EnvPolicy, problems: Problems) -> Ga
         return None
     for location, message, hint in history_problems(gate):
         problems.add(location, message, hint)
+    for location, number in _non_finite_numbers(gate.model_dump(by_alias=True), ()):
+        problems.add(
+            location,
+            f"{number!r} is not a finite number",
+            "every number in a gate is finite; write one within range",
+        )
     return gate if not problems.items else None
+
+
+def _non_finite_numbers(value: Any, location: Loc) -> Iterable[tuple[Loc, float]]:
+    """Where the validated gate holds infinity or NaN, whatever the field's type (a probe
+    type's own settings included): such a number means nothing in a gate, and a
+    definition holding one could not be shown back as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield location, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite_numbers(item, (*location, str(key)))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _non_finite_numbers(item, (*location, index))
 
 
 # -- public API ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -170,7 +171,28 @@ class ProbeConfig(BaseModel):
                 "credentials in the URL (user:password@host) would be shown to every viewer;"
                 " remove them and set username + password_env, or token_env"
             )
+        if isinstance(url, str):
+            _check_url_is_usable(url)
         return url
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _check_url_is_usable(url: str) -> None:
+    """A URL no request could be sent to is a mistake in the gate, said where it is
+    written, not a probe failure on every sample."""
+    if _CONTROL_OR_SPACE.search(url):
+        raise ValueError("the URL holds a space or a control character; percent-encode it")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port out of range raises
+    except ValueError as bad:
+        raise ValueError(f"the URL cannot be parsed: {bad}") from None
+    if parts.scheme and "://" in url and not parts.hostname:
+        raise ValueError("the URL names no host")
+    if port == 0:
+        raise ValueError("the URL's port 0 is not a port a request can be sent to")
 
 
 @runtime_checkable

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from probes.base import (
     Measurement,
@@ -53,6 +54,11 @@ _DOWN = {"down", "out_of_service", "fail", "error"}
 _UP = {"up", "pass", "ok", "warn"}
 
 
+# RFC 9110: a header name is a token; a value has no CR, LF, NUL or other control byte.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 class HttpConfig(ProbeConfig):
     history_metrics: ClassVar[frozenset[str]] = frozenset({"availability"})
 
@@ -65,6 +71,22 @@ class HttpConfig(ProbeConfig):
     contains: str | None = Field(default=None, min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
     token_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_can_be_sent(cls, headers: dict[str, str]) -> dict[str, str]:
+        # A header no HTTP client may send would fail every sample; say so at load.
+        # Whitespace around a value is not part of it in HTTP (a YAML block scalar's
+        # final newline, say), so it is dropped rather than refused.
+        sendable = {}
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            value = value.strip(" \t\r\n")
+            if _HEADER_VALUE_FORBIDDEN.search(value):
+                raise ValueError(f"header {name}: the value holds a line break or a control byte")
+            sendable[name] = value
+        return sendable
 
     @model_validator(mode="after")
     def _value_needs_path(self) -> HttpConfig:

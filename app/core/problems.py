@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger(__name__)
@@ -154,6 +155,15 @@ async def _on_http(request: Request, error: Exception) -> JSONResponse:
     return problem_response(error.status_code, detail, headers=error.headers)
 
 
+async def _on_disconnect(request: Request, error: Exception) -> JSONResponse:
+    """The caller hung up before its whole body arrived: its fault, not a server fault.
+    Logged as one line without a traceback; the answer has no one left to read it."""
+    log.info(
+        "client disconnected before its body was read", method=request.method, path=request.url.path
+    )
+    return problem_response(400, "the client disconnected before sending its whole body")
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error(
         "unhandled error",
@@ -167,6 +177,7 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)
