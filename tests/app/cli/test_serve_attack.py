@@ -705,13 +705,18 @@ def _database(kind: str, tmp_path: Path) -> str:
     return url
 
 
+MIN_SECRET_LENGTH = 12
+
+
 def _database_secrets(url: str) -> list[str]:
-    """The database password, if the URL has one: it must never be read back either."""
+    """The database URL, and its password when it is long enough to be a real secret: it
+    must never be read back either. A short test password (CI's is ``gonogo``, the
+    product's own name) would be found in every answer, so only the URL is checked then."""
     if "@" not in url or "://" not in url:
         return []
     userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
     password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
-    return [url] if len(password) < 6 else [url, password]
+    return [url] if len(password) < MIN_SECRET_LENGTH else [url, password]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
