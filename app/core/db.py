@@ -8,7 +8,7 @@ them on every database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -222,16 +222,18 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session that commits on success and rolls back on error."""
-        async with self.sessions() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                run_on_rollback(session)
-                raise
-            self.reached = True
-            run_after_commit(session)
+        session = self.sessions()
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await _to_the_end(session.rollback())
+            run_on_rollback(session)
+            raise
+        finally:
+            await _to_the_end(session.close())
+        self.reached = True
+        run_after_commit(session)
 
     async def ping(self) -> bool:
         """Whether the database answers ``SELECT 1`` within ``PING_TIMEOUT_S``."""
@@ -245,6 +247,20 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
+    """Run a session's closing step to its end even when the task is cancelled meanwhile
+    (a loop stopped at shutdown): a connection cut off while it is handed back is logged
+    by the pool as an error and thrown away. The cancellation is raised afterwards."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # seen: the cancellation is what the caller gets
+        raise
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
