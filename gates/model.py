@@ -123,6 +123,16 @@ class MinVolume(BaseModel):
     at_least: FiniteNumber = Field(ge=0)
 
 
+class Baseline(BaseModel):
+    """The criterion's query run a second time in the same sample, with these placeholder
+    values in place of the check's: the current version beside the canary. A value may
+    use placeholders itself (``version: "${baseline}"``, which a check supplies)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vars: dict[str, str] = Field(min_length=1)
+
+
 class Criterion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -134,6 +144,7 @@ class Criterion(BaseModel):
     no_data: NoDataPolicy = NoDataPolicy.INCONCLUSIVE
     min_volume: MinVolume | None = None
     description: str = ""
+    baseline: Baseline | None = None
     # Probe-specific keys (see the probe types in README); each type checks its own.
     query: str | None = None
     metric: str | None = None

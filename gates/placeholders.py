@@ -18,7 +18,7 @@ from typing import Any
 
 from gates.conditions import Placeholders, UnfilledPlaceholder, placeholder_names
 from gates.errors import Loc
-from gates.model import Criterion, Gate
+from gates.model import Baseline, Criterion, Gate
 from gates.problems import Problems, did_you_mean
 from probes.base import QuoteContext, QuoteRefused, quoter_of
 
@@ -129,6 +129,44 @@ def fill_text(text: str, values: PlaceholderValues, *, field: str, quote: Quote 
         out.append(quote(value, context))
     out.append(text[position:])
     return "".join(out)
+
+
+def baseline_values(values: PlaceholderValues, baseline: Baseline) -> PlaceholderValues:
+    """The values a criterion's baseline run fills its query with: ``values``, with each
+    name of ``baseline.vars`` set to that var's text, its own placeholders filled from
+    ``values``. A var that takes any value from a check stays check-supplied, so the probe
+    quotes it like the canary's; one its author wrote out is inserted as it is. Raises
+    ``UnfilledPlaceholder`` for a name without a value."""
+    gate = dict(values.gate)
+    check = dict(values.check)
+    for name, text in baseline.vars.items():
+        filled, from_check = _fill_raw(text, values)
+        gate.pop(name, None)
+        check.pop(name, None)
+        (check if from_check else gate)[name] = filled
+    return PlaceholderValues(gate=gate, check=check)
+
+
+def _fill_raw(text: str, values: PlaceholderValues) -> tuple[str, bool]:
+    """``text`` with its placeholders filled unquoted, and whether a check supplied any."""
+    out: list[str] = []
+    from_check = False
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        out.append(text[position : match.start()])
+        position = match.end()
+        if match["escaped"] is not None:
+            out.append("$")
+            continue
+        name = match["braced"]
+        if name is None:
+            raise UnfilledPlaceholder(match.group(0))
+        if name not in values:
+            raise UnfilledPlaceholder(name)
+        from_check = from_check or values.supplied(name)
+        out.append(values[name])
+    out.append(text[position:])
+    return "".join(out), from_check
 
 
 _BAD_PLACEHOLDER = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*\})[^}]*\}")
