@@ -109,6 +109,11 @@ class _CheckRun:
         return [sample for _, sample in self.history]
 
 
+def _last_recorded(run: _CheckRun) -> int | None:
+    """The id of the check's newest recorded sample."""
+    return run.history[-1][0] if run.history else None
+
+
 class CheckRunner:
     """Runs every running check's sampling loop and wakes those waiting for it to end."""
 
@@ -372,6 +377,7 @@ class CheckRunner:
     async def _loop(self, run: _CheckRun) -> None:
         """Drive the check until it ends; a fault starts the drive again after a backoff."""
         delay = RETRY_FIRST_S
+        recorded = _last_recorded(run)
         while not run.ended:
             try:
                 await self._drive(run)
@@ -379,6 +385,9 @@ class CheckRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as fault:
+                if _last_recorded(run) != recorded:  # samples since the last fault: a new one
+                    recorded = _last_recorded(run)
+                    delay = RETRY_FIRST_S
                 metrics.sample_write_failed("check")
                 log.error(
                     "check loop fault; retrying",

@@ -26,14 +26,19 @@ from gates.engine import Decision, Verdict
 from probes.timefmt import iso
 
 
-def decision_body(verdict: Verdict, expires_at: datetime | None) -> dict[str, Any]:
-    """The decision body (``docs/api.md``): the verdict plus ``expires_at``."""
+def decision_body(
+    verdict: Verdict, expires_at: datetime | None, *, gate_version: str | None = None
+) -> dict[str, Any]:
+    """The decision body (``docs/api.md``): the verdict plus ``expires_at`` and, for a
+    continuous decision, the ``gate_version`` that judged it."""
     body = verdict.as_dict()
     ordered: dict[str, Any] = {}
     for key, value in body.items():
         ordered[key] = value
         if key == "evaluated_at":
             ordered["expires_at"] = iso(expires_at)
+            if gate_version is not None:
+                ordered["gate_version"] = gate_version
     return ordered
 
 
@@ -77,9 +82,10 @@ class DecisionView:
     expires_at: datetime | None
     stale: bool
     body: bytes
+    gate_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return decision_body(self.verdict, self.expires_at)
+        return decision_body(self.verdict, self.expires_at, gate_version=self.gate_version)
 
 
 def _stale_verdict(verdict: Verdict, reason: str) -> Verdict:
@@ -94,8 +100,11 @@ def _stale_verdict(verdict: Verdict, reason: str) -> Verdict:
     )
 
 
-def _view(verdict: Verdict, expires_at: datetime | None, *, stale: bool) -> DecisionView:
-    return DecisionView(verdict, expires_at, stale, encode_body(decision_body(verdict, expires_at)))
+def _view(
+    verdict: Verdict, expires_at: datetime | None, *, stale: bool, version: str | None
+) -> DecisionView:
+    body = encode_body(decision_body(verdict, expires_at, gate_version=version))
+    return DecisionView(verdict, expires_at, stale, body, version)
 
 
 class PublishedDecision:
@@ -107,7 +116,7 @@ class PublishedDecision:
     database outage longer than the bound shows as a stale decision. A decision of a gate
     redefined since (``superseded``, the reason) is served as ``no_go`` from the start."""
 
-    __slots__ = ("_evaluated", "_fresh", "_interval", "_stale", "_unrecorded_since")
+    __slots__ = ("_evaluated", "_fresh", "_interval", "_stale", "_unrecorded_since", "_version")
 
     def __init__(
         self,
@@ -115,6 +124,7 @@ class PublishedDecision:
         *,
         interval: timedelta,
         bound: timedelta,
+        version: str | None = None,
         unrecorded_since: datetime | None = None,
         superseded: str | None = None,
     ) -> None:
@@ -123,10 +133,13 @@ class PublishedDecision:
             anchor = min(anchor, unrecorded_since)
         expires_at = anchor + bound if anchor is not None else None
         self._evaluated = verdict
+        self._version = version
         if superseded is None:
-            self._fresh = _view(verdict, expires_at, stale=False)
+            self._fresh = _view(verdict, expires_at, stale=False, version=version)
         else:  # judged by a definition that is no longer the gate's: never served as is
-            self._fresh = _view(_stale_verdict(verdict, superseded), expires_at, stale=True)
+            self._fresh = _view(
+                _stale_verdict(verdict, superseded), expires_at, stale=True, version=version
+            )
         self._interval = interval
         self._unrecorded_since = unrecorded_since
         self._stale: DecisionView | None = None
@@ -149,7 +162,12 @@ class PublishedDecision:
                 self._interval,
                 unrecorded_since=self._unrecorded_since,
             )
-            self._stale = _view(_stale_verdict(verdict, reason), fresh.expires_at, stale=True)
+            self._stale = _view(
+                _stale_verdict(verdict, reason),
+                fresh.expires_at,
+                stale=True,
+                version=self._version,
+            )
         return self._stale
 
 

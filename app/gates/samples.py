@@ -113,7 +113,7 @@ class SampleStore:
                 check_id=None,
                 evaluated_at=verdict.evaluated_at or self._clock.now(),
                 decision=verdict.decision.value,
-                body=decision_body(verdict, expires_at),
+                body=decision_body(verdict, expires_at, gate_version=version),
                 measurements=measurements_of_results(verdict.criteria),
                 gate_version=version,
             )

@@ -85,9 +85,10 @@ def _expires_at(verdict: Verdict, gate: Gate) -> datetime | None:
     return at + freshness_bound(gate) if at is not None else None
 
 
-def encode_verdict(verdict: Verdict, gate: Gate) -> bytes:
-    """The decision body (``docs/api.md``) of a fresh ``verdict`` of ``gate`` as UTF-8 JSON."""
-    return encode_body(decision_body(verdict, _expires_at(verdict, gate)))
+def encode_verdict(verdict: Verdict, loaded: LoadedGate) -> bytes:
+    """The decision body (``docs/api.md``) of a fresh ``verdict`` of a gate as UTF-8 JSON."""
+    expires_at = _expires_at(verdict, loaded.gate)
+    return encode_body(decision_body(verdict, expires_at, gate_version=loaded.version))
 
 
 @dataclass
@@ -190,6 +191,7 @@ class GateScheduler:
                 published.evaluated,
                 interval=old.gate.interval,
                 bound=freshness_bound(old.gate),
+                version=old.version,
                 superseded=(
                     f"gate redefined at {iso(self._clock.now())}: version {loaded.version}"
                     f" has no sample yet (the last decision was judged by {old.version})"
@@ -304,6 +306,7 @@ class GateScheduler:
             verdict,
             interval=gate.interval,
             bound=freshness_bound(gate),
+            version=run.loaded.version,
             unrecorded_since=run.unrecorded_since,
         )
 

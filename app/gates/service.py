@@ -47,7 +47,7 @@ def gate_decision(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any
     view = scheduler.current(loaded.name)
     if view is not None:
         return view.as_dict()
-    return decision_body(no_sample_verdict(loaded.name, loaded.gate.steady_for), None)
+    return _no_sample_body(loaded)
 
 
 def gate_decision_json(catalog: GateCatalog, scheduler: GateScheduler, name: str) -> bytes:
@@ -56,7 +56,12 @@ def gate_decision_json(catalog: GateCatalog, scheduler: GateScheduler, name: str
     view = scheduler.current(name)
     if view is not None:
         return view.body
-    return encode_body(decision_body(no_sample_verdict(loaded.name, loaded.gate.steady_for), None))
+    return encode_body(_no_sample_body(loaded))
+
+
+def _no_sample_body(loaded: LoadedGate) -> dict[str, Any]:
+    verdict = no_sample_verdict(loaded.name, loaded.gate.steady_for)
+    return decision_body(verdict, None, gate_version=loaded.version)
 
 
 def gate_summary(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:

@@ -103,11 +103,14 @@ async def test_gates_list_detail_and_current_decision(service: Service) -> None:
         "decision",
         "evaluated_at",
         "expires_at",
+        "gate_version",
         "reasons",
         "steady",
         "criteria",
     }
     assert body["criteria"][0]["outcome"] == "pass"
+    detail = (await service.get("/api/v1/gates/portal")).json()
+    assert body["gate_version"] == detail["version"]
     assert_problem(await service.get("/api/v1/gates/nope/decision"), 404)
     assert_problem(await service.get("/api/v1/gates/nope"), 404)
 

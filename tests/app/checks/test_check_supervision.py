@@ -51,6 +51,29 @@ async def test_a_check_survives_failed_sample_writes_and_still_reaches_go(
     assert final["state"] == "final" and final["decision"] == "go"
 
 
+async def test_a_fault_after_healthy_samples_is_retried_at_the_first_backoff(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backoff grows while faults follow one another; once the loop has recorded a
+    sample again, the next fault is a new one, retried after the first backoff (not after
+    the grown one, which would leave the check unsampled for up to 10 s)."""
+    outage = Outage(monkeypatch, "update_running_verdict")
+    check = await service.start_check()  # portal: interval 10s, first sample at once
+    await service.until(lambda: _failed(outage, 1))  # t=0
+    for backoff, failures in ((0.5, 2), (1, 3), (2, 4), (4, 5), (8, 6)):
+        await service.advance(backoff)
+        await service.until(lambda n=failures: _failed(outage, n))  # t=15.5: backoff 10
+    outage.down = False
+    await service.advance(10)  # t=25.5: the retry samples and records
+    await service.samples_reach(check["id"], 1)
+    outage.down = True
+    await service.advance(4.5)  # t=30: the next tick, a new fault
+    await service.until(lambda: _failed(outage, 7))
+    await service.advance(0.5)  # t=30.5: retried at the first backoff
+    await service.until(lambda: _failed(outage, 8), seconds=3)
+    assert outage.failures == 8
+
+
 async def test_the_deadline_is_enforced_as_soon_as_gonogo_can_write(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -85,7 +86,9 @@ async def test_the_gate_goes_after_steady_for_passing_samples(runtime: Runtime) 
     assert runtime.notifier.changes == [("portal", Decision.GO, Decision.NO_GO)]
     loaded = runtime.catalog.get("portal")
     assert loaded is not None
-    assert runtime.scheduler.latest_body("portal") == encode_verdict(latest, loaded.gate)
+    assert runtime.scheduler.latest_body("portal") == encode_verdict(latest, loaded)
+    body = json.loads(runtime.scheduler.latest_body("portal") or b"")
+    assert body["gate_version"] == loaded.version
     assert runtime.scheduler.latest_all() == {"portal": latest}
 
 
