@@ -38,13 +38,14 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.checks import service as checks
 from app.checks.schemas import MAX_IDEMPOTENCY_KEY, CheckRequest, NoControlChars
 from app.core.auth import Principal, TokenAuthenticator, require
 from app.core.clock import Clock
 from app.core.db import Database
-from app.core.problems import Invalid, validation_errors
+from app.core.problems import Invalid, Unavailable, validation_errors
 from gates.engine import Decision
 
 log = structlog.get_logger(__name__)
@@ -175,17 +176,23 @@ async def _answer_hook(
     key = idempotency_key(payload)
     db: Database = state.db
     clock: Clock = state.clock
-    async with db.session() as session:
-        check, created = await checks.create_check(
-            session,
-            state.catalog,
-            state.checks,
-            clock,
-            gate_name=gate,
-            request=wanted,
-            idempotency_key=key,
-            principal=principal,
-        )
+    try:
+        async with db.session() as session:
+            check, created = await checks.create_check(
+                session,
+                state.catalog,
+                state.checks,
+                clock,
+                gate_name=gate,
+                request=wanted,
+                idempotency_key=key,
+                principal=principal,
+            )
+    except (SQLAlchemyError, OSError) as fault:
+        # Flagger reads any status above 202 as "not this time" and asks again next
+        # interval: a database outage is that, not a server fault with a traceback.
+        log.warning("flagger webhook: database unavailable", gate=gate, error=type(fault).__name__)
+        raise Unavailable("the database is not answering; ask again later") from None
     answer = hook_answer(check, hook=hook, succeeds_on=succeeds_on)
     log.info(
         "flagger webhook",

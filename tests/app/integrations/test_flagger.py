@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from tests.app.conftest import TOKENS, Service
 from tests.app.integrations.conftest import VersionBench
@@ -319,3 +320,16 @@ async def test_a_running_checks_expired_decision_reads_stale(service: Service) -
     reasons = answer.json()["reasons"]
     assert reasons[0].startswith("stale since"), reasons
     service.probe("p").release()
+
+
+async def test_a_database_outage_is_503_not_a_server_fault(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr("app.checks.service.create_check", unreachable)
+    response = await call(service, PROMOTE, payload())
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "INSERT" not in response.text
