@@ -9,12 +9,15 @@ until it succeeds, ``rollback`` rolls the canary back when it succeeds.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from sqlalchemy.exc import OperationalError
 
 from tests.app.conftest import TOKENS, Service
 from tests.app.integrations.conftest import VersionBench
+from tests.support import REPO
 
 PROMOTE = "/api/v1/integrations/flagger/canary"
 ROLLBACK = "/api/v1/integrations/flagger/canary/rollback"
@@ -333,3 +336,36 @@ async def test_a_database_outage_is_503_not_a_server_fault(
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert "INSERT" not in response.text
+
+
+async def test_the_examples_hooks_promote_a_healthy_canary(service: Service) -> None:
+    """``examples/integrations/flagger-canary.yaml`` as Flagger would call it (its gate
+    renamed to this suite's, its token to a real one)."""
+    with (REPO / "examples" / "integrations" / "flagger-canary.yaml").open() as handle:
+        [canary] = [d for d in yaml.safe_load_all(handle) if d]
+    hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
+    meta = canary["metadata"]
+
+    async def flagger_calls(kind: str) -> Any:
+        hook = hooks[kind]
+        path = urlsplit(hook["url"]).path.replace("/flagger/portal", "/flagger/canary")
+        body = {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "phase": "Progressing",
+            "checksum": "7c9d6f5b8",
+            "metadata": {**hook["metadata"], "token": TOKENS["pipeline"]},
+        }
+        return await service.client.post(path, json=body)
+
+    versions(service.bench).by_version[hooks["confirm-promotion"]["metadata"]["version"]] = 1.0
+    assert (await flagger_calls("rollback")).status_code == 403
+    held = await flagger_calls("confirm-promotion")
+    assert held.status_code == 403
+    check_id = held.json()["check"]
+    await service.samples_reach(check_id, 1)
+    await service.advance(10)
+    assert (await service.final(check_id))["decision"] == "go"
+    assert (await flagger_calls("confirm-promotion")).status_code == 200
+    assert (await flagger_calls("rollback")).status_code == 403
+    assert len(await checks(service)) == 1
