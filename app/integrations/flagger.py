@@ -158,9 +158,7 @@ def hook_answer(check: dict[str, Any], *, hook: str, succeeds_on: str) -> JSONRe
     )
 
 
-async def _answer_hook(
-    gate: str, request: Request, *, hook: str, succeeds_on: str
-) -> JSONResponse:
+async def _answer_hook(gate: str, request: Request, *, hook: str, succeeds_on: str) -> JSONResponse:
     state = request.app.state
     raw = await request.body()
     principal = _authorize(

@@ -196,8 +196,8 @@ async def test_a_healthy_canary_is_inconclusive_while_judged_then_successful(
     bench.by_version["2.4.1"] = 1.0
     phase, run = await analyse(service, resolved(version="2.4.1"))
     assert phase == argo.SUCCESSFUL
-    assert [m.value for m in run.measurements][0] == "running"
-    assert [m.phase for m in run.measurements][-1] == argo.SUCCESSFUL
+    assert run.measurements[0].value == "running"
+    assert run.measurements[-1].phase == argo.SUCCESSFUL
     assert argo.INCONCLUSIVE in {m.phase for m in run.measurements}
     assert [m.status for m in run.measurements] == [201] + [200] * (len(run.measurements) - 1)
     [check_id] = check_ids(run)
