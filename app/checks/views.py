@@ -10,6 +10,7 @@ import structlog
 
 from app.core.db import CANCELLED, RUNNING, CheckRow, EventRow, SignoffRow
 from app.gates.freshness import current_check_body
+from gates.engine import Decision
 from probes.timefmt import iso
 
 log = structlog.get_logger(__name__)
@@ -24,6 +25,18 @@ def signoff_body(row: SignoffRow) -> dict[str, Any]:
     }
 
 
+def conclusion(row: CheckRow) -> str:
+    """The check's answer in one word: ``running`` while it is being judged, then its final
+    decision (``go``, ``no_go``, ``rollback``) or ``cancelled``. A caller that must tell
+    "still judging" from "ended no_go" reads this rather than ``decision``, which a running
+    check also carries (its latest sample's)."""
+    if row.state == RUNNING:
+        return RUNNING
+    if row.state == CANCELLED:
+        return CANCELLED
+    return row.decision or Decision.NO_GO.value
+
+
 def check_body(row: CheckRow, signoffs: Sequence[SignoffRow], *, now: datetime) -> dict[str, Any]:
     """The decision body of the check's latest (or final) decision, plus the check. A
     running check's latest decision is read at ``now``: once expired it is a stale
@@ -35,6 +48,7 @@ def check_body(row: CheckRow, signoffs: Sequence[SignoffRow], *, now: datetime) 
         {
             "id": row.id,
             "state": row.state,
+            "conclusion": conclusion(row),
             "version": row.version,
             "gate_version": row.gate_version,
             "environment": row.environment,

@@ -1,33 +1,51 @@
-"""Integrations that cannot speak gonogo's own API: Flagger's webhook contract.
+"""Flagger's webhooks, answered about the canary revision itself.
 
-Flagger POSTs ``{"name", "namespace", "phase", "metadata"}`` to a webhook and reads only
-the status code: 2xx lets the canary advance, anything else counts as a failed check.
-So the answer is 200 only while the gate's current (continuous) decision is ``go``, and
-403 with a problem+json body listing the reasons otherwise. The decision comes from
-memory, like every read, through the scheduler's stale-aware view: an expired ``go`` is a
-``no_go`` here too. The webhook never calls a probe.
+Flagger POSTs ``{"name", "namespace", "phase", "checksum", "metadata"}`` to a webhook and
+reads only the status code: 200-202 is success, anything else is not. ``checksum`` names
+the canary revision (a hash of the Canary's last applied spec and tracked configs), so
+every call about one revision starts, or finds, the same check: its ``Idempotency-Key``
+is made of the namespace, the Canary's name and the checksum. The version judged comes
+from ``metadata.version`` (``metadata.environment`` and ``metadata.stage`` fill those
+placeholders too); without one the answer is 422, never the gate's fleet-wide decision.
+
+The payload does not say which hook is calling, so there are two routes:
+
+- ``POST /api/v1/integrations/flagger/{gate}`` answers as a ``confirm-promotion`` hook:
+  200 only once the check is final ``go``; 403 otherwise (still judging, or ended
+  ``no_go``, ``rollback`` or cancelled), which holds the promotion.
+- ``POST /api/v1/integrations/flagger/{gate}/rollback`` answers as a ``rollback`` hook:
+  200 only once the check has ended in ``rollback``, which makes Flagger stop the
+  analysis and roll back; 403 otherwise.
+
+A running check's decision is read through the freshness view like every read: a
+decision older than its ``expires_at`` is a stale ``no_go``.
 
 Flagger's webhooks send no headers of their own, so besides ``Authorization: Bearer`` (a
-proxy may add it) the caller's token is read from ``metadata.token``; any role may ask.
-The caller is authenticated before the body is validated: a body that is not even JSON,
-or has no token, gets 401 like a missing header, and only a valid token learns why a
-body is invalid.
+proxy may add it) the caller's token is read from ``metadata.token``; starting a check
+needs the ``pipeline`` role. The caller is authenticated before the body is validated: a
+body that is not even JSON, or has no token, gets 401 like a missing header, and only a
+token that may start checks learns why a body is invalid. The token is never stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.auth import TokenAuthenticator, require
-from app.core.problems import Invalid, validation_errors
-from app.gates.catalog import LoadedGate
-from app.gates.freshness import DecisionView
+from app.checks import service as checks
+from app.checks.schemas import MAX_IDEMPOTENCY_KEY, CheckRequest, NoControlChars
+from app.core.auth import Principal, TokenAuthenticator, require
+from app.core.clock import Clock
+from app.core.db import Database
+from app.core.problems import Invalid, Unavailable, validation_errors
 from gates.engine import Decision
 
 log = structlog.get_logger(__name__)
@@ -35,6 +53,21 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 
 PROBLEM_JSON = "application/problem+json"
+ROLLBACK = Decision.ROLLBACK.value
+GO = Decision.GO.value
+
+# Kubernetes names: a namespace is a DNS label, a Canary's name a DNS subdomain. Neither
+# can hold the ``/`` and ``:`` that separate them in the idempotency key.
+Namespace = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+CanaryName = Annotated[
+    str,
+    StringConstraints(max_length=253, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"),
+]
+Checksum = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Phase = Annotated[str, StringConstraints(max_length=64), NoControlChars]
+
+# The metadata keys that fill the check; every other key is the Canary author's own.
+CHECK_FIELDS = ("version", "environment", "stage")
 
 
 class FlaggerWebhook(BaseModel):
@@ -42,12 +75,61 @@ class FlaggerWebhook(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(description="the Canary's name")
-    namespace: str = Field(description="the Canary's namespace")
-    phase: str | None = Field(default=None, description="Progressing, Promoting, ...")
+    name: CanaryName = Field(description="the Canary's name")
+    namespace: Namespace = Field(description="the Canary's namespace")
+    phase: Phase | None = Field(default=None, description="Progressing, Promoting, ...")
+    checksum: Checksum = Field(description="identifies the canary revision")
     metadata: dict[str, str] = Field(
-        default_factory=dict, description="``token``: a gonogo API token, when tokens are set"
+        default_factory=dict,
+        description=(
+            "``version`` (required): the canary's version; ``environment`` and ``stage``"
+            " (optional); ``token``: a gonogo pipeline token, when no header carries one"
+        ),
     )
+
+
+def idempotency_key(payload: FlaggerWebhook) -> str:
+    """One key per canary revision: namespace, name and checksum."""
+    key = f"flagger:{payload.namespace}/{payload.name}:{payload.checksum}"
+    if len(key) <= MAX_IDEMPOTENCY_KEY:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"flagger:sha256:{digest}"
+
+
+def check_request(payload: FlaggerWebhook) -> CheckRequest:
+    """The check Flagger's call asks for; the same for every call about one revision (so
+    a retry finds it), which is why ``phase`` and the token are not part of it."""
+    given = {f: payload.metadata[f] for f in CHECK_FIELDS if f in payload.metadata}
+    if "version" not in given:
+        raise Invalid(
+            "Flagger's call names no version: set metadata.version on the webhook",
+            errors=[
+                {
+                    "loc": ["body", "metadata", "version"],
+                    "msg": "required: the canary's version, which the check judges",
+                }
+            ],
+        )
+    body = {
+        **given,
+        "metadata": {
+            "flagger": {
+                "name": payload.name,
+                "namespace": payload.namespace,
+                "checksum": payload.checksum,
+            }
+        },
+    }
+    try:
+        return CheckRequest.model_validate(body)
+    except ValidationError as invalid:
+        errors = [
+            {**e, "loc": ["body", "metadata", *e["loc"]]}
+            for e in validation_errors(invalid.errors())
+        ]
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
+        raise Invalid(f"the request is invalid: {fields}", errors=errors) from None
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -55,63 +137,113 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-class KnownGates(Protocol):
-    def get(self, name: str) -> LoadedGate | None: ...
-
-
-class CurrentDecisions(Protocol):
-    def current(self, gate: str) -> DecisionView | None: ...
-
-
-def flagger_answer(gate: str, catalog: KnownGates, scheduler: CurrentDecisions) -> JSONResponse:
-    """200 with the decision body on a fresh go; 403 problem+json with the reasons
-    otherwise (a stale go included); 404 for a gate gonogo does not know."""
-    if catalog.get(gate) is None:
-        return _problem(404, "Gate not found", f"no gate named {gate!r}")
-    view = scheduler.current(gate)
-    verdict = view.verdict if view is not None else None
-    if view is not None and view.verdict.decision is Decision.GO:
-        return JSONResponse(view.as_dict())
-    decision = verdict.decision.value if verdict is not None else Decision.NO_GO.value
-    reasons = list(verdict.reasons) if verdict is not None else ["no sample yet"]
+def hook_answer(check: dict[str, Any], *, hook: str, succeeds_on: str) -> JSONResponse:
+    """200 with the check when its conclusion is ``succeeds_on``; 403 problem+json with
+    the check's state and reasons otherwise (Flagger reads any status above 202 as
+    "not this time" and shows the body in its events)."""
+    if check["conclusion"] == succeeds_on:
+        return JSONResponse(check)
+    reasons = list(check.get("reasons") or [])
+    said = check["conclusion"] if check["state"] != "running" else "still judging"
     return _problem(
         403,
-        "Gate decision is not go",
-        f"gate {gate!r} says {decision}: " + "; ".join(reasons or ["no reason given"]),
-        gate=gate,
-        decision=decision,
+        f"Check is not {succeeds_on}",
+        f"{hook}: check {check['id']} of version {check['version']!r} is {said}: "
+        + "; ".join(reasons or ["no reason given"]),
+        check=check["id"],
+        state=check["state"],
+        conclusion=check["conclusion"],
+        decision=check.get("decision"),
         reasons=reasons,
     )
 
 
-@router.post(
-    "/flagger/{gate}",
-    summary="Flagger webhook: 200 only while the gate's decision is go",
-    responses={
-        403: {"description": "the decision is no_go or rollback (reasons in the body)"},
-        404: {"description": "unknown gate"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": FlaggerWebhook.model_json_schema()}},
-        }
-    },
-)
-async def flagger_webhook(gate: str, request: Request) -> JSONResponse:
+async def _answer_hook(gate: str, request: Request, *, hook: str, succeeds_on: str) -> JSONResponse:
     state = request.app.state
     raw = await request.body()
-    _authorize(state.authenticator, request.headers.get("authorization"), _body_token(raw))
+    principal = _authorize(
+        state.authenticator, request.headers.get("authorization"), _body_token(raw)
+    )
+    if "version" in request.query_params:
+        raise Invalid(
+            "the version comes from the webhook's metadata.version, not the query",
+            errors=[{"loc": ["query", "version"], "msg": "set metadata.version instead"}],
+        )
     payload = _payload(raw)
-    answer = flagger_answer(gate, state.catalog, state.scheduler)
+    wanted = check_request(payload)
+    key = idempotency_key(payload)
+    db: Database = state.db
+    clock: Clock = state.clock
+    try:
+        async with db.session() as session:
+            check, created = await checks.create_check(
+                session,
+                state.catalog,
+                state.checks,
+                clock,
+                gate_name=gate,
+                request=wanted,
+                idempotency_key=key,
+                principal=principal,
+            )
+    except (SQLAlchemyError, OSError) as fault:
+        # Flagger reads any status above 202 as "not this time" and asks again next
+        # interval: a database outage is that, not a server fault with a traceback.
+        log.warning("flagger webhook: database unavailable", gate=gate, error=type(fault).__name__)
+        raise Unavailable("the database is not answering; ask again later") from None
+    answer = hook_answer(check, hook=hook, succeeds_on=succeeds_on)
     log.info(
         "flagger webhook",
+        hook=hook,
         gate=gate,
         canary=f"{payload.namespace}/{payload.name}",
+        checksum=payload.checksum,
         phase=payload.phase,
+        check=check["id"],
+        created=created,
         status=answer.status_code,
     )
     return answer
+
+
+def _route(path: str, *, hook: str, succeeds_on: str, summary: str) -> Callable[..., Any]:
+    @router.post(
+        path,
+        summary=summary,
+        responses={
+            200: {"description": f"the canary revision's check is final {succeeds_on}"},
+            401: {"description": "no token, or not a valid one"},
+            403: {"description": f"not {succeeds_on} (yet); the check's state and reasons"},
+            404: {"description": "unknown gate"},
+            409: {"description": "this revision's check was started with other values"},
+            422: {"description": "not Flagger's payload, or no metadata.version"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": FlaggerWebhook.model_json_schema()}},
+            }
+        },
+        name=f"flagger_{hook.replace('-', '_')}",
+    )
+    async def answer(gate: str, request: Request) -> JSONResponse:
+        return await _answer_hook(gate, request, hook=hook, succeeds_on=succeeds_on)
+
+    return answer
+
+
+confirm_promotion = _route(
+    "/flagger/{gate}",
+    hook="confirm-promotion",
+    succeeds_on=GO,
+    summary="Flagger confirm-promotion hook: 200 only when the canary's check is final go",
+)
+rollback = _route(
+    "/flagger/{gate}/rollback",
+    hook="rollback",
+    succeeds_on=ROLLBACK,
+    summary="Flagger rollback hook: 200 only when the canary's check ended in rollback",
+)
 
 
 def _body_token(raw: bytes) -> str | None:
@@ -137,7 +269,9 @@ def _payload(raw: bytes) -> FlaggerWebhook:
 
 def _authorize(
     authenticator: TokenAuthenticator, authorization: str | None, token: str | None
-) -> None:
+) -> Principal:
     if not authorization and token:
         authorization = f"Bearer {token}"
-    require(authenticator.authenticate(authorization), "viewer", action="reading")
+    principal = authenticator.authenticate(authorization)
+    require(principal, "pipeline", action="starting a check")
+    return principal

@@ -93,6 +93,7 @@ BODY_ROUTES = [
     ("POST", "/api/v1/checks/{id}/decision"),
     ("POST", "/api/v1/checks/{id}/cancel"),
     ("POST", "/api/v1/integrations/flagger/portal"),
+    ("POST", "/api/v1/integrations/flagger/portal/rollback"),
 ]
 
 
@@ -188,7 +189,7 @@ def corpus() -> list[Case]:
             "flagger body 100000 deep",
             "POST",
             "/api/v1/integrations/flagger/portal",
-            "viewer",
+            "pipeline",
             content=nested_list(100_000),
             headers={"Content-Type": "application/json"},
             expect=422,

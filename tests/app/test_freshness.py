@@ -23,7 +23,6 @@ from app.observability import metrics
 from probes.timefmt import iso
 from tests.app.conftest import Service
 
-FLAGGER_BODY = {"name": "portal", "namespace": "prod", "phase": "Progressing", "metadata": {}}
 # PORTAL in conftest: interval 10s, steady_for 2, so the bound is max(30s, 10s) = 30s.
 BOUND = timedelta(seconds=30)
 
@@ -70,17 +69,6 @@ async def _status_page(service: Service) -> tuple[str, list[str]]:
     return article["decision"], reasons
 
 
-async def _flagger(service: Service) -> tuple[str, list[str]]:
-    response = await service.post(
-        "/api/v1/integrations/flagger/portal", "viewer", json=FLAGGER_BODY
-    )
-    body = response.json()
-    if response.status_code == 200:
-        return body["decision"], body["reasons"]
-    assert response.status_code == 403
-    return body["decision"], body["reasons"]
-
-
 async def _metrics(service: Service) -> tuple[str, list[str]]:
     text = (await service.client.get("/metrics")).text
     current = {
@@ -103,7 +91,6 @@ READ_PATHS: dict[str, Read] = {
     "gate-detail": _gate_detail,
     "status-json": _status_json,
     "status-page": _status_page,
-    "flagger": _flagger,
     "metrics": _metrics,
 }
 

@@ -26,45 +26,47 @@ def test_every_example_is_valid_yaml(path: Path) -> None:
         assert [doc for doc in yaml.safe_load_all(handle) if doc]
 
 
-def test_argo_analysis_template_uses_the_web_provider_on_the_decision() -> None:
+def test_argo_analysis_template_starts_a_check_of_the_release() -> None:
+    """The fields against Argo's schema and the exchanges: tests/app/integrations/test_argo.py."""
     [template] = [
         d
         for d in documents("argo-rollouts-analysis-template.yaml")
-        if d["kind"] == "AnalysisTemplate"
+        if d["kind"] == "AnalysisTemplate" and d["metadata"]["name"] == "gonogo-release"
     ]
     [metric] = template["spec"]["metrics"]
     web = metric["provider"]["web"]
-    assert web["jsonPath"] == "{$.decision}"
+    assert web["method"] == "POST"
+    assert re.fullmatch(r"https?://[^/]+/api/v1/gates/\{\{args\.gate\}\}/checks", web["url"])
+    assert web["jsonBody"]["version"] == "{{args.version}}"
+    assert web["jsonPath"] == "{$.conclusion}"
     assert metric["successCondition"] == 'result == "go"'
-    assert metric["failureCondition"] == 'result == "rollback"'
-    assert re.fullmatch(r"https?://[^/]+/api/v1/gates/\{\{args\.gate\}\}/decision", web["url"])
-    assert any(
-        h["key"] == "Authorization" and h["value"].startswith("Bearer {{args.")
-        for h in web["headers"]
-    )
+    assert any(h["key"] == "Idempotency-Key" for h in web["headers"])
     args = {a["name"]: a for a in template["spec"]["args"]}
     assert "secretKeyRef" in args["gonogo-token"]["valueFrom"], "the token comes from a Secret"
 
 
-def test_flagger_canary_calls_the_webhook_route() -> None:
+def test_flagger_canary_uses_both_release_scoped_hooks() -> None:
     [canary] = documents("flagger-canary.yaml")
     assert canary["kind"] == "Canary"
-    hooks = canary["spec"]["analysis"]["webhooks"]
-    assert {h["type"] for h in hooks} <= {
-        "rollout",
-        "pre-rollout",
-        "confirm-promotion",
-        "confirm-rollout",
-    }
-    for hook in hooks:
-        assert re.fullmatch(r"https?://[^/]+/api/v1/integrations/flagger/[a-z0-9-]+", hook["url"])
+    hooks = {h["type"]: h for h in canary["spec"]["analysis"]["webhooks"]}
+    assert set(hooks) == {"confirm-promotion", "rollback"}
+    base = r"https?://[^/]+/api/v1/integrations/flagger/[a-z0-9-]+"
+    assert re.fullmatch(base, hooks["confirm-promotion"]["url"])
+    assert re.fullmatch(base + "/rollback", hooks["rollback"]["url"])
+    # One check per revision: both hooks must ask for the same one.
+    asked = [
+        {k: v for k, v in h["metadata"].items() if k in ("version", "environment", "stage")}
+        for h in hooks.values()
+    ]
+    assert asked[0] == asked[1] and "version" in asked[0]
 
 
-def test_flagger_route_exists() -> None:
+def test_flagger_routes_exist() -> None:
     from app.integrations.flagger import router
 
     paths = {(route.path, tuple(sorted(route.methods))) for route in router.routes}  # type: ignore[attr-defined]
     assert ("/api/v1/integrations/flagger/{gate}", ("POST",)) in paths
+    assert ("/api/v1/integrations/flagger/{gate}/rollback", ("POST",)) in paths
 
 
 def test_azure_devops_gate_succeeds_only_on_go() -> None:
