@@ -13,6 +13,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -164,6 +166,29 @@ async def _on_disconnect(request: Request, error: Exception) -> JSONResponse:
     return problem_response(400, "the client disconnected before sending its whole body")
 
 
+# What a database that is down, unreachable, hung or out of connections raises; a request
+# that meets one is answered 503 (try again), never 500 (a gonogo fault).
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    SQLAlchemyTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+async def _on_database_outage(request: Request, error: Exception) -> JSONResponse:
+    log.warning(
+        "database not answering",
+        method=request.method,
+        path=request.url.path,
+        error_type=type(error).__name__,
+    )
+    return problem_response(
+        503, "the database is not answering; try again later", headers={"Retry-After": "5"}
+    )
+
+
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error(
         "unhandled error",
@@ -180,6 +205,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _on_database_outage)
     app.add_exception_handler(Exception, _on_unexpected)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 
