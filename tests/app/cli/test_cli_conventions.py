@@ -33,7 +33,7 @@ def commands(
             yield from commands(command, (*path, name))
 
 
-def command_at(path: tuple[str, ...]) -> Command:
+def command_at(path: tuple[str, ...]) -> typer.core.TyperCommand | TyperGroup:
     command = ROOT
     for name in path:
         assert isinstance(command, TyperGroup)
