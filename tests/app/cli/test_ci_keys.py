@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.cli.ci import MAX_KEY, default_idempotency_key
 from app.cli.check import choose_idempotency_key
+from app.cli.ci import MAX_KEY, default_idempotency_key
 
 GITHUB = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/shop", "GITHUB_RUN_ID": "4711"}
 
