@@ -111,14 +111,17 @@ def test_json_prints_only_the_final_body_and_keeps_the_exit_code(server: Server)
     assert "final: no_go" in result.stderr
 
 
-def test_lines_are_whole_and_a_version_is_not_coloured_in_a_ci_log(server: Server) -> None:
+@pytest.mark.parametrize(
+    "colour",
+    [{}, {"FORCE_COLOR": "1", "TERM": "xterm-256color"}],  # a CI runner that asks for colour
+    ids=["plain log", "forced colour"],
+)
+def test_lines_are_whole_and_a_version_is_not_coloured_in_a_ci_log(
+    server: Server, colour: dict[str, str]
+) -> None:
     version = "1.4.3"
     env = clean_env(
-        GONOGO_SERVER=server.url,
-        GONOGO_TOKEN=TOKENS["pipeline"],
-        COLUMNS="80",
-        FORCE_COLOR="1",  # a CI runner that asks for colour
-        TERM="xterm-256color",
+        GONOGO_SERVER=server.url, GONOGO_TOKEN=TOKENS["pipeline"], COLUMNS="80", **colour
     )
     result = installed(
         "check",
@@ -129,7 +132,7 @@ def test_lines_are_whole_and_a_version_is_not_coloured_in_a_ci_log(server: Serve
         "--environment",
         "production-eu-west-1",
         "--idempotency-key",
-        "release-1.4.3-production-eu-west-1-" + "k" * 40,
+        f"release-1.4.3-production-eu-west-1-{len(colour)}-" + "k" * 40,  # a check each
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
