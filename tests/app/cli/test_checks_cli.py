@@ -234,3 +234,20 @@ def test_serve_exits_1_on_a_taken_port_before_it_says_it_started(tmp_path: Path)
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "started" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_key_reused_for_another_release_is_refused_with_a_hint(server: Server) -> None:
+    env = {
+        "GONOGO_SERVER": server.url,
+        "GONOGO_TOKEN": TOKENS["pipeline"],
+        **GITHUB_RUN,
+        "GITHUB_RUN_ID": "78",
+        "GITHUB_RUN_ATTEMPT": "1",
+    }
+    args = ["check", "--gate", "healthy", "--stage", "matrix", "--version"]
+    first = CliRunner().invoke(cli, [*args, "7.0.0"], env=env)
+    assert first.exit_code == 0, first.output
+    other = CliRunner().invoke(cli, [*args, "7.0.1"], env=env)
+    assert other.exit_code == 3
+    assert "409" in other.stderr and "pass --idempotency-key" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
