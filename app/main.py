@@ -6,9 +6,13 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import structlog
-from fastapi import FastAPI
+import swagger_ui_bundle
+from fastapi import FastAPI, HTTPException
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 
 from app.checks.runner import CheckRunner
 from app.core import problems
@@ -17,6 +21,7 @@ from app.core.clock import Clock, SystemClock
 from app.core.db import Database
 from app.core.logging import redactor
 from app.core.settings import Settings, load_settings, validate_bind
+from app.core.version import package_version
 from app.gates.catalog import (
     GateCatalog,
     LoadedGate,
@@ -34,6 +39,17 @@ from app.routes import api_router, public_router
 from app.web import status_page
 
 log = structlog.get_logger(__name__)
+
+# Swagger UI's files come from the installed ``swagger-ui-bundle-v2`` package, so ``/docs``
+# works with no internet (a CDN is often unreachable from where gonogo runs). Only the files
+# the page loads are served.
+SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+DOCS_ASSETS_PATH = "/docs/assets"
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
 
 
 def _probe_secrets(loaded: LoadedGate | None) -> list[str]:
@@ -123,8 +139,10 @@ def create_app(
     app = FastAPI(
         title="gonogo",
         summary="Automated go/no-go gates for deployments",
-        version="0.1.0",
+        version=package_version(),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.clock = clock
@@ -137,4 +155,32 @@ def create_app(
     app.include_router(public_router)
     app.include_router(status_page.router)
     app.include_router(integrations.router)
+    _install_docs(app)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI for ``/openapi.json``, every asset served by gonogo itself."""
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon-32x32.png",
+            # Swagger UI's default validator badge is an image from an outside host.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get(DOCS_ASSETS_PATH + "/{name}", include_in_schema=False)
+    async def swagger_asset(name: str) -> FileResponse:
+        media_type = DOCS_ASSETS.get(name)
+        if media_type is None:
+            raise HTTPException(status_code=404, detail=f"no docs asset {name!r}")
+        return FileResponse(
+            SWAGGER_UI_DIR / name,
+            media_type=media_type,
+            headers={"Cache-Control": "public, max-age=86400"},
+        )

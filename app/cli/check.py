@@ -5,10 +5,11 @@ Exit codes: 0 go, 1 no_go, 2 rollback, 3 error or cancelled.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import httpx
@@ -18,93 +19,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from app.cli.options import VarError, parse_vars
+from app.cli.ci import default_idempotency_key
+from app.cli.client import POLL_SECONDS, ClientError, GonogoClient
+from app.cli.options import JsonOption, ServerOption, TokenOption, VarError, parse_vars
+from app.cli.output import console as make_console
+from app.cli.output import print_json
 
 EXIT_GO, EXIT_NO_GO, EXIT_ROLLBACK, EXIT_ERROR = 0, 1, 2, 3
 EXIT_BY_DECISION = {"go": EXIT_GO, "no_go": EXIT_NO_GO, "rollback": EXIT_ROLLBACK}
-POLL_SECONDS = 5.0  # each long poll returns at once when the check ends
-START_ATTEMPTS = 4
+CLIENT_DEADLINE_SECONDS = 25 * 3600  # the server ends every check by its deadline (≤ 24 h)
 OUTCOME_STYLE = {"pass": "green", "fail": "yellow", "breach": "red", "inconclusive": "magenta"}
 DECISION_STYLE = {"go": "bold green", "no_go": "bold yellow", "rollback": "bold red"}
-
-
-class CheckError(Exception):
-    """Something that ends ``gonogo check`` with exit code 3 and a one-line message."""
-
-
-def _problem_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    if not isinstance(body, dict):
-        return f"HTTP {response.status_code}"
-    text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title', '')}"
-    for error in body.get("errors") or []:
-        loc = ".".join(str(p) for p in error.get("loc", []))
-        text += f"\n  {loc}: {error.get('msg')}"
-    return text
-
-
-class GonogoClient:
-    def __init__(
-        self, server: str, token: str | None, *, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        headers = {"User-Agent": "gonogo-check"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=server.rstrip("/") + "/api/v1",
-            headers=headers,
-            timeout=httpx.Timeout(10.0, read=POLL_SECONDS + 30),
-            transport=transport,
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise CheckError(f"cannot reach the server: {type(error).__name__}: {error}") from None
-
-    def start(self, gate: str, body: dict[str, Any]) -> dict[str, Any]:
-        # One key for every attempt: a retried request returns the same check.
-        key = uuid.uuid4().hex
-        last: str = ""
-        for attempt in range(START_ATTEMPTS):
-            try:
-                response = self._http.post(
-                    f"/gates/{gate}/checks", json=body, headers={"Idempotency-Key": key}
-                )
-            except httpx.TransportError as error:
-                last = f"cannot reach the server: {type(error).__name__}: {error}"
-            else:
-                if response.status_code in (200, 201):
-                    result: dict[str, Any] = response.json()
-                    return result
-                if response.status_code < 500:
-                    raise CheckError(f"the server refused the check: {_problem_text(response)}")
-                last = f"the server failed: {_problem_text(response)}"
-            time.sleep(min(2**attempt * 0.5, 4.0))  # backoff between start attempts
-        raise CheckError(last)
-
-    def wait(self, check_id: str, seconds: float) -> dict[str, Any]:
-        response = self._request("GET", f"/checks/{check_id}", params={"wait": seconds})
-        if response.status_code != 200:
-            raise CheckError(f"reading the check failed: {_problem_text(response)}")
-        result: dict[str, Any] = response.json()
-        return result
-
-    def cancel(self, check_id: str) -> dict[str, Any]:
-        response = self._request(
-            "POST", f"/checks/{check_id}/cancel", json={"reason": "gonogo check interrupted"}
-        )
-        if response.status_code != 200:
-            raise CheckError(f"cancelling the check failed: {_problem_text(response)}")
-        result: dict[str, Any] = response.json()
-        return result
 
 
 def summary_line(check: dict[str, Any]) -> str:
@@ -158,8 +83,8 @@ def follow(
     show(check)
     while check.get("state") == "running":
         if time.monotonic() > client_deadline:
-            raise CheckError(f"check {check['id']} did not finish in time; it keeps running")
-        check = client.wait(check["id"], poll_seconds)
+            raise ClientError(f"check {check['id']} did not finish in time; it keeps running")
+        check = client.get(check["id"], wait=poll_seconds)
         show(check)
     return check
 
@@ -170,97 +95,175 @@ def exit_code(check: dict[str, Any]) -> int:
     return EXIT_BY_DECISION.get(str(check.get("decision")), EXIT_ERROR)
 
 
+def follow_to_the_end(
+    client: GonogoClient, check: dict[str, Any], *, live: bool, console: Console
+) -> dict[str, Any]:
+    """Follow a running check until it ends, showing its progress on ``console``: a live
+    criteria table on a terminal, a line per change otherwise."""
+    limit = time.monotonic() + CLIENT_DEADLINE_SECONDS
+    if live:
+        with Live(criteria_table(check), console=console, refresh_per_second=4) as display:
+            return follow(
+                client,
+                check,
+                show=lambda c: display.update(criteria_table(c)),
+                client_deadline=limit,
+            )
+    seen: list[str] = []
+
+    def show(c: dict[str, Any]) -> None:
+        line = summary_line(c)
+        if not seen or seen[-1] != line:
+            seen.append(line)
+            console.print(line, markup=False)
+
+    return follow(client, check, show=show, client_deadline=limit)
+
+
+def report_final(final: dict[str, Any], *, console: Console, as_json: bool) -> int:
+    """Say how the check ended (and print its body with ``--json``); its exit code."""
+    code = exit_code(final)
+    verdict = final.get("decision") or final.get("state")
+    console.print(
+        f"final: {verdict} (decided by {final.get('decided_by')}); exit {code}", markup=False
+    )
+    if as_json:
+        print_json(final)
+    return code
+
+
 def run_check(
     *,
     server: str,
     gate: str,
     body: dict[str, Any],
     token: str | None,
+    idempotency_key: str,
     cancel_on_interrupt: bool,
     live: bool,
     console: Console,
+    as_json: bool = False,
     transport: httpx.BaseTransport | None = None,
 ) -> int:
+    """Start (or attach to) the check and follow it; the exit code."""
     client = GonogoClient(server, token, transport=transport)
+    errors = make_console(stderr=True)
     check: dict[str, Any] | None = None
     try:
-        check = client.start(gate, body)
-        console.print(f"check {check['id']} started on gate {gate} for version {body['version']}")
-        limit = time.monotonic() + 25 * 3600  # the server ends every check by its deadline
-        if live:
-            with Live(criteria_table(check), console=console, refresh_per_second=4) as display:
-                final = follow(
-                    client,
-                    check,
-                    show=lambda c: display.update(criteria_table(c)),
-                    client_deadline=limit,
-                )
+        check, created = client.start(gate, body, idempotency_key)
+        if created:
+            console.print(
+                f"check {check['id']} started on gate {gate} for version {body['version']}"
+                f" (idempotency key {idempotency_key})",
+                markup=False,
+            )
         else:
-            seen: list[str] = []
-
-            def show(c: dict[str, Any]) -> None:
-                line = summary_line(c)
-                if not seen or seen[-1] != line:
-                    seen.append(line)
-                    console.print(line, highlight=False, soft_wrap=True)
-
-            final = follow(client, check, show=show, client_deadline=limit)
-        code = exit_code(final)
-        verdict = final.get("decision") or final.get("state")
-        console.print(f"final: {verdict} (decided by {final.get('decided_by')}); exit {code}")
-        return code
+            console.print(
+                f"check {check['id']} on gate {gate} for version {body['version']} was started"
+                f" earlier with idempotency key {idempotency_key}: following it",
+                markup=False,
+            )
+        final = follow_to_the_end(client, check, live=live, console=console)
+        return report_final(final, console=console, as_json=as_json)
     except KeyboardInterrupt:
         if check is None:
-            console.print("interrupted before the check started")
+            errors.print("interrupted before the check started")
             return EXIT_ERROR
         if cancel_on_interrupt:
             try:
-                client.cancel(check["id"])
-                console.print(f"interrupted: check {check['id']} cancelled")
-            except CheckError as error:
-                console.print(f"interrupted; {error}")
+                client.cancel(check["id"], "gonogo check interrupted")
+                errors.print(f"interrupted: check {check['id']} cancelled", markup=False)
+            except ClientError as error:
+                errors.print(f"interrupted; {error}", markup=False)
         else:
-            console.print(
+            errors.print(
                 f"interrupted: check {check['id']} keeps running on the server"
-                " (use --cancel-on-interrupt to cancel it)"
+                " (use --cancel-on-interrupt to cancel it)",
+                markup=False,
             )
         return EXIT_ERROR
-    except CheckError as error:
-        Console(stderr=True).print(f"gonogo check: {error}", highlight=False, soft_wrap=True)
+    except ClientError as error:
+        message = str(error)
+        if "409" in message and "Idempotency-Key" in message:
+            message += " (pass --idempotency-key to start a separate check)"
+        errors.print(f"gonogo check: {message}", markup=False)
         return EXIT_ERROR
     finally:
         client.close()
 
 
+def choose_idempotency_key(
+    given: str | None, env: Mapping[str, str], *, gate: str, stage: str | None
+) -> str:
+    """``--idempotency-key``, else the CI run's key, else a new one for this run alone."""
+    if given is not None:
+        return given
+    return default_idempotency_key(env, gate=gate, stage=stage) or f"gonogo-check:{uuid.uuid4()}"
+
+
+IDEMPOTENCY_HELP = (
+    "the same key returns the same check, so a retried CI step attaches to the check it"
+    " started instead of starting a second (default: the CI run and its attempt, the gate"
+    " and the stage: GitHub Actions GITHUB_RUN_ID + GITHUB_RUN_ATTEMPT, GitLab CI_JOB_ID"
+    " (or CI_PIPELINE_ID + CI_JOB_NAME), Azure Pipelines BUILD_BUILDID + SYSTEM_JOBID +"
+    " SYSTEM_JOBATTEMPT, Jenkins BUILD_TAG, Buildkite BUILDKITE_JOB_ID +"
+    " BUILDKITE_RETRY_COUNT; a re-run is a new attempt and starts a new check. Outside CI,"
+    " a new key for each run)"
+)
+
+
 def check(
-    server: Annotated[
-        str, typer.Option("--server", help="gonogo base URL, e.g. http://127.0.0.1:8080")
+    server: ServerOption,
+    gate: Annotated[str, typer.Option("--gate", help="the gate to check", show_default=False)],
+    version: Annotated[
+        str,
+        typer.Option("--version", help="the release version", show_default=False),
     ],
-    gate: Annotated[str, typer.Option("--gate", help="the gate to check")],
-    version: Annotated[str, typer.Option("--version", help="the release version")],
-    environment: Annotated[str | None, typer.Option("--environment")] = None,
-    stage: Annotated[str | None, typer.Option("--stage")] = None,
-    var: Annotated[
-        list[str] | None, typer.Option("--var", help="placeholder value key=value (repeatable)")
-    ] = None,
-    timeout: Annotated[
-        str | None, typer.Option("--timeout", help="overrides the gate's timeout, e.g. 10m")
-    ] = None,
-    token: Annotated[
+    environment: Annotated[
         str | None,
+        typer.Option("--environment", help="where it is deployed, e.g. prod (default: none)"),
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option("--stage", help="the rollout stage, e.g. canary-10 (default: none)"),
+    ] = None,
+    var: Annotated[
+        list[str] | None,
         typer.Option(
-            "--token", envvar="GONOGO_TOKEN", show_envvar=True, help="API token (pipeline role)"
+            "--var",
+            help="placeholder value name=value (repeatable) (default: none)",
+            show_default=False,
         ),
     ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", help="overrides the gate's timeout, e.g. 10m (default: the gate's)"
+        ),
+    ] = None,
+    token: TokenOption = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help=IDEMPOTENCY_HELP, show_default=False),
+    ] = None,
     cancel_on_interrupt: Annotated[
-        bool, typer.Option("--cancel-on-interrupt", help="cancel the check on Ctrl-C")
+        bool,
+        typer.Option(
+            "--cancel-on-interrupt",
+            help="cancel the check on Ctrl-C (default: off: it keeps running on the server)",
+        ),
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Start a check and wait for its final decision: exit 0 go, 1 no_go, 2 rollback, 3 error."""
     try:
         check_vars = parse_vars(var or [])
     except VarError as bad:
         raise typer.BadParameter(str(bad), param_hint="--var") from None
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= 255 and idempotency_key.isprintable()
+    ):
+        raise typer.BadParameter("1 to 255 printable characters", param_hint="--idempotency-key")
     body: dict[str, Any] = {"version": version, "vars": check_vars}
     if environment is not None:
         body["environment"] = environment
@@ -268,15 +271,16 @@ def check(
         body["stage"] = stage
     if timeout is not None:
         body["timeout"] = timeout
-    console = Console()
     code = run_check(
         server=server,
         gate=gate,
         body=body,
         token=token,
+        idempotency_key=choose_idempotency_key(idempotency_key, os.environ, gate=gate, stage=stage),
         cancel_on_interrupt=cancel_on_interrupt,
-        live=sys.stdout.isatty(),
-        console=console,
+        live=sys.stdout.isatty() and not as_json,
+        console=make_console(stderr=as_json),
+        as_json=as_json,
     )
     raise typer.Exit(code)
 

@@ -10,6 +10,7 @@ _MODULES = (
     "app.cli.gatefiles",
     "app.cli.server",
     "app.cli.check",
+    "app.cli.checks",
     "app.cli.demo",
 )
 

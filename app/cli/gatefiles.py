@@ -215,9 +215,14 @@ def evaluate(
         ..., help="the gate file to evaluate", show_default=False
     ),
     var: list[str] = typer.Option(  # noqa: B008 (Typer declares options this way)
-        [], "--var", help="placeholder value, name=value (repeatable)", show_default=False
+        [],
+        "--var",
+        help="placeholder value, name=value (repeatable) (default: none)",
+        show_default=False,
     ),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print JSON instead of a table (default: off: a table)"
+    ),
 ) -> None:
     """Take one sample of a gate now, with no server. Exit 0 go-able, 1 not, 3 error."""
     try:

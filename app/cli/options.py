@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from typing import Annotated
+
+import typer
 
 from gates.placeholders import check_value_problem, reserved_name_problem
 
@@ -39,3 +42,37 @@ def check_vars_used(values: Mapping[str, str], used: Collection[str], *, gate: s
             f"bad --var {unknown[0]}: ${{{unknown[0]}}} is not used by gate {gate!r}"
             f" (it uses: {known})"
         )
+
+
+# -- options of the commands that talk to a server -----------------------------------------
+
+ServerOption = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        envvar="GONOGO_SERVER",
+        show_envvar=True,
+        show_default=False,
+        help="gonogo base URL, e.g. http://127.0.0.1:8080",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="GONOGO_TOKEN",
+        show_envvar=True,
+        show_default=False,
+        help="API token, sent as a bearer token and never printed (default: none)",
+    ),
+]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help=(
+            "print the server's JSON body on stdout and nothing else; progress goes to"
+            " stderr (default: off: text)"
+        ),
+    ),
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,16 +67,48 @@ def _check_gates_dir(settings: Settings) -> None:
         raise typer.Exit(1) from None
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a port that is taken ends
+    ``gonogo serve`` with one line and exit 1, before it logs that it started."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as error:
+        raise _fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not a taken port: TIME_WAIT
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise _fail(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
 def serve(
     host: Annotated[
-        str | None, typer.Option("--host", help="address to bind (GONOGO_HOST)")
+        str | None,
+        typer.Option("--host", help="address to bind (default: GONOGO_HOST, else 127.0.0.1)"),
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", min=0, max=65535, help="GONOGO_PORT")
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="port to bind (default: GONOGO_PORT, else 8080)"
+        ),
     ] = None,
-    gates_dir: Annotated[Path | None, typer.Option("--gates-dir", help="GONOGO_GATES_DIR")] = None,
+    gates_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--gates-dir", help="directory of gate files (default: GONOGO_GATES_DIR, else none)"
+        ),
+    ] = None,
     database_url: Annotated[
-        str | None, typer.Option("--database-url", help="GONOGO_DATABASE_URL")
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="SQLAlchemy URL (default: GONOGO_DATABASE_URL, else sqlite+aiosqlite:///./gonogo.db)",
+        ),
     ] = None,
 ) -> None:
     """Run the service; migrates the database first."""
@@ -91,6 +124,7 @@ def serve(
         raise _fail(str(error)) from None
     configure_logging(settings.log_format, secrets=settings.secret_values())
     _check_gates_dir(settings)
+    sock = _listen(settings.host, settings.port)
     _migrate(settings)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -102,17 +136,19 @@ def serve(
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    try:
-        server.run()
-    except OSError as error:
-        raise _fail(f"cannot listen on {settings.host}:{settings.port}: {error.strerror}") from None
+    with sock:
+        server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(1)
 
 
 def migrate(
     database_url: Annotated[
-        str | None, typer.Option("--database-url", help="GONOGO_DATABASE_URL")
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="SQLAlchemy URL (default: GONOGO_DATABASE_URL, else sqlite+aiosqlite:///./gonogo.db)",
+        ),
     ] = None,
 ) -> None:
     """Apply the database migrations."""

@@ -11,6 +11,12 @@ the outcome gauge says why (``inconclusive``).
 (``watch_decisions``: the scheduler's views), so an expired decision shows as ``no_go``
 like on every other read path, even when the gate's loop has stalled and updates nothing.
 A gate no watcher knows shows its last observed evaluation.
+
+Counters start at 0 for every label value they can take, so a dashboard shows 0 rather
+than "No data": notification results and sample-write loops at start, and a gate's
+decisions, check outcomes and its probe types' results when the gate is first evaluated.
+``gonogo_build_info`` and prometheus-client's process, platform (Python) and garbage
+collector metrics are exported too.
 """
 
 from __future__ import annotations
@@ -22,15 +28,20 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from app.core.version import package_version
 from gates.engine import CriterionOutcome, Decision, Verdict
 from gates.model import Gate
+from probes.base import MeasurementStatus
 
 # In the text format each counter's and histogram's ``_created`` timestamp is a gauge
 # family of its own: one more series per label set that no dashboard or alert reads.
@@ -43,6 +54,7 @@ OUTCOMES = tuple(o.value for o in CriterionOutcome)
 CHECK_OUTCOMES = (*DECISIONS, "cancelled")
 NOTIFICATION_RESULTS = ("ok", "error", "dropped")
 WRITE_LOOPS = ("gate", "check")
+PROBE_RESULTS = tuple(s.value for s in MeasurementStatus)
 
 DecisionSource = Callable[[], Mapping[str, Decision]]
 
@@ -148,15 +160,58 @@ NOTIFICATIONS = Counter(
     registry=REGISTRY,
 )
 
+BUILD_INFO = Gauge(
+    "gonogo_build_info",
+    "The running gonogo's version (always 1).",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(package_version()).set(1)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+for _result in NOTIFICATION_RESULTS:
+    NOTIFICATIONS.labels(_result)
+for _loop in WRITE_LOOPS:
+    SAMPLE_WRITE_FAILURES.labels(_loop)
+
 _lock = threading.Lock()
 # Criterion names last exported per gate, so a redefined gate's vanished criteria go away.
 _criteria_by_gate: dict[str, set[str]] = {}
+# Gates whose counters exist at 0 for every label value, and probe types likewise.
+_initialised_gates: set[str] = set()
+_initialised_probe_types: set[str] = set()
+
+
+def _initialise_counters(gate: Gate) -> None:
+    """Create ``gate``'s counter series (and its probe types') at 0 the first time.
+
+    ``labels()`` creates a missing child at 0 and leaves an existing one as it is.
+    """
+    name = gate.name
+    probe_types = {config.type for config in gate.probes.values()}
+    with _lock:
+        new_gate = name not in _initialised_gates
+        _initialised_gates.add(name)
+        new_types = probe_types - _initialised_probe_types
+        _initialised_probe_types.update(new_types)
+    if new_gate:
+        for decision in DECISIONS:
+            EVALUATIONS.labels(name, decision)
+            DECISION_CHANGES.labels(name, decision)
+        for outcome in CHECK_OUTCOMES:
+            CHECKS.labels(name, outcome)
+    for probe_type in new_types:
+        for result in PROBE_RESULTS:
+            PROBE_REQUESTS.labels(probe_type, result)
 
 
 def observe_evaluation(gate: Gate, verdict: Verdict, duration_s: float) -> None:
     """Export one continuous evaluation of ``gate``."""
     name = gate.name
     decision = verdict.decision.value
+    _initialise_counters(gate)
     GATE_DECISION.observed[name] = verdict.decision
     if verdict.evaluated_at is not None:
         LAST_EVALUATION.labels(name).set(verdict.evaluated_at.timestamp())
@@ -232,6 +287,7 @@ def forget_gate(gate_name: str) -> None:
     """Remove every series labelled with ``gate_name`` (the gate was removed)."""
     with _lock:
         criteria = _criteria_by_gate.pop(gate_name, set())
+        _initialised_gates.discard(gate_name)
     for criterion in criteria:
         _remove_criterion(gate_name, criterion)
     GATE_DECISION.observed.pop(gate_name, None)

@@ -48,8 +48,13 @@ def test_every_spec_metric_is_exported_with_its_type(gate_name: str) -> None:
     metrics.notification_sent("ok")
     metrics.sample_write_failed("gate")
     body, _ = metrics.render()
-    families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
+    families = {
+        f.name: f.type
+        for f in text_string_to_metric_families(body.decode())
+        if f.name.startswith("gonogo_")  # prometheus-client's process_* and python_* aside
+    }
     assert families == {
+        "gonogo_build_info": "gauge",
         "gonogo_gate_decision": "gauge",
         "gonogo_gate_last_evaluation_timestamp_seconds": "gauge",
         "gonogo_sample_write_failures": "counter",
