@@ -804,8 +804,13 @@ def test_an_attack_on_a_real_server_finds_no_5xx_no_leak_and_no_freeze(
                         "flagger",
                         client.post(
                             f"{serve.url}/api/v1/integrations/flagger/{case.gate}",
-                            json={"name": "n", "namespace": "s"},
-                            headers=_auth("viewer"),
+                            json={
+                                "name": "n",
+                                "namespace": "s",
+                                "checksum": "r1",
+                                "metadata": {"version": "1.0"},
+                            },
+                            headers=_auth("pipeline"),
                         ),
                     )
                 samples = "".join(

@@ -99,7 +99,14 @@ def reads_during_the_pause(server: Serve) -> dict[str, Pending]:
     def get(path: str, **kw: Any) -> Callable[[], httpx.Response]:
         return lambda: httpx.get(f"{server.url}{path}", headers=viewer, timeout=30, **kw)
 
-    flagger = {"name": "web", "namespace": "prod", "phase": "Progressing"}
+    pipeline = {"Authorization": f"Bearer {TOKENS['pipeline']}"}
+    flagger = {
+        "name": "web",
+        "namespace": "prod",
+        "phase": "Progressing",
+        "checksum": "r1",
+        "metadata": {"version": "1.0"},
+    }
     return {
         "decision": Pending(get("/api/v1/gates/steady/decision")),
         "gate": Pending(get("/api/v1/gates/steady")),
@@ -108,7 +115,7 @@ def reads_during_the_pause(server: Serve) -> dict[str, Pending]:
         "flagger": Pending(
             lambda: httpx.post(
                 f"{server.url}/api/v1/integrations/flagger/steady",
-                headers=viewer,
+                headers=pipeline,
                 json=flagger,
                 timeout=30,
             )
