@@ -240,9 +240,7 @@ def test_a_gate_too_large_once_its_templates_are_filled_in_is_refused() -> None:
 def test_a_gate_directory_finds_its_templates_folder(tmp_path: Path) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "error-rate.yaml").write_text(TEMPLATE)
-    (tmp_path / "portal.yaml").write_text(
-        HEAD + "  - {template: error-rate, args: {service: x}}\n"
-    )
+    (tmp_path / "portal.yaml").write_text(HEAD + "  - {template: error-rate, args: {service: x}}\n")
     gates, problems = load_gate_dir(tmp_path)
     assert problems == [] and list(gates) == ["portal"]
     (tmp_path / "templates" / "error-rate.yaml").write_text("criterion: {go: 1}\n")

@@ -50,7 +50,9 @@ async def template_events(service: Service, name: str) -> list[dict[str, Any]]:
 
 
 async def test_templates_are_created_read_listed_and_deleted_by_role(service: Service) -> None:
-    assert (await put(service, "/api/v1/templates/availability", TEMPLATE, "approver")).status_code == 403
+    assert (
+        await put(service, "/api/v1/templates/availability", TEMPLATE, "approver")
+    ).status_code == 403
     anonymous = await service.client.put("/api/v1/templates/availability", content=TEMPLATE)
     assert anonymous.status_code == 401
     created = await put(service, "/api/v1/templates/availability", TEMPLATE)
@@ -178,7 +180,9 @@ async def test_a_change_that_breaks_a_gate_is_refused_naming_the_gate(service: S
 
 
 async def test_an_api_gate_with_an_unknown_template_is_a_located_422(service: Service) -> None:
-    response = await put(service, "/api/v1/gates/user", USER.replace("availability,", "availabilty,"))
+    response = await put(
+        service, "/api/v1/gates/user", USER.replace("availability,", "availabilty,")
+    )
     assert response.status_code == 422
     error = response.json()["errors"][0]
     assert error["loc"] == ["body", "criteria", 0, "template"]
