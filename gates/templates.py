@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
+from pydantic import ValidationError
 
 from gates.errors import GateProblem, Loc, format_loc
 from gates.model import GATE_NAME, Criterion
-from gates.problems import NAME_HINT, Problems, did_you_mean
+from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
 from gates.yaml_source import (
     MAX_DEFINITION_CHARS,
     MAX_DEPTH,
@@ -214,6 +215,7 @@ def _check_criterion(raw: Any, params: tuple[Param, ...], problems: Problems) ->
             "name a probe the gates using it define, or {{ args.probe }}",
         )
     declared = [p.name for p in params]
+    _check_fixed_values(raw, problems)
     for location, text in _strings(raw, ("criterion",)):
         bad = _malformed(text)
         if bad is not None:
@@ -232,6 +234,29 @@ def _check_criterion(raw: Any, params: tuple[Param, ...], problems: Problems) ->
                     if suggestion
                     else f"declare it under params: (declared: {', '.join(declared) or 'none'})",
                 )
+
+
+def _check_fixed_values(raw: Mapping[str, Any], problems: Problems) -> None:
+    """The criterion's keys that no argument changes (no ``{{ args.NAME }}`` in them) must
+    already be valid: a bad condition is reported when the template is written, not only
+    when a gate first uses it. Keys a gate may add (``go``, ...) may be missing."""
+    fixed = {
+        key
+        for key, value in raw.items()
+        if not any(_NEAR_REFERENCE.search(text) for _, text in _strings(value, ()))
+    }
+    trial = {key: value for key, value in raw.items() if key not in ("template", "args")}
+    trial.setdefault("name", "trial")
+    try:
+        Criterion.model_validate(trial)
+    except ValidationError as invalid:
+        scratch = Problems(problems.file, problems.document)
+        add_validation_errors(invalid, ("criterion",), scratch)
+        for problem in scratch.items:
+            key = problem.loc[1] if len(problem.loc) > 1 else None
+            if key not in fixed or (key == "name" and key not in raw):
+                continue
+            problems.items.append(problem)
 
 
 def check_template_text(text: str, *, name: str, source: str) -> CheckedTemplate:
@@ -541,7 +566,8 @@ def _resolve_one(
             f"unknown template {name!r}",
             f"did you mean {suggestion!r}?"
             if suggestion
-            else f"put it in {TEMPLATE_DIR}/{name}.yaml next to the gate files"
+            else f"put it in {TEMPLATE_DIR}/{name}.yaml next to the gate files, or PUT it"
+            f" to /api/v1/templates/{name} for an API-defined gate"
             f" (known: {', '.join(known) or 'none'})",
         )
         return None

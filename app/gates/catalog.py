@@ -587,18 +587,12 @@ class GateCatalog:
             self._api_templates[change.name] = change.previous
         self._template_generation += 1
         for gate, (before, after) in change.gates.items():
-            if self._gates.get(gate) is after:
-                self._install(
-                    gate,
-                    self._loaded(
-                        before.gate,
-                        "api",
-                        None,
-                        before.text,
-                        before.definition_text,
-                        before.templates,
-                    ),
-                )
+            if self._gates.get(gate) is not after:
+                continue  # redefined since: the newer definition stays
+            try:
+                self._install(gate, self._loaded_again(before))
+            except PinnedVersionUnavailable as failed:
+                log.error("a gate could not be put back after a failed write", error=str(failed))
 
     # -- definitions by version, for checks pinned to one ------------------------------
 

@@ -6,11 +6,15 @@ after its template has changed or gone."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 
+from app.core import problems
 from app.core.clock import ManualClock
+from app.gates import template_repository
 from tests.app.checks.test_pinning import assert_judged_by, events, running
 from tests.app.conftest import PORTAL, Service
 
@@ -262,3 +266,36 @@ async def test_a_template_file_change_reloads_its_gates_or_is_reported(
         final = await service.final(check["id"])
         assert final["decision"] == "go", final["reasons"]
         await assert_judged_by(service, final, old)
+
+
+async def test_a_failed_write_puts_the_template_and_its_gates_back(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await put(service, "/api/v1/templates/availability", TEMPLATE)).status_code == 201
+    assert (await put(service, "/api/v1/gates/user", USER)).status_code == 201
+    before = (await service.get("/api/v1/gates/user")).json()["version"]
+
+    async def unavailable(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError("the database went away")
+
+    monkeypatch.setattr(template_repository, "add_template_event", unavailable)
+    # The unexpected error is logged with its traceback, slowly; the answer is what counts.
+    monkeypatch.setattr(problems, "log", SimpleNamespace(error=lambda *a, **k: None))
+    transport = httpx.ASGITransport(app=service.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        failed = await client.put(
+            "/api/v1/templates/availability", content=TURNED, headers=service.headers("admin")
+        )
+    assert failed.status_code == 500  # the write failed: nothing changed
+    assert (await service.get("/api/v1/gates/user")).json()["version"] == before
+    assert (await service.get("/api/v1/templates/availability")).json()["text"] == TEMPLATE
+
+
+async def test_a_template_with_a_fixed_bad_condition_is_refused_without_users(
+    service: Service,
+) -> None:
+    response = await put(service, "/api/v1/templates/odd", "criterion: {probe: p, go: '<< 1'}\n")
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["loc"] == ["body", "criterion", "go"]
+    assert error["msg"].startswith("line 1, column 27: bad condition '<< 1'")
