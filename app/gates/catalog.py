@@ -518,9 +518,10 @@ class GateCatalog:
             effective = {**templates, **self._file_templates}
             users = [g for g in self._api_template_users() if name in g.templates]
             results = await asyncio.to_thread(self._reparse_all, users, effective)
-            if generation != self._template_generation or any(
-                self._gates.get(g.name) is not g for g in users
-            ):
+            now_users = [g for g in self._api_template_users() if name in g.templates]
+            if generation != self._template_generation or [id(g) for g in now_users] != [
+                id(g) for g in users
+            ]:
                 continue  # something changed while they were read: read them again
             refused = {
                 g.name: result
