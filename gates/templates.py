@@ -254,7 +254,7 @@ def _check_fixed_values(raw: Mapping[str, Any], problems: Problems) -> None:
         add_validation_errors(invalid, ("criterion",), scratch)
         for problem in scratch.items:
             key = problem.loc[1] if len(problem.loc) > 1 else None
-            if key not in fixed or (key == "name" and key not in raw):
+            if key not in fixed:
                 continue
             problems.items.append(problem)
 
