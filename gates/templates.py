@@ -469,8 +469,8 @@ def _use_args(
             continue
         args[name] = text
     for index, param in enumerate(template.params):
-        if param.name in args:
-            continue
+        if param.name in raw:
+            continue  # given: its value is in args, or reported above
         if param.default is None:
             where = (*use_at, "args") if "args" in entry else (*use_at, "template")
             problems.add(

@@ -248,3 +248,37 @@ def test_a_gate_directory_finds_its_templates_folder(tmp_path: Path) -> None:
     assert gates == {}
     files = {Path(p.file).name for p in problems}
     assert files == {"error-rate.yaml", "portal.yaml"}
+
+
+def test_every_criterion_key_passes_through_with_its_args_filled_in() -> None:
+    """Keys the template machinery knows nothing about (here ``baseline``) are copied as
+    they are, with references in their strings filled in."""
+    text = TEMPLATE.replace(
+        '  rollback: "> 5%"\n',
+        '  rollback: "> 5%"\n  baseline: {vars: {version: "{{ args.stable }}"}}\n',
+    ).replace("params:\n", "params:\n  - {name: stable, default: '${version}'}\n")
+    result = check_gate_definition(
+        HEAD + "  - {template: error-rate, args: {service: x, stable: '1.0'}}\n",
+        name="portal",
+        source="portal.yaml",
+        templates=templates(text),
+    )
+    assert result.problems == [] and result.gate is not None
+    baseline = result.gate.criteria[0].baseline
+    assert baseline is not None and baseline.vars == {"version": "1.0"}
+
+
+@pytest.mark.parametrize(
+    ("use", "expected"),
+    [
+        ("{template: 3}", "criteria[0].template: template: names a template"),
+        ("{template: error-rate, args: [service]}", "criteria[0].args: args must map"),
+        (
+            "{template: error-rate, args: {service: [a, b]}}",
+            "criteria[0].args.service: an argument is a single value",
+        ),
+    ],
+)
+def test_a_malformed_use_is_located_in_the_gate(use: str, expected: str) -> None:
+    [problem] = check(f"  - {use}\n")
+    assert problem.startswith("portal.yaml:4:") and expected in problem
