@@ -382,7 +382,9 @@ class RoutedProblems(Problems):
         template = use.template
         mark = template.mark(("criterion", *location[2:]), at_key=at_key)
         line, col = mark if mark is not None else (None, None)
-        message += f" (in template {template.name!r}, used by {self._place(location[:2])})"
+        # The line is the template's; said again, since an API answer shows it unnamed.
+        at = f" at line {line}" if line is not None else ""
+        message += f" (in template {template.name!r}{at}, used by {self._place(location[:2])})"
         self.items.append(GateProblem(template.source, line, col, location, message, hint))
 
     def _place(self, location: Loc) -> str:

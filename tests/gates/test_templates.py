@@ -168,7 +168,7 @@ def test_a_problem_in_the_template_is_located_there_and_names_the_use() -> None:
     assert problems == [
         "templates/error-rate.yaml:11:7: criteria[0].go: bad condition '< lots': expected"
         " '<op> <number>[unit]' with op one of > >= < <= == != and unit one of % ms s m,"
-        " e.g. '> 99.9%' or '< 2s' (in template 'error-rate', used by criteria[0] at"
+        " e.g. '> 99.9%' or '< 2s' (in template 'error-rate' at line 11, used by criteria[0] at"
         " portal.yaml:4:5) (hint: write it in quotes, e.g. go: '> 99.9%', or a list of"
         " them to AND)"
     ]
