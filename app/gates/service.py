@@ -82,6 +82,7 @@ def gate_detail(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
     return {
         **gate_summary(loaded, scheduler),
         "path": loaded.path,
+        "templates": sorted(loaded.templates),
         "definition": definition,
         "text": _redacted_text(loaded.text, tuple(redactions)) if redactions else loaded.text,
     }

@@ -127,7 +127,10 @@ async def test_a_template_change_redefines_its_gates_while_a_running_check_stays
 ) -> None:
     assert (await put(service, "/api/v1/templates/availability", TEMPLATE)).status_code == 201
     assert (await put(service, "/api/v1/gates/user", USER)).status_code == 201
-    old = (await service.get("/api/v1/gates/user")).json()["version"]
+    detail = (await service.get("/api/v1/gates/user")).json()
+    old = detail["version"]
+    assert detail["templates"] == ["availability"] and detail["text"] == USER
+    assert detail["definition"]["criteria"][0]["go"] == "> 99%"
     used_by = (await service.get("/api/v1/templates/availability")).json()["used_by"]
     assert used_by == ["user"]
     check = await service.start_check("user")
