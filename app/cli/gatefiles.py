@@ -255,11 +255,11 @@ def evaluate(
     gate_file: Path = typer.Argument(  # noqa: B008 (Typer declares arguments this way)
         ..., help="the gate file to evaluate", show_default=False
     ),
+    templates: Path | None = _TEMPLATES_OPTION,
     var: list[str] = typer.Option(  # noqa: B008 (Typer declares options this way)
         [], "--var", help="placeholder value, name=value (repeatable)", show_default=False
     ),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    templates: Path | None = _TEMPLATES_OPTION,
 ) -> None:
     """Take one sample of a gate now, with no server. Exit 0 go-able, 1 not, 3 error."""
     try:
