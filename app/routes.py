@@ -10,6 +10,7 @@ from app.core.deps import DatabaseDep
 from app.core.problems import problem_response
 from app.gates import admin_routes as admin
 from app.gates import routes as gates
+from app.gates import template_routes as templates
 from app.gates.deps import CatalogDep
 from app.observability import metrics
 
@@ -17,6 +18,7 @@ api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(gates.router)
 api_router.include_router(checks.router)
 api_router.include_router(admin.router)
+api_router.include_router(templates.router)
 
 public_router = APIRouter(tags=["health"])
 

@@ -28,7 +28,15 @@ from gates.placeholders import (
     check_quoting,
 )
 from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
-from gates.yaml_source import MAX_DEFINITION_CHARS, collector_paused, compose
+from gates.templates import (
+    TEMPLATE_DIR,
+    Template,
+    load_template_dir,
+    resolve,
+    resolved_text,
+    uses_templates,
+)
+from gates.yaml_source import MAX_DEFINITION_CHARS, collector_paused, compose, too_large
 from probes.base import ProbeConfig, ProbeFactory
 from probes.registry import UnknownProbeType, probe_type
 
@@ -446,10 +454,29 @@ def _non_finite_numbers(value: Any, location: Loc) -> Iterable[tuple[Loc, float]
 # -- public API ----------------------------------------------------------------------------
 
 
-def check_gate_text(
-    text: str, *, name: str, source: str, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
-) -> CheckedGate:
-    """Validate a gate definition (YAML, or JSON) and return the gate and every problem.
+class ResolvedGate(NamedTuple):
+    """A gate definition after validation, with what its version is rebuilt from: ``text``
+    is the definition itself when it uses no template, and the definition with every
+    template filled in when it does (``templates`` names them)."""
+
+    gate: Gate | None
+    problems: list[GateProblem]
+    text: str
+    templates: frozenset[str]
+
+
+Templates = Mapping[str, Template]
+
+
+def check_gate_definition(
+    text: str,
+    *,
+    name: str,
+    source: str,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
+    templates: Templates | None = None,
+) -> ResolvedGate:
+    """Validate a gate definition (YAML, or JSON) whose criteria may use ``templates``.
 
     ``name`` is the gate's name (a file's stem, or the API path); ``source`` names the
     text in problems (a file path, or e.g. ``gate portal``); ``env_policy`` says which
@@ -458,19 +485,83 @@ def check_gate_text(
     with collector_paused():
         # The document is freed when _check returns, before the collector resumes: it
         # would otherwise walk every node of it at once.
-        return _check(text, name, source, env_policy)
+        return _check(text, name, source, env_policy, templates or {})
 
 
-def _check(text: str, name: str, source: str, env_policy: EnvPolicy) -> CheckedGate:
+def check_gate_text(
+    text: str,
+    *,
+    name: str,
+    source: str,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
+    templates: Templates | None = None,
+) -> CheckedGate:
+    """Validate a gate definition (YAML, or JSON) and return the gate and every problem
+    (``check_gate_definition`` without the resolved text)."""
+    checked = check_gate_definition(
+        text, name=name, source=source, env_policy=env_policy, templates=templates
+    )
+    return CheckedGate(checked.gate, checked.problems)
+
+
+def _check(
+    text: str, name: str, source: str, env_policy: EnvPolicy, templates: Templates
+) -> ResolvedGate:
     problems = Problems(source)
     document = compose(text, problems)
     if document is None:
-        return CheckedGate(None, problems.sorted())
-    gate = _validate(document.data, name, env_policy, problems)
-    return CheckedGate(gate, problems.sorted())
+        return ResolvedGate(None, problems.sorted(), text, frozenset())
+    if not uses_templates(document.data):
+        gate = _validate(document.data, name, env_policy, problems)
+        return ResolvedGate(gate, problems.sorted(), text, frozenset())
+    return _check_resolved(document.data, name, source, env_policy, templates, problems)
 
 
-def check_gate_file(path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY) -> CheckedGate:
+def _check_resolved(
+    data: Mapping[str, Any],
+    name: str,
+    source: str,
+    env_policy: EnvPolicy,
+    templates: Templates,
+    problems: Problems,
+) -> ResolvedGate:
+    """A definition that uses templates: resolved, validated with each problem placed in
+    the file that holds it, and turned into text that reads back as the same gate."""
+    resolution = resolve(data, templates, problems)
+    routed = resolution.problems
+    gate = _validate(resolution.data, name, env_policy, routed)
+    if gate is None:
+        return ResolvedGate(None, routed.sorted(), "", resolution.used)
+    text = resolved_text(resolution.data)
+    if too_large(text):
+        problems.add(
+            (),
+            f"the gate with its templates filled in is larger than {MAX_DEFINITION_CHARS}"
+            " characters",
+            "use fewer or smaller templates, or split the gate",
+        )
+        return ResolvedGate(None, routed.sorted(), "", resolution.used)
+    again = _check(text, name, f"{source} (templates filled in)", env_policy, {})
+    if again.gate != gate:
+        found = "; ".join(str(p) for p in again.problems) or "it reads as another definition"
+        problems.add((), f"the gate with its templates filled in does not read back: {found}")
+        return ResolvedGate(None, routed.sorted(), "", resolution.used)
+    return ResolvedGate(gate, [], text, resolution.used)
+
+
+def templates_beside(path: Path | str) -> Path:
+    """The templates folder a gate file or gate directory uses: ``templates/`` in the
+    directory (for a file, in the directory that holds it)."""
+    path = Path(path)
+    return (path if path.is_dir() else path.parent) / TEMPLATE_DIR
+
+
+def check_gate_file(
+    path: Path | str,
+    *,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
+    templates: Templates | None = None,
+) -> CheckedGate:
     """Validate one gate file; the gate is named after the file's stem."""
     path = Path(path)
     try:
@@ -482,7 +573,9 @@ def check_gate_file(path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POL
     except OSError as unreadable:
         reason = unreadable.strerror or type(unreadable).__name__
         return CheckedGate(None, [GateProblem(str(path), None, None, (), f"cannot read: {reason}")])
-    return check_gate_text(text, name=path.stem, source=str(path), env_policy=env_policy)
+    return check_gate_text(
+        text, name=path.stem, source=str(path), env_policy=env_policy, templates=templates
+    )
 
 
 def gate_file_problems(
@@ -493,13 +586,40 @@ def gate_file_problems(
 
 
 def load_gate_text(
-    text: str, *, name: str, source: str, env_policy: EnvPolicy = DEFAULT_ENV_POLICY
+    text: str,
+    *,
+    name: str,
+    source: str,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
+    templates: Templates | None = None,
 ) -> Gate:
     """The gate defined by ``text``; raises ``GateFileError`` listing every problem."""
-    gate, problems = check_gate_text(text, name=name, source=source, env_policy=env_policy)
+    gate, problems = check_gate_text(
+        text, name=name, source=source, env_policy=env_policy, templates=templates
+    )
     if gate is None or problems:
         raise GateFileError(problems or [GateProblem(source, None, None, (), "invalid gate")])
     return gate
+
+
+def load_gate_definition(
+    text: str,
+    *,
+    name: str,
+    source: str,
+    env_policy: EnvPolicy = DEFAULT_ENV_POLICY,
+    templates: Templates | None = None,
+) -> ResolvedGate:
+    """``check_gate_definition`` for a definition that must be valid: raises
+    ``GateFileError`` listing every problem."""
+    checked = check_gate_definition(
+        text, name=name, source=source, env_policy=env_policy, templates=templates
+    )
+    if checked.gate is None or checked.problems:
+        raise GateFileError(
+            checked.problems or [GateProblem(source, None, None, (), "invalid gate")]
+        )
+    return checked
 
 
 def load_gate_file(path: Path | str, *, env_policy: EnvPolicy = DEFAULT_ENV_POLICY) -> Gate:
@@ -526,8 +646,8 @@ def load_gate_dir(
     directory = Path(directory)
     if not directory.is_dir():
         return {}, [GateProblem(str(directory), None, None, (), "not a directory")]
+    templates, problems = load_template_dir(directory / TEMPLATE_DIR)
     gates: dict[str, Gate] = {}
-    problems: list[GateProblem] = []
     sources: dict[str, Path] = {}
     for path in gate_files(directory):
         if path.stem in sources:
@@ -543,7 +663,7 @@ def load_gate_dir(
             )
             continue
         sources[path.stem] = path
-        gate, found = check_gate_file(path, env_policy=env_policy)
+        gate, found = check_gate_file(path, env_policy=env_policy, templates=templates)
         problems.extend(found)
         if gate is not None:
             gates[gate.name] = gate

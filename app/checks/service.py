@@ -135,7 +135,7 @@ async def create_check(
     )
     try:
         async with session.begin_nested():
-            await repo.add_check(session, row, definition=loaded.text)
+            await repo.add_check(session, row, definition=loaded.stored_text)
     except IntegrityError:
         # The same key raced in from a concurrent retry: answer as for a retry.
         if idempotency_key is None:

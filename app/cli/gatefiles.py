@@ -19,10 +19,11 @@ from app.cli.options import VarError, check_vars_used, parse_vars
 from app.core.settings import SettingsError, env_policy_from_environment
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
 from gates.errors import GateProblem, count_of
-from gates.loader import EnvPolicy, check_gate_file, gate_files
+from gates.loader import EnvPolicy, check_gate_file, gate_files, templates_beside
 from gates.model import Gate
 from gates.placeholders import gate_placeholders
 from gates.sampler import placeholder_values, take_sample
+from gates.templates import Template, load_template_dir
 from probes.base import Probe
 from probes.registry import probe_type
 
@@ -94,16 +95,53 @@ def _summary(gate: Gate) -> str:
     return f"gate {gate.name}: " + ", ".join(parts)
 
 
+class _TemplateFolders:
+    """The templates each gate file uses: ``--templates``, or ``templates/`` beside the
+    file; each folder is read once, and its problems are reported once."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self._folder = folder
+        self._read: dict[Path, dict[str, Template]] = {}
+        self.problems: list[GateProblem] = []
+
+    def for_file(self, file: Path) -> dict[str, Template]:
+        folder = self._folder or templates_beside(file)
+        key = folder.resolve()
+        if key not in self._read:
+            try:
+                self._read[key], found = load_template_dir(folder)
+            except OSError as unreadable:
+                self._read[key] = {}
+                found = [GateProblem(str(folder), None, None, (), f"cannot list: {unreadable}")]
+            self.problems.extend(found)
+            for problem in found:
+                typer.echo(str(problem))
+        return self._read[key]
+
+
+_TEMPLATES_OPTION = typer.Option(
+    None,
+    "--templates",
+    help="the folder of criterion templates (default: templates/ beside the gate files)",
+    show_default=False,
+)
+
+
 def validate(
     paths: list[Path] = typer.Argument(  # noqa: B008 (Typer declares arguments this way)
         ..., help="gate files, or directories of them", show_default=False
     ),
+    templates: Path | None = _TEMPLATES_OPTION,
 ) -> None:
     """Validate gate files: every problem with file:line:col and a hint. Exit 1 if any."""
     policy = _env_policy(EXIT_NOT_GO)
     files, errors = _expand(paths)
     for error in errors:
         typer.echo(error)
+    if templates is not None and not templates.is_dir():
+        errors.append(f"{templates}: no such directory")
+        typer.echo(errors[-1])
+    folders = _TemplateFolders(templates)
     clashes = _same_gate_twice(files)
     seen: set[Path] = set()
     valid = invalid = 0
@@ -111,7 +149,8 @@ def validate(
         if file.resolve() in seen:
             continue
         seen.add(file.resolve())
-        gate, problems = check_gate_file(file, env_policy=policy)
+        found = folders.for_file(file)
+        gate, problems = check_gate_file(file, env_policy=policy, templates=found)
         if file in clashes:
             problems = [*problems, GateProblem(str(file), None, None, (), clashes[file])]
         if gate is not None and not problems:
@@ -123,7 +162,9 @@ def validate(
             typer.echo(str(problem))
     if files:
         typer.echo(f"{count_of(valid + invalid, 'gate file')}: {valid} valid, {invalid} invalid")
-    if invalid or errors:
+    if folders.problems:
+        typer.echo(f"{count_of(len(folders.problems), 'template problem')}")
+    if invalid or errors or folders.problems:
         raise typer.Exit(EXIT_NOT_GO)
 
 
@@ -214,6 +255,7 @@ def evaluate(
     gate_file: Path = typer.Argument(  # noqa: B008 (Typer declares arguments this way)
         ..., help="the gate file to evaluate", show_default=False
     ),
+    templates: Path | None = _TEMPLATES_OPTION,
     var: list[str] = typer.Option(  # noqa: B008 (Typer declares options this way)
         [],
         "--var",
@@ -233,7 +275,10 @@ def evaluate(
     if not gate_file.is_file():
         typer.echo(f"error: {gate_file}: no such file", err=True)
         raise typer.Exit(EXIT_ERROR)
-    gate, problems = check_gate_file(gate_file, env_policy=_env_policy(EXIT_ERROR))
+    folder = templates or templates_beside(gate_file)
+    found, template_problems = load_template_dir(folder)
+    gate, problems = check_gate_file(gate_file, env_policy=_env_policy(EXIT_ERROR), templates=found)
+    problems = [*template_problems, *problems]
     if gate is None or problems:
         for problem in problems:
             typer.echo(str(problem), err=True)

@@ -98,6 +98,33 @@ class GateVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class TemplateRow(Base):
+    """A criterion template defined through the API (template files live in
+    ``templates/`` of the gate directory)."""
+
+    __tablename__ = "templates"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class TemplateEventRow(Base):
+    """The audit trail of API templates (who changed which, when, and which gates got a
+    new version); rows are only ever inserted, and outlive the template."""
+
+    __tablename__ = "template_events"
+    __table_args__ = (Index("ix_template_events_template", "template", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    template: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 RUNNING = "running"
 FINAL = "final"
 CANCELLED = "cancelled"

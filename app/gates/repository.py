@@ -25,10 +25,18 @@ async def api_gate(session: AsyncSession, name: str) -> GateRow | None:
 
 
 async def save_api_gate(
-    session: AsyncSession, *, name: str, text: str, version: str, at: datetime, by: str
+    session: AsyncSession,
+    *,
+    name: str,
+    text: str,
+    version: str,
+    at: datetime,
+    by: str,
+    definition: str | None = None,
 ) -> bool:
-    """Insert or replace; returns True when the gate is new. The version is kept too."""
-    await save_gate_version(session, gate=name, version=version, text=text, at=at)
+    """Insert or replace; returns True when the gate is new. The version is kept too, by
+    ``definition`` (the text with its templates filled in) when it differs from ``text``."""
+    await save_gate_version(session, gate=name, version=version, text=definition or text, at=at)
     row = await session.get(GateRow, name, with_for_update=True)
     if row is None:
         session.add(GateRow(name=name, text=text, version=version, updated_at=at, updated_by=by))

@@ -26,6 +26,7 @@ from app.gates import repository as repo
 from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate
 from app.gates.freshness import decision_body, encode_body
 from app.gates.scheduler import GateScheduler
+from app.gates.template_service import load_api_templates
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
 from gates.model import GATE_NAME, Gate
@@ -86,6 +87,7 @@ def gate_detail(loaded: LoadedGate, scheduler: GateScheduler) -> dict[str, Any]:
     return {
         **gate_summary(loaded, scheduler),
         "path": loaded.path,
+        "templates": sorted(loaded.templates),
         "definition": definition,
         "text": _redacted_text(loaded.text, tuple(redactions)) if redactions else loaded.text,
     }
@@ -238,6 +240,7 @@ async def put_gate(
         session,
         name=name,
         text=text,
+        definition=loaded.stored_text,
         version=loaded.version,
         at=clock.now(),
         by=principal.name,
@@ -280,8 +283,9 @@ async def delete_gate(session: AsyncSession, catalog: GateCatalog, *, name: str)
 
 
 async def load_api_gates(session: AsyncSession, catalog: GateCatalog) -> list[str]:
-    """Install every stored API-defined gate; returns problems (gates that no longer load)."""
-    problems = []
+    """Install every stored API-defined gate, after the stored templates they may use;
+    returns problems (templates and gates that no longer load)."""
+    problems = await load_api_templates(session, catalog)
     for row in await repo.api_gates(session):
         try:
             catalog.put_api_gate(row.name, row.text)
