@@ -250,15 +250,31 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session that commits on success and rolls back on error."""
         session = self.sessions()
+        ending = _Ending()
+        committed = False
         try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await _to_the_end(session.rollback())
-            run_on_rollback(session)
-            raise
+            try:
+                yield session
+            except BaseException:
+                await ending.run(session.rollback())
+                run_on_rollback(session)
+                raise
+            try:
+                await ending.run(session.commit())
+            except BaseException:
+                await ending.run(session.rollback())
+                run_on_rollback(session)
+                raise
+            committed = True
         finally:
-            await _to_the_end(session.close())
+            await ending.run(session.close())
+            if ending.cancelled:  # held while the session ended; the task is being stopped
+                if committed:
+                    self._committed(session)
+                raise asyncio.CancelledError
+        self._committed(session)
+
+    def _committed(self, session: AsyncSession) -> None:
         self.reached = True
         run_after_commit(session)
 
@@ -276,18 +292,29 @@ class Database:
         await self.engine.dispose()
 
 
-async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
-    """Run a session's closing step to its end even when the task is cancelled meanwhile
-    (a loop stopped at shutdown): a connection cut off while it is handed back is logged
-    by the pool as an error and thrown away. The cancellation is raised afterwards."""
-    task = asyncio.ensure_future(step)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # seen: the cancellation is what the caller gets
-        raise
+class _Ending:
+    """Runs a session's ending steps (commit, rollback, close) to their end even when the
+    task is cancelled meanwhile, as a loop stopped at shutdown is: a step cut off while
+    the pool hands its connection back is logged as an error and the connection thrown
+    away, and a commit cut off after the database committed would pass for a rollback.
+    The cancellation is held (``cancelled``) for the session to raise once it is closed."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def run(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(step)
+        while True:
+            try:
+                await asyncio.shield(task)
+                return
+            except asyncio.CancelledError:
+                if task.done() and task.cancelled():
+                    raise  # the step itself was cancelled: the event loop is closing
+                self.cancelled = True
+                if task.done():
+                    task.result()  # the step's own error, if it had one
+                    return
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

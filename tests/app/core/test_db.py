@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from app.core.db import Database
+from app.core.db import Database, after_commit, on_rollback
 
 
 async def test_a_task_cancelled_while_its_session_ends_returns_the_connection_cleanly(
@@ -46,4 +46,39 @@ async def test_a_task_cancelled_while_its_session_ends_returns_the_connection_cl
     assert not errors, [r.getMessage() for r in errors]
     async with db.session() as session:  # and the pool still serves
         assert (await session.execute(text("SELECT 1"))).scalar() == 1
+    await db.dispose()
+
+
+async def test_a_task_cancelled_while_its_commit_hands_the_connection_back_keeps_the_commit(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retention sweep stopped at shutdown: the cancellation arrives after the
+    database committed, while the pool resets the connection. The commit stands (its
+    after-commit actions run, not the rollback ones), the connection is handed back
+    cleanly, and the task still ends cancelled."""
+    db = Database(database_url)
+    hooks: list[str] = []
+
+    async def work() -> None:
+        async with db.session() as session:
+            await session.execute(text("SELECT 1"))
+            after_commit(session, lambda: hooks.append("committed"))
+            on_rollback(session, lambda: hooks.append("rolled back"))
+
+    task = asyncio.create_task(work())
+    cancelled: list[bool] = []
+
+    def cancel_once(_dbapi: Any, _record: Any, _state: Any) -> None:
+        if not cancelled:
+            cancelled.append(task.cancel())
+
+    event.listen(db.engine.sync_engine.pool, "reset", cancel_once)
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.pool")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    event.remove(db.engine.sync_engine.pool, "reset", cancel_once)
+    assert cancelled == [True]
+    assert hooks == ["committed"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
     await db.dispose()
