@@ -218,7 +218,7 @@ class CallbackOutbox:
                 .order_by(DoorCallbackRow.due_at)
                 .limit(BATCH)
             )
-            pending = result.tuples().all()
+            pending = result.all()
         if not pending:
             return self._poll
         # A row another process holds is due again when its claim lapses.
@@ -247,7 +247,7 @@ class CallbackOutbox:
             .order_by(DoorCallbackRow.due_at, DoorCallbackRow.id)
             .limit(BATCH)
         )
-        return [(row, check) for row, check in result.tuples()]
+        return [(row, check) for row, check in result.all()]
 
     async def _claim(self, row: DoorCallbackRow, now: datetime) -> str | None:
         token = f"{self._owner}:{uuid.uuid4().hex[:12]}"
