@@ -263,6 +263,7 @@ async def test_an_expired_installation_token_is_refreshed(forges: Forges) -> Non
     assert second.status_code == 202
     await _delivered(forges, 2)
     assert forges.github.token_requests == 2
+    assert forges.github.review_attempts == 2  # renewed before use, not after a 401
     assert forges.github.reviews[0].token != forges.github.reviews[1].token
 
 
