@@ -61,7 +61,9 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    environment: ForgeName
+    # Matched exactly against the forge's environment and made the check's environment,
+    # so it follows the rule for values a check supplies.
+    environment: CheckValue
     gate: GateName
     stage: CheckValue | None = None
     vars: dict[VarName, CheckValue] = Field(default_factory=dict)
