@@ -148,8 +148,8 @@ def release_version(payload: ProtectionRuleRequest, version_from: str) -> tuple[
     summary="GitHub App deployment protection rule: start a check for the release",
     responses={
         200: {"description": "an event gonogo does not act on (ping, other actions)"},
-        401: {"description": "no or a wrong X-Hub-Signature-256"},
-        404: {"description": "the door is off, or no rule for this repository and environment"},
+        401: {"description": "no or a wrong X-Hub-Signature-256, or the door is not configured"},
+        404: {"description": "no rule for this repository and environment, or no such gate"},
         422: {"description": "a malformed payload, no version, or a foreign callback URL"},
     },
 )
@@ -158,7 +158,10 @@ async def github_webhook(request: Request) -> Any:
     doors: Doors = state.doors
     door = doors.github
     if door is None:
-        raise NotFound("the GitHub door is not configured (GONOGO_INTEGRATIONS_FILE)")
+        # Nobody can be authenticated without the secret: 401, like a wrong signature.
+        raise Unauthorized(
+            "the GitHub door is not configured (GONOGO_INTEGRATIONS_FILE): no webhook secret to check X-Hub-Signature-256 against"
+        )
     raw = await request.body()
     if not signature_valid(door.webhook_secret, raw, request.headers.get("x-hub-signature-256")):
         raise Unauthorized("X-Hub-Signature-256 is missing or does not match the body")

@@ -92,8 +92,8 @@ def release_version(hook: DeploymentHook, version_from: str) -> tuple[str, str]:
     summary="GitLab Deployment Hook: a blocked deployment starts a check for the release",
     responses={
         200: {"description": "an event or status gonogo does not act on"},
-        401: {"description": "no or a wrong X-Gitlab-Token"},
-        404: {"description": "the door is off, or no rule for this project and environment"},
+        401: {"description": "no or a wrong X-Gitlab-Token, or the door is not configured"},
+        404: {"description": "no rule for this project and environment, or no such gate"},
         422: {"description": "a malformed payload, or no version"},
     },
 )
@@ -102,7 +102,10 @@ async def gitlab_webhook(request: Request) -> Any:
     doors: Doors = state.doors
     door = doors.gitlab
     if door is None:
-        raise NotFound("the GitLab door is not configured (GONOGO_INTEGRATIONS_FILE)")
+        # Nobody can be authenticated without the secret: 401, like a wrong signature.
+        raise Unauthorized(
+            "the GitLab door is not configured (GONOGO_INTEGRATIONS_FILE): no secret token to check X-Gitlab-Token against"
+        )
     if not token_valid(door.webhook_token, request.headers.get("x-gitlab-token")):
         raise Unauthorized("X-Gitlab-Token is missing or wrong")
     event = request.headers.get("x-gitlab-event", "")

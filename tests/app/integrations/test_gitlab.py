@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.db import CALLBACK_DELIVERED
+from tests.app.conftest import Service
 from tests.app.integrations.conftest import (
     GITLAB_API_TOKEN,
     GITLAB_HOOK_TOKEN,
@@ -123,3 +124,17 @@ async def test_an_approval_answering_5xx_is_retried_and_made_once(forges: Forges
     assert forges.gitlab.attempts == 2
     [row] = await forges.callbacks()
     assert (row.state, row.attempts) == (CALLBACK_DELIVERED, 2)
+
+
+async def test_the_token_is_checked_before_the_body_is_read(forges: Forges) -> None:
+    response = await forges.gitlab_hook(b"{not json", token="wrong-token-00000000")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("door", ["github", "gitlab"])
+async def test_a_door_not_configured_answers_401_to_everyone(service: Service, door: str) -> None:
+    response = await service.post(
+        f"/api/v1/integrations/{door}", "admin", content=b"{}", headers={"X-Gitlab-Token": "x"}
+    )
+    assert response.status_code == 401
+    assert "not configured" in response.json()["detail"]
