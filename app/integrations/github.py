@@ -160,7 +160,8 @@ async def github_webhook(request: Request) -> Any:
     if door is None:
         # Nobody can be authenticated without the secret: 401, like a wrong signature.
         raise Unauthorized(
-            "the GitHub door is not configured (GONOGO_INTEGRATIONS_FILE): no webhook secret to check X-Hub-Signature-256 against"
+            "the GitHub door is not configured (GONOGO_INTEGRATIONS_FILE): no webhook secret"
+            " to check X-Hub-Signature-256 against"
         )
     raw = await request.body()
     if not signature_valid(door.webhook_secret, raw, request.headers.get("x-hub-signature-256")):

@@ -104,7 +104,8 @@ async def gitlab_webhook(request: Request) -> Any:
     if door is None:
         # Nobody can be authenticated without the secret: 401, like a wrong signature.
         raise Unauthorized(
-            "the GitLab door is not configured (GONOGO_INTEGRATIONS_FILE): no secret token to check X-Gitlab-Token against"
+            "the GitLab door is not configured (GONOGO_INTEGRATIONS_FILE): no secret token"
+            " to check X-Gitlab-Token against"
         )
     if not token_valid(door.webhook_token, request.headers.get("x-gitlab-token")):
         raise Unauthorized("X-Gitlab-Token is missing or wrong")
