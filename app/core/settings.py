@@ -160,6 +160,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a plain base URL (no user, query or fragment)")
         return value.rstrip("/")
 
+    @field_validator("integrations_file")
+    @classmethod
+    def _integrations_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
     @field_validator("gates_dir", "integrations_file", mode="before")
     @classmethod
     def _empty_dir_is_none(cls, value: Any) -> Any:

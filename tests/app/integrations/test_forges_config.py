@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.settings import env_policy, load_settings
+from app.core.settings import SettingsError, env_policy, load_settings
 from app.integrations.forges import IntegrationsFileError, load_integrations, parse_integrations
 from app.integrations.github import callback_allowed
 from app.main import create_app
@@ -170,3 +170,26 @@ def test_a_token_goes_only_to_a_review_url_on_the_configured_host(
     api: str, url: str, allowed: bool
 ) -> None:
     assert callback_allowed(api, url) is allowed
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("integrations_file", "/nonexistent/integrations.yaml", "GONOGO_INTEGRATIONS_FILE"),
+        ("public_url", "ftp://gonogo.example.org", "GONOGO_PUBLIC_URL"),
+        ("public_url", "https://user:pw@gonogo.example.org", "GONOGO_PUBLIC_URL"),
+    ],
+)
+def test_bad_door_settings_stop_start_up_naming_the_variable(
+    setting: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as failed:
+        load_settings(**{setting: value})
+    assert message in str(failed.value)
+    assert "pw@" not in str(failed.value)
+
+
+def test_the_public_url_loses_its_trailing_slash() -> None:
+    assert load_settings(public_url="https://gonogo.example.org/").public_url == (
+        "https://gonogo.example.org"
+    )
