@@ -292,6 +292,7 @@ class GitHubApp:
         response = await self._post(url, bearer=self.app_jwt(), body=None)
         if response.status_code == 401:
             self._jwt = None  # a clock step or a rotated key: sign a new one next time
+            raise RetryLater(f"installation token: HTTP 401 {_message(response)}".strip())
         if response.status_code != 201:
             raise _failure("installation token", response)
         try:
@@ -357,11 +358,16 @@ class GitHubApp:
 
 def _failure(what: str, response: httpx.Response) -> Exception:
     """``RetryLater`` for a 5xx or 429, ``GiveUp`` for any other status, with GitHub's message."""
-    try:
-        message = str(response.json().get("message", ""))
-    except (ValueError, AttributeError):
-        message = ""
-    text = bounded(f"{what}: HTTP {response.status_code} {message}".strip(), 300)
+    text = bounded(f"{what}: HTTP {response.status_code} {_message(response)}".strip(), 300)
     if response.status_code >= 500 or response.status_code == 429:
         return RetryLater(text)
     return GiveUp(text)
+
+
+def _message(response: httpx.Response) -> str:
+    """The ``message`` of GitHub's error body, if it has one."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return ""
+    return bounded(str(answer.get("message", "")), 200) if isinstance(answer, dict) else ""
