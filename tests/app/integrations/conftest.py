@@ -63,6 +63,7 @@ github:
       gate: portal
       stage: canary
       version_from: ref
+    - {{repository: caresync/portal, environment: dr, gate: retired}}
 gitlab:
   url: {gitlab_url}
   token_env: GONOGO_NOTIFY_GITLAB_TOKEN

@@ -60,7 +60,7 @@ def test_a_variable_the_allow_list_refuses_is_located(forge_env: None) -> None:
         "token_env: GONOGO_NOTIFY_GITLAB_TOKEN", "token_env: GONOGO_TOKENS"
     )
     [problem] = _problems(text)
-    assert problem.startswith("integrations.yaml:15:") and "gitlab.token_env" in problem
+    assert problem.startswith("integrations.yaml:16:") and "gitlab.token_env" in problem
     assert "gonogo's own settings" in problem
 
 

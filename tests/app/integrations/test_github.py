@@ -308,3 +308,22 @@ async def test_a_pending_callback_is_delivered_after_a_restart(
         assert fake_github.reviews[0].body["state"] == "approved"
         [row] = await second.callbacks()
         assert row.state == CALLBACK_DELIVERED
+
+
+async def test_a_rule_naming_a_gate_that_does_not_exist_is_404(forges: Forges) -> None:
+    response = await forges.github_hook(protection_rule(forges.github.url, environment="dr"))
+    assert response.status_code == 404
+    assert "retired" in response.json()["detail"]
+    assert await forges.checks() == []
+    assert await forges.callbacks() == []
+
+
+async def test_a_delivery_id_replayed_with_another_body_is_409(forges: Forges) -> None:
+    delivery = "8d3a1d6e-cc78-11e3-81ab-4c9367dc0958"
+    first = await forges.github_hook(protection_rule(forges.github.url), delivery=delivery)
+    other = await forges.github_hook(
+        protection_rule(forges.github.url, sha="0" * 40), delivery=delivery
+    )
+    assert (first.status_code, other.status_code) == (202, 409)
+    assert len(await forges.checks()) == 1
+    assert len(await forges.callbacks()) == 1
