@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,9 +299,6 @@ async def fake_gitlab() -> AsyncIterator[FakeGitLab]:
     fake = FakeGitLab(GITLAB_API_TOKEN)
     async with running(fake):
         yield fake
-
-
-OpenForges = Callable[[], Awaitable[Any]]
 
 
 @pytest.fixture
