@@ -34,6 +34,9 @@ from app.gates.samples import SampleStore
 from app.gates.scheduler import GateScheduler
 from app.gates.service import load_api_gates
 from app.integrations import flagger as integrations
+from app.integrations import github, gitlab
+from app.integrations.callbacks import CallbackOutbox, Sender
+from app.integrations.forges import Doors, load_integrations
 from app.observability.notify import Notifier
 from app.routes import api_router, public_router
 from app.web import status_page
@@ -78,6 +81,16 @@ def _reload_on_sighup(catalog: GateCatalog, stack: AsyncExitStack) -> None:
     stack.callback(uninstall)
 
 
+def _door_senders(doors: Doors, clock: Clock) -> dict[str, Sender]:
+    """The outbox's sender for each configured front door (GitHub, GitLab)."""
+    senders: dict[str, Sender] = {}
+    if doors.github is not None:
+        senders[github.DOOR] = github.GitHubApp(doors.github, clock=clock)
+    if doors.gitlab is not None:
+        senders[gitlab.DOOR] = gitlab.GitLabApprovals(doors.gitlab)
+    return senders
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -89,6 +102,8 @@ def create_app(
     validate_bind(settings)
     clock = clock or SystemClock()
     redactor.add(settings.secret_values())
+    doors = load_integrations(settings.integrations_file, env_policy=settings.env_policy())
+    redactor.add(doors.secrets())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,6 +141,13 @@ def create_app(
             stack.push_async_callback(scheduler.stop)
             await runner.start()
             stack.push_async_callback(runner.stop)
+            callbacks = CallbackOutbox(
+                db, clock=clock, senders=_door_senders(doors, clock), public_url=settings.public_url
+            )
+            runner.end_listeners.append(callbacks.check_ended)
+            state.callbacks = callbacks
+            await callbacks.start()
+            stack.push_async_callback(callbacks.stop)
             state.gates_loaded = True
             if settings.open_access:
                 log.warning(
@@ -148,6 +170,7 @@ def create_app(
     app.state.clock = clock
     app.state.authenticator = TokenAuthenticator(settings.tokens)
     app.state.gates_loaded = False
+    app.state.doors = doors
     problems.install(app)
     # Added last, so outermost: the hottest read skips the rest of the stack.
     app.add_middleware(DecisionReadLane, state=app.state)
@@ -155,6 +178,8 @@ def create_app(
     app.include_router(public_router)
     app.include_router(status_page.router)
     app.include_router(integrations.router)
+    app.include_router(github.router)
+    app.include_router(gitlab.router)
     _install_docs(app)
     return app
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,6 +127,8 @@ class CheckRunner:
         self._runs: dict[str, _CheckRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._started = False
+        # Called with each check that ended (engine, manual decision, cancellation).
+        self.end_listeners: list[Callable[[CheckRow], None]] = []
         catalog.subscribe(self._on_gate_change)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -663,6 +665,8 @@ class CheckRunner:
         *,
         previous: Decision | None = Decision.NO_GO,
     ) -> None:
+        for listener in self.end_listeners:
+            listener(row)
         try:
             metrics.check_finished(row.gate, outcome)
         except Exception:

@@ -211,6 +211,41 @@ class EventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+# A door callback (GitHub, GitLab) waits for its check to end, then is delivered.
+CALLBACK_WAITING = "waiting"
+CALLBACK_DELIVERED = "delivered"
+CALLBACK_FAILED = "failed"
+
+
+class DoorCallbackRow(Base):
+    """The outbox of the GitHub and GitLab front doors: one answer owed to a forge about one
+    check, kept until it is delivered (or given up), so a restart loses none. A worker
+    claims a row with a fencing token before sending it and writes the outcome only while
+    its claim holds."""
+
+    __tablename__ = "door_callbacks"
+    __table_args__ = (
+        UniqueConstraint("door", "key"),
+        Index("ix_door_callbacks_state_due_at", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    door: Mapped[str] = mapped_column(String(16))
+    # The forge's own id of the request (a GitHub delivery, a GitLab deployment).
+    key: Mapped[str] = mapped_column(String(255))
+    check_id: Mapped[str] = mapped_column(ForeignKey("checks.id", ondelete="CASCADE"))
+    # Where and what to answer: door-specific, never a secret.
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 # Every database call is bounded, so a hung or unreachable database fails a call within
 # seconds instead of freezing a loop (docs/operations.md, "Database timeouts").
 CONNECT_TIMEOUT_S = 5.0  # opening a connection (PostgreSQL)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     sample_retention: Annotated[timedelta, NoDecode] = timedelta(days=7)
     env_allow: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ENV_ALLOW
+    # The GitHub and GitLab front doors (docs/integrations.md); unset = both off.
+    integrations_file: Path | None = None
+    # How people reach this service, for links in messages sent elsewhere.
+    public_url: str | None = None
 
     @field_validator("env_allow", mode="before")
     @classmethod
@@ -143,7 +148,26 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("gates_dir", mode="before")
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("must be a plain base URL (no user, query or fragment)")
+        return value.rstrip("/")
+
+    @field_validator("integrations_file")
+    @classmethod
+    def _integrations_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
+    @field_validator("gates_dir", "integrations_file", mode="before")
     @classmethod
     def _empty_dir_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

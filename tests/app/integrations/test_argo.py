@@ -14,7 +14,9 @@ import yaml
 from gates.conditions import parse_duration
 from tests.app.conftest import TOKENS, Service
 from tests.app.integrations import argo
-from tests.app.integrations.conftest import VersionBench
+from tests.app.integrations.canary_support import VersionBench
+from tests.app.integrations.canary_support import bench as bench  # the fixture
+from tests.app.integrations.canary_support import gates_dir as gates_dir  # the fixture
 from tests.support import REPO
 
 EXAMPLE = REPO / "examples" / "integrations" / "argo-rollouts-analysis-template.yaml"

@@ -16,7 +16,9 @@ import yaml
 from sqlalchemy.exc import OperationalError
 
 from tests.app.conftest import TOKENS, Service
-from tests.app.integrations.conftest import VersionBench
+from tests.app.integrations.canary_support import VersionBench
+from tests.app.integrations.canary_support import bench as bench  # the fixture
+from tests.app.integrations.canary_support import gates_dir as gates_dir  # the fixture
 from tests.support import REPO
 
 PROMOTE = "/api/v1/integrations/flagger/canary"
