@@ -76,9 +76,11 @@ class CriterionResult:
     status: MeasurementStatus | None = None
     observed_at: datetime | None = None
     extra: Mapping[str, float] = field(default_factory=dict)
+    # How a compare: or slo: criterion was judged (docs/decisions.md): JSON-ready.
+    comparison: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "name": self.name,
             "outcome": self.outcome.value,
             "value": self.value,
@@ -89,6 +91,9 @@ class CriterionResult:
             "probe": self.probe,
             "duration_ms": self.duration_ms,
         }
+        if self.comparison is not None:
+            body["comparison"] = dict(self.comparison)
+        return body
 
     def as_measurement(self) -> Measurement | None:
         """The measurement behind this result, for a probe's ``ProbeContext.history``."""

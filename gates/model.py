@@ -356,6 +356,8 @@ class Criterion(BaseModel):
                 "compare: needs baseline: {vars: {...}}, the values the baseline's series"
                 " is read with"
             )
+        if self.min_volume is not None:
+            raise ValueError(f"min_volume: is not used with {judgement}:")
         if self.slo is not None and self.query is not None:
             raise ValueError("query: is not used with slo:; its errors: and total: are the queries")
         return self
