@@ -390,7 +390,7 @@ def deciding_count(gate: Gate, history: Sequence[Sample], decision: Decision) ->
     if decision is Decision.ROLLBACK:
         spans = [1]
         for criterion in gate.criteria:
-            if not criterion.rollback:
+            if not criterion.can_roll_back():
                 continue
             run = breach_run(gate, history, criterion.name)
             required = gate.rollback_after_for(criterion)
@@ -418,7 +418,7 @@ def decide(
         return no_sample_verdict(gate.name, needed)
     latest = history[-1]
 
-    runs = {c.name: breach_run(gate, history, c.name) for c in gate.criteria if c.rollback}
+    runs = {c.name: breach_run(gate, history, c.name) for c in gate.criteria if c.can_roll_back()}
     rolled_back: list[str] = []
     reasons: list[str] = []
     for criterion in gate.criteria:

@@ -288,8 +288,12 @@ def _check_query(factory: ProbeFactory, criterion: Criterion, at: Loc, problems:
     check = getattr(factory, "check_query", None)
     if check is None:
         return
+    query = criterion.probe_query()
+    if criterion.slo is not None:
+        # An slo: criterion's queries are its errors: and total:; the probe checks one.
+        query = query.model_copy(update={"query": criterion.slo.errors})
     try:
-        found: Sequence[tuple[str, str]] = check(criterion.probe_query())
+        found: Sequence[tuple[str, str]] = check(query)
     except Exception as broken:  # a plugin's bug is reported, not raised
         problems.add(
             at, f"probe type could not check this query: {type(broken).__name__}: {broken}"

@@ -190,7 +190,7 @@ class Compare(BaseModel):
     @classmethod
     def _confidence_range(cls, value: float) -> float:
         if not 0.5 <= value < 1:
-            raise ValueError(f"confidence is at least 50% and below 100%, got {value:.6g}")
+            raise ValueError(f"confidence is at least 50% and below 100%, got {value * 100:g}%")
         return value
 
     @field_validator("effect", "rollback_effect")
@@ -281,17 +281,26 @@ class Slo(BaseModel):
     objective: Fraction
     errors: str
     total: str
-    windows: tuple[BurnWindow, ...] = Field(default=DEFAULT_BURN_WINDOWS, min_length=1)
+    windows: list[BurnWindow] = Field(default_factory=lambda: list(DEFAULT_BURN_WINDOWS))
     budget: ErrorBudget | None = None
 
     @field_validator("objective")
     @classmethod
     def _objective_range(cls, value: float) -> float:
-        if not 0 < value < 1:
+        if value >= 1:
             raise ValueError(
-                f"objective is above 0% and below 100%, got {value * 100:g}%"
+                f"objective must be below 100%, got {value * 100:g}%"
                 " (a 100% objective leaves no error budget to burn)"
             )
+        if value <= 0:
+            raise ValueError(f"objective must be above 0%, got {value * 100:g}%")
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _some_windows(cls, value: list[BurnWindow]) -> list[BurnWindow]:
+        if not value:
+            raise ValueError("windows needs at least one pair; leave it out for the defaults")
         return value
 
     @field_validator("errors", "total")
@@ -361,6 +370,15 @@ class Criterion(BaseModel):
         if self.slo is not None and self.query is not None:
             raise ValueError("query: is not used with slo:; its errors: and total: are the queries")
         return self
+
+    def can_roll_back(self) -> bool:
+        """Whether a breach of this criterion counts toward rollback: it has ``rollback:``
+        conditions, a ``compare.rollback_effect``, or an ``slo:`` pair that rolls back."""
+        if self.compare is not None:
+            return self.compare.rollback_effect is not None
+        if self.slo is not None:
+            return any(pair.then == "rollback" for pair in self.slo.windows)
+        return bool(self.rollback)
 
     def probe_query(self) -> ProbeQuery:
         """The probe-specific part, placeholders not yet filled."""
