@@ -26,7 +26,6 @@ from gates.conditions import format_duration
 from gates.engine import CriterionOutcome, format_number
 from gates.model import BurnWindow, Slo
 
-
 # Burn rates and budgets are ratios of ratios: "exactly at the rate" as a person writes
 # it (1.44 % errors at 99.9 %, rate 14.4) must not fire on the last bit of a float.
 _ROUNDING = 1e-9

@@ -38,7 +38,8 @@ COMPARE_GATE = """\
         probe: prom
         query: 'latency{version="${version}"}'
         baseline: {vars: {version: "${baseline}"}}
-        compare: {test: mann_whitney, window: 10m, step: 30s, confidence: 98%, effect: 10%, rollback_effect: 50%, direction: increase}
+        compare: {test: mann_whitney, window: 10m, step: 30s, confidence: 98%, effect: 10%,
+                  rollback_effect: 50%, direction: increase}
     """
 
 SLO_GATE = """\
@@ -211,7 +212,7 @@ BAD = [
     (
         "compare unknown key",
         COMPARE_GATE.replace("direction: increase", "directon: increase"),
-        (9, 111),
+        (10, 37),
         "criteria[0].compare.directon",
         "unknown key 'directon'",
     ),
@@ -396,7 +397,7 @@ def rates(errors: dict[str, float], total: float = 100.0) -> Callable[[str], flo
     """Answers ``errors[window]`` for an errors query over that window, ``total`` else."""
 
     def instant(query: str) -> float:
-        window = query.rsplit("[", 1)[1].rstrip("]))")
+        window = query.rsplit("[", 1)[1].split("]")[0]
         return errors.get(window, 0.01) if query.startswith("sum(rate(errors") else total
 
     return instant
