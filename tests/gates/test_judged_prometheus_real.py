@@ -18,7 +18,6 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
