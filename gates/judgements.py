@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from gates.comparison import Judgement, compare_series
 from gates.conditions import UnfilledPlaceholder, format_duration
@@ -195,3 +196,54 @@ async def evaluate_slo(
     statuses = [a.status for a in answers if a.status is not MeasurementStatus.OK]
     status = statuses[0] if statuses else MeasurementStatus.OK
     return _result(criterion, judgement, now=now, duration_ms=duration(), status=status)
+
+
+def comparison_summary(details: Mapping[str, Any] | None) -> str | None:
+    """One line of a criterion's ``comparison`` details, for tables and the status page:
+    both sides and the test for ``compare:``, every pair's burn rates for ``slo:``."""
+    if not details:
+        return None
+    if "windows" in details:
+        parts = []
+        for pair in details.get("windows") or []:
+            burns = "/".join(
+                "?" if pair.get(side) is None else format_number(round(pair[side], 3))
+                for side in ("long_burn", "short_burn")
+            )
+            mark = " FIRED" if pair.get("fired") else ""
+            parts.append(
+                f"{pair.get('long')}/{pair.get('short')} burn {burns}"
+                f" (> {format_number(pair.get('burn_rate', 0))} {pair.get('then')}){mark}"
+            )
+        budget = details.get("budget")
+        if isinstance(budget, Mapping) and budget.get("remaining") is not None:
+            parts.append(f"budget {budget['remaining'] * 100:.3g}% left over {budget['period']}")
+        return " · ".join(parts)
+    canary, baseline = details.get("canary") or {}, details.get("baseline") or {}
+
+    def side(name: str, values: Mapping[str, Any]) -> str:
+        median = values.get("median")
+        shown = "" if median is None else f" median {format_number(median)}"
+        return f"{name} n={values.get('n', 0)}{shown}"
+
+    parts = [side("canary", canary), side("baseline", baseline)]
+    relative = details.get("relative_shift")
+    interval = details.get("shift_ci")
+    if relative is not None and interval:
+        parts.append(
+            f"shift {relative * 100:+.3g}% (CI {format_number(interval[0])}"
+            f"..{format_number(interval[1])})"
+        )
+    if details.get("p_value") is not None:
+        parts.append(f"p={details['p_value']:.3g}")
+    return f"{details.get('test', 'compare')}: " + " · ".join(parts)
+
+
+def judged_value_text(details: Mapping[str, Any] | None, value: float | None) -> str | None:
+    """How a ``compare:`` or ``slo:`` criterion's value reads: a relative shift, or the
+    highest long-window burn rate; None for other criteria."""
+    if not details or value is None:
+        return None
+    if "windows" in details:
+        return f"burn {value:.3g}"
+    return f"{value * 100:+.3g} %"
