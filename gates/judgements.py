@@ -61,7 +61,7 @@ def judged_conditions(criterion: Criterion) -> tuple[str, str | None]:
     return "", None
 
 
-def _result(
+def judged_result(
     criterion: Criterion,
     judgement: Judgement,
     *,
@@ -69,6 +69,7 @@ def _result(
     duration_ms: float | None,
     status: MeasurementStatus | None,
 ) -> CriterionResult:
+    """The ``CriterionResult`` of a judged ``compare:`` or ``slo:`` criterion."""
     go, rollback = judged_conditions(criterion)
     return CriterionResult(
         name=criterion.name,
@@ -111,7 +112,7 @@ async def evaluate_comparison(
         )
     except (UnfilledPlaceholder, QuoteRefused) as unusable:
         judgement = _inconclusive(criterion, f"baseline: {unusable}", details)
-        return _result(criterion, judgement, now=now, duration_ms=None, status=None)
+        return judged_result(criterion, judgement, now=now, duration_ms=None, status=None)
     start = now - spec.window
     canary, baseline = await asyncio.gather(
         read_range(query, start, now, spec.step),
@@ -125,7 +126,7 @@ async def evaluate_comparison(
     if failed:
         said = "; ".join(f"{side}: {answer.detail or answer.status}" for side, answer in failed)
         judgement = _inconclusive(criterion, said, details)
-        return _result(
+        return judged_result(
             criterion, judgement, now=now, duration_ms=duration(), status=failed[0][1].status
         )
     assert isinstance(canary, Series) and isinstance(baseline, Series)
@@ -135,7 +136,7 @@ async def evaluate_comparison(
         judgement = await asyncio.to_thread(compare_series, canary.values, baseline.values, spec)
     else:
         judgement = compare_series(canary.values, baseline.values, spec)
-    return _result(
+    return judged_result(
         criterion, judgement, now=now, duration_ms=duration(), status=MeasurementStatus.OK
     )
 
@@ -177,7 +178,7 @@ async def evaluate_slo(
                 )
     except (UnfilledPlaceholder, QuoteRefused) as unusable:
         judgement = _inconclusive(criterion, str(unusable), {})
-        return _result(criterion, judgement, now=now, duration_ms=None, status=None)
+        return judged_result(criterion, judgement, now=now, duration_ms=None, status=None)
     answers = await asyncio.gather(*(read(q) for q in queries))
     readings: dict[timedelta, WindowReading] = {}
     for index, window in enumerate(windows):
@@ -195,7 +196,7 @@ async def evaluate_slo(
     judgement = judge_slo(slo, readings)
     statuses = [a.status for a in answers if a.status is not MeasurementStatus.OK]
     status = statuses[0] if statuses else MeasurementStatus.OK
-    return _result(criterion, judgement, now=now, duration_ms=duration(), status=status)
+    return judged_result(criterion, judgement, now=now, duration_ms=duration(), status=status)
 
 
 def comparison_summary(details: Mapping[str, Any] | None) -> str | None:
