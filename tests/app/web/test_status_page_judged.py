@@ -117,3 +117,21 @@ def test_summaries_of_missing_details_and_plain_criteria() -> None:
         {"test": "mann_whitney", "canary": {"n": 3}, "baseline": {"n": 0}}
     ) == ("mann_whitney: canary n=3 · baseline n=0")
     assert CriterionOutcome.PASS.value == "pass"
+
+
+def test_gonogo_criterion_value_exports_the_highest_long_window_burn_rate() -> None:
+    from app.observability import metrics
+
+    gate = judged_gate().model_copy(update={"name": "judged-metrics"})
+    metrics.observe_evaluation(gate, judged_verdict(gate), 0.01)
+    try:
+        burn = metrics.REGISTRY.get_sample_value(
+            "gonogo_criterion_value", {"gate": gate.name, "criterion": "checkout-slo"}
+        )
+        shift = metrics.REGISTRY.get_sample_value(
+            "gonogo_criterion_value", {"gate": gate.name, "criterion": "latency-vs-stable"}
+        )
+        assert burn is not None and abs(burn - 20) < 1e-9
+        assert shift is not None and shift > 1.5
+    finally:
+        metrics.forget_gate(gate.name)
