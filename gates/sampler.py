@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from gates.conditions import UnfilledPlaceholder
 from gates.engine import CriterionResult, Sample, gap_bound, inconclusive, judge
-from gates.judgements import evaluate_comparison, evaluate_slo
+from gates.judgements import evaluate_comparison, evaluate_slo, judged_conditions
 from gates.model import Criterion, Gate
 from gates.placeholders import PlaceholderValues, Quote, fill_text
 from probes.base import (
@@ -266,7 +266,11 @@ async def evaluate_criterion(
             else None
         )
     except (UnfilledPlaceholder, QuoteRefused) as unusable:
-        return inconclusive(criterion, str(unusable))
+        result = inconclusive(criterion, str(unusable))
+        if criterion.compare is not None or criterion.slo is not None:
+            go, rollback = judged_conditions(criterion)
+            result = dataclasses.replace(result, go=go, rollback=rollback)
+        return result
     ctx = ProbeContext(
         now=now,
         variables=dict(values),

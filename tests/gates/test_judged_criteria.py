@@ -349,8 +349,10 @@ async def test_compare_reads_both_sides_at_once_over_the_window(now: datetime) -
 async def test_a_check_supplied_version_is_quoted_in_the_range_read(now: datetime) -> None:
     gate = gate_of(COMPARE_GATE)
     probe = RangeFake(series=latencies(0.1, 0.1))
-    await sample_of(gate, probe, now, version='v2"} or vector(1) #')
+    refused = (await sample_of(gate, probe, now, version='v2"} or vector(1) #')).results[0]
     assert not probe.range_calls  # a value no check may supply is refused before any read
+    assert refused.outcome is CriterionOutcome.INCONCLUSIVE
+    assert refused.go.startswith("no significant increase beyond 10%")
     result = (await sample_of(gate, probe, now, version="v2.1+rc")).results[0]
     assert result.outcome is CriterionOutcome.PASS
     assert 'latency{version="v2.1+rc"}' in [c[0] for c in probe.range_calls]
