@@ -18,12 +18,14 @@ The method:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from scipy.stats import mannwhitneyu, norm
+if TYPE_CHECKING:
+    import numpy as np
 
 from gates.conditions import format_duration
 from gates.engine import CriterionOutcome, format_number
@@ -53,20 +55,24 @@ def hodges_lehmann(canary: Sequence[float], baseline: Sequence[float], confidenc
     """The median of every difference canary[i] - baseline[j], and its two-sided
     ``confidence`` interval (order statistics of the differences; normal approximation
     of the Mann-Whitney U distribution for the ranks)."""
+    import numpy as np  # imported on first use, like scipy below: most gates never compare
+
     n, m = len(canary), len(baseline)
     differences = np.subtract.outer(np.asarray(canary, float), np.asarray(baseline, float)).ravel()
     count = differences.size
-    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     k = math.floor(count / 2 - z * math.sqrt(n * m * (n + m + 1) / 12))
     k = min(max(k, 0), (count - 1) // 2)
     estimate = _median_and_ranks(differences, k)
     return Shift(*estimate)
 
 
-def _median_and_ranks(values: np.ndarray, k: int) -> tuple[float, float, float]:
+def _median_and_ranks(values: np.ndarray[Any, Any], k: int) -> tuple[float, float, float]:
     """The median of ``values`` and its ``k``-th smallest and ``k``-th largest (0-based),
     with one partition of the whole and one of each half: numpy selects one rank far
     faster than several at once."""
+    import numpy as np
+
     count = values.size
     upper = count // 2
     ordered = np.partition(values, upper)
@@ -119,10 +125,14 @@ def compare_series(canary: Sequence[float], baseline: Sequence[float], spec: Com
                 f"a {side} point is {bad!r}, not a finite number",
                 details=details,
             )
-    canary_median = float(np.median(canary))
-    baseline_median = float(np.median(baseline))
+    canary_median = statistics.median(canary)
+    baseline_median = statistics.median(baseline)
     details["canary"]["median"] = canary_median
     details["baseline"]["median"] = baseline_median
+    # scipy.stats takes seconds to import: only gates that compare pay for it, on their
+    # first judgement (which runs in a worker thread, gates/judgements.py).
+    from scipy.stats import mannwhitneyu
+
     p_value = float(mannwhitneyu(canary, baseline, alternative="two-sided").pvalue)
     shift = hodges_lehmann(canary, baseline, spec.confidence)
     details.update(

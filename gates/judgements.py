@@ -23,9 +23,6 @@ from gates.placeholders import PlaceholderValues, Quote, baseline_values, fill_t
 from gates.slo import WindowReading, judge_slo, slo_windows
 from probes.base import Measurement, MeasurementStatus, ProbeQuery, QuoteRefused, Series
 
-# Pairwise differences beyond which a comparison is judged in a worker thread.
-OFF_LOOP_PAIRS = 10_000
-
 Read = Callable[[ProbeQuery], Awaitable[Measurement]]
 ReadRange = Callable[[ProbeQuery, datetime, datetime, timedelta], Awaitable[Series | Measurement]]
 Fill = Callable[[ProbeQuery, Mapping[str, str], Quote | None], ProbeQuery]
@@ -130,12 +127,10 @@ async def evaluate_comparison(
             criterion, judgement, now=now, duration_ms=duration(), status=failed[0][1].status
         )
     assert isinstance(canary, Series) and isinstance(baseline, Series)
-    if len(canary.points) * len(baseline.points) > OFF_LOOP_PAIRS:
-        # Tens of milliseconds of numpy at 2 x 1,000 points (bench/judgement.py): in a
-        # thread, so the other gates' samples on this loop are not held up meanwhile.
-        judgement = await asyncio.to_thread(compare_series, canary.values, baseline.values, spec)
-    else:
-        judgement = compare_series(canary.values, baseline.values, spec)
+    # In a worker thread: tens of milliseconds of numpy at 2 x 1,000 points
+    # (bench/judgement.py), and the first judgement imports scipy.stats; the other
+    # gates' samples on this loop are not held up meanwhile.
+    judgement = await asyncio.to_thread(compare_series, canary.values, baseline.values, spec)
     return judged_result(
         criterion, judgement, now=now, duration_ms=duration(), status=MeasurementStatus.OK
     )
