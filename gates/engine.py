@@ -76,9 +76,11 @@ class CriterionResult:
     status: MeasurementStatus | None = None
     observed_at: datetime | None = None
     extra: Mapping[str, float] = field(default_factory=dict)
+    # How a compare: or slo: criterion was judged (docs/decisions.md): JSON-ready.
+    comparison: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "name": self.name,
             "outcome": self.outcome.value,
             "value": self.value,
@@ -89,6 +91,9 @@ class CriterionResult:
             "probe": self.probe,
             "duration_ms": self.duration_ms,
         }
+        if self.comparison is not None:
+            body["comparison"] = dict(self.comparison)
+        return body
 
     def as_measurement(self) -> Measurement | None:
         """The measurement behind this result, for a probe's ``ProbeContext.history``."""
@@ -385,7 +390,7 @@ def deciding_count(gate: Gate, history: Sequence[Sample], decision: Decision) ->
     if decision is Decision.ROLLBACK:
         spans = [1]
         for criterion in gate.criteria:
-            if not criterion.rollback:
+            if not criterion.can_roll_back():
                 continue
             run = breach_run(gate, history, criterion.name)
             required = gate.rollback_after_for(criterion)
@@ -413,7 +418,7 @@ def decide(
         return no_sample_verdict(gate.name, needed)
     latest = history[-1]
 
-    runs = {c.name: breach_run(gate, history, c.name) for c in gate.criteria if c.rollback}
+    runs = {c.name: breach_run(gate, history, c.name) for c in gate.criteria if c.can_roll_back()}
     rolled_back: list[str] = []
     reasons: list[str] = []
     for criterion in gate.criteria:

@@ -19,13 +19,29 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from gates.conditions import UnfilledPlaceholder, placeholder_names
 from gates.errors import GateFileError, GateProblem, Loc, format_loc
-from gates.model import GATE_NAME, Criterion, Gate, MinVolume, Notify, Signoff, history_problems
+from gates.model import (
+    GATE_NAME,
+    BurnWindow,
+    Compare,
+    Criterion,
+    ErrorBudget,
+    Gate,
+    MinVolume,
+    Notify,
+    Signoff,
+    Slo,
+    history_problems,
+)
 from gates.placeholders import (
     CHECK_PLACEHOLDERS,
+    PlaceholderValues,
     check_no_probe_placeholders,
     check_placeholders,
     check_quoting,
+    fill_text,
+    reserved_name_problem,
 )
 from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
 from gates.templates import (
@@ -37,7 +53,7 @@ from gates.templates import (
     uses_templates,
 )
 from gates.yaml_source import MAX_DEFINITION_CHARS, collector_paused, compose, too_large
-from probes.base import ProbeConfig, ProbeFactory
+from probes.base import ProbeConfig, ProbeFactory, QuoteRefused, quoter_of, range_reader_of
 from probes.registry import UnknownProbeType, probe_type
 
 GATE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -280,8 +296,12 @@ def _check_query(factory: ProbeFactory, criterion: Criterion, at: Loc, problems:
     check = getattr(factory, "check_query", None)
     if check is None:
         return
+    query = criterion.probe_query()
+    if criterion.slo is not None:
+        # An slo: criterion's queries are its errors: and total:; the probe checks one.
+        query = query.model_copy(update={"query": criterion.slo.errors})
     try:
-        found: Sequence[tuple[str, str]] = check(criterion.probe_query())
+        found: Sequence[tuple[str, str]] = check(query)
     except Exception as broken:  # a plugin's bug is reported, not raised
         problems.add(
             at, f"probe type could not check this query: {type(broken).__name__}: {broken}"
@@ -317,6 +337,7 @@ def _check_criteria(
         _check_keys(entry, Criterion, at, problems)
         if isinstance(entry.get("min_volume"), Mapping):
             _check_keys(entry["min_volume"], MinVolume, (*at, "min_volume"), problems)
+        _check_judged_keys(entry, at, problems)
         name = entry.get("name")
         if isinstance(name, str):
             if name in first_index:
@@ -348,8 +369,83 @@ def _check_criteria(
         if factory is not None:
             _check_query(factory, criterion, at, problems)
             check_quoting(entry, at, factory, problems)
+            _check_judged(criterion, at, factory, declared_vars, problems)
         valid.append(criterion)
     return valid
+
+
+def _check_judged_keys(entry: Mapping[str, Any], at: Loc, problems: Problems) -> None:
+    """Unknown keys inside ``compare:`` and ``slo:`` (and its windows and budget)."""
+    if isinstance(entry.get("compare"), Mapping):
+        _check_keys(entry["compare"], Compare, (*at, "compare"), problems)
+    slo = entry.get("slo")
+    if not isinstance(slo, Mapping):
+        return
+    _check_keys(slo, Slo, (*at, "slo"), problems)
+    if isinstance(slo.get("budget"), Mapping):
+        _check_keys(slo["budget"], ErrorBudget, (*at, "slo", "budget"), problems)
+    if isinstance(slo.get("windows"), list):
+        for index, pair in enumerate(slo["windows"]):
+            if isinstance(pair, Mapping):
+                _check_keys(pair, BurnWindow, (*at, "slo", "windows", index), problems)
+
+
+def _check_judged(
+    criterion: Criterion,
+    at: Loc,
+    factory: ProbeFactory,
+    declared_vars: Sequence[str],
+    problems: Problems,
+) -> None:
+    """``compare:`` needs a probe type that reads ranges; ``slo:`` queries may use
+    ``${window}``, the placeholders any query may, and values a check supplies only where
+    the probe can quote them."""
+    type_name = getattr(factory, "type_name", "?")
+    if criterion.compare is not None and range_reader_of(factory) is None:
+        problems.add(
+            (*at, "compare"),
+            f"probe type {type_name!r} cannot read a series of points (no measure_range),"
+            " which compare: needs",
+            "use a probe of a type with range reads (prometheus, datadog, newrelic)",
+        )
+    if criterion.slo is None:
+        return
+    known = [*CHECK_PLACEHOLDERS, *declared_vars, "window"]
+    quote = quoter_of(factory)
+    for key, text in (("errors", criterion.slo.errors), ("total", criterion.slo.total)):
+        location: Loc = (*at, "slo", key)
+        names = placeholder_names(text)
+        for name in sorted(names - set(known)):
+            suggestion = did_you_mean(name, known)
+            problems.add(
+                location,
+                f"placeholder ${{{name}}} is not window, version, environment, stage or a key"
+                " of vars",
+                f"did you mean ${{{suggestion}}}?"
+                if suggestion
+                else "declare it under vars: with a default",
+            )
+        supplied = sorted(n for n in names & set(known) if reserved_name_problem(n) is None)
+        if not supplied:
+            continue
+        if quote is None:
+            problems.add(
+                location,
+                f"probe type {type_name!r} cannot quote values a check supplies, and a check"
+                f" may set {', '.join(f'${{{n}}}' for n in supplied)}",
+                "use a probe type with quote(value, context)",
+            )
+            continue
+        trial = PlaceholderValues(
+            gate={**{n: "" for n in names}, "window": "5m"},
+            check={n: "x" for n in supplied if n in CHECK_PLACEHOLDERS},
+        )
+        try:
+            fill_text(text, trial, field=f"slo.{key}", quote=quote)
+        except (QuoteRefused, UnfilledPlaceholder) as refused:
+            problems.add(location, str(refused), "see docs/probes.md for where a value may go")
+        except Exception as broken:  # a plugin's bug is reported, not raised
+            problems.add(location, f"probe type could not quote: {type(broken).__name__}: {broken}")
 
 
 def _check_list_items(

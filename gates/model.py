@@ -28,6 +28,7 @@ from gates.conditions import (
     ConditionError,
     format_duration,
     parse_duration,
+    placeholder_names,
 )
 from gates.errors import Loc
 from probes.base import ProbeConfig, ProbeQuery, Reduce
@@ -66,7 +67,9 @@ def _to_conditions(value: Any) -> tuple[Condition, ...]:
     if isinstance(value, Condition):
         return (value,)
     items = [value] if isinstance(value, str | int | float) else value
-    if not isinstance(items, list | tuple) or not items:
+    if isinstance(items, list | tuple) and not items:
+        return ()  # the stored form of a compare: or slo: criterion, which has no go:
+    if not isinstance(items, list | tuple):
         raise ValueError("a condition is a string like '> 99.9%' or a list of them")
     parsed = []
     for item in items:
@@ -133,11 +136,190 @@ class Baseline(BaseModel):
     vars: dict[str, str] = Field(min_length=1)
 
 
+def _to_fraction(value: Any) -> Any:
+    """``98%`` as 0.98; a plain number as it is written."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number or a percentage, not the boolean {str(value).lower()}")
+    if isinstance(value, str):
+        text = value.strip()
+        number = text.removesuffix("%").strip()
+        try:
+            parsed = float(number)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number or a percentage like '98%'") from None
+        return parsed / 100 if text.endswith("%") else parsed
+    return value
+
+
+def _fraction_text(value: float) -> str:
+    return f"{value * 100:g}%"
+
+
+# A fraction written as a number (0.98) or a percentage ("98%").
+Fraction = Annotated[
+    float,
+    BeforeValidator(_to_fraction),
+    Field(allow_inf_nan=False),
+    PlainSerializer(_fraction_text, return_type=str),
+]
+
+# Fewest points each side of a comparison needs before it is judged (docs/decisions.md).
+MIN_COMPARISON_POINTS = 10
+# Most points one side of a comparison may ask for (window / step), so a sample's cost
+# stays bounded; Prometheus refuses more than 11,000 per series.
+MAX_COMPARISON_POINTS = 10_000
+DEFAULT_COMPARE_CONFIDENCE = 0.98
+DEFAULT_COMPARE_STEP = timedelta(seconds=30)
+
+
+class Compare(BaseModel):
+    """``compare:``: the canary's series against the baseline's over ``window``
+    (docs/decisions.md, "Statistical comparison")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test: Literal["mann_whitney"] = "mann_whitney"
+    window: Duration
+    step: Duration = DEFAULT_COMPARE_STEP
+    confidence: Fraction = DEFAULT_COMPARE_CONFIDENCE
+    effect: Fraction
+    rollback_effect: Fraction | None = None
+    direction: Literal["increase", "decrease", "either"] = "increase"
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence_range(cls, value: float) -> float:
+        if not 0.5 <= value < 1:
+            raise ValueError(f"confidence is at least 50% and below 100%, got {value * 100:g}%")
+        return value
+
+    @field_validator("effect", "rollback_effect")
+    @classmethod
+    def _effect_positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("an effect is a relative shift larger than 0%, e.g. '10%'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Compare:
+        if self.step <= timedelta(0):
+            raise ValueError("step must be longer than 0s")
+        if self.window <= self.step:
+            raise ValueError("window must be longer than step")
+        points = math.floor(self.window / self.step) + 1
+        if points < MIN_COMPARISON_POINTS:
+            raise ValueError(
+                f"window {format_duration(self.window)} at step {format_duration(self.step)}"
+                f" gives {points} points a side; a comparison needs at least"
+                f" {MIN_COMPARISON_POINTS}: use a longer window or a shorter step"
+            )
+        if points > MAX_COMPARISON_POINTS:
+            raise ValueError(
+                f"window {format_duration(self.window)} at step {format_duration(self.step)}"
+                f" asks for {points} points a side; at most {MAX_COMPARISON_POINTS}"
+            )
+        if self.rollback_effect is not None and self.rollback_effect < self.effect:
+            raise ValueError("rollback_effect must be at least effect")
+        return self
+
+
+class BurnWindow(BaseModel):
+    """One multi-window pair: it fires when the burn rate over both windows exceeds
+    ``burn_rate``; then it means ``then``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    long: Duration
+    short: Duration
+    burn_rate: FiniteNumber = Field(gt=0)
+    then: Literal["rollback", "no_go"]
+
+    @model_validator(mode="after")
+    def _short_within_long(self) -> BurnWindow:
+        if self.short <= timedelta(0):
+            raise ValueError("short must be longer than 0s")
+        if self.short >= self.long:
+            raise ValueError(
+                f"short ({format_duration(self.short)}) must be shorter than long"
+                f" ({format_duration(self.long)}); the workbook's short window is 1/12 of it"
+            )
+        return self
+
+
+# The SRE workbook's pairs for paging (docs/decisions.md, "SLO burn rate").
+DEFAULT_BURN_WINDOWS = (
+    BurnWindow(
+        long=timedelta(hours=1), short=timedelta(minutes=5), burn_rate=14.4, then="rollback"
+    ),
+    BurnWindow(long=timedelta(hours=6), short=timedelta(minutes=30), burn_rate=6, then="no_go"),
+)
+
+
+class ErrorBudget(BaseModel):
+    """``no_go`` while less than ``at_least`` of the error budget over ``period`` is left."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    period: Duration = timedelta(days=30)
+    at_least: Fraction
+
+    @field_validator("at_least")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(
+                f"at_least is a share of the budget from 0% to below 100%, got {value:.6g}"
+            )
+        return value
+
+
+class Slo(BaseModel):
+    """``slo:``: error-budget burn rate over several window pairs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objective: Fraction
+    errors: str
+    total: str
+    windows: list[BurnWindow] = Field(default_factory=lambda: list(DEFAULT_BURN_WINDOWS))
+    budget: ErrorBudget | None = None
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_range(cls, value: float) -> float:
+        if value >= 1:
+            raise ValueError(
+                f"objective must be below 100%, got {value * 100:g}%"
+                " (a 100% objective leaves no error budget to burn)"
+            )
+        if value <= 0:
+            raise ValueError(f"objective must be above 0%, got {value * 100:g}%")
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _some_windows(cls, value: list[BurnWindow]) -> list[BurnWindow]:
+        if not value:
+            raise ValueError("windows needs at least one pair; leave it out for the defaults")
+        return value
+
+    @field_validator("errors", "total")
+    @classmethod
+    def _uses_window(cls, value: str) -> str:
+        if "window" not in placeholder_names(value):
+            raise ValueError(
+                "the query must use ${window}, which gonogo fills with each window in turn"
+                " (e.g. rate(http_requests_total[${window}]))"
+            )
+        return value
+
+
 class Criterion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN)
     probe: str
+    # Empty only for a criterion judged by compare: or slo:, which leave it out.
     go: Conditions
     rollback: Conditions | None = None
     rollback_after: Count | None = Field(default=None, ge=1, le=1000)
@@ -145,6 +327,8 @@ class Criterion(BaseModel):
     min_volume: MinVolume | None = None
     description: str = ""
     baseline: Baseline | None = None
+    compare: Compare | None = None
+    slo: Slo | None = None
     # Probe-specific keys (see the probe types in README); each type checks its own.
     query: str | None = None
     metric: str | None = None
@@ -154,6 +338,47 @@ class Criterion(BaseModel):
     path: str | None = None
     field: str | None = None
     reduce: Reduce | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_go_for_judgements(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "go" not in data and (data.get("compare") or data.get("slo")):
+            return {**data, "go": ()}
+        return data
+
+    @model_validator(mode="after")
+    def _judged_one_way(self) -> Criterion:
+        judgement = "compare" if self.compare is not None else "slo" if self.slo else None
+        if self.compare is not None and self.slo is not None:
+            raise ValueError("a criterion has compare: or slo:, not both")
+        if judgement is None:
+            if not self.go:
+                raise ValueError("go: is empty; a criterion needs a condition (e.g. go: '< 1%')")
+            return self
+        if self.go or self.rollback:
+            raise ValueError(
+                f"go: and rollback: are not used with {judgement}:; its own keys say when it"
+                " fails and when it rolls back"
+            )
+        if self.compare is not None and self.baseline is None:
+            raise ValueError(
+                "compare: needs baseline: {vars: {...}}, the values the baseline's series"
+                " is read with"
+            )
+        if self.min_volume is not None:
+            raise ValueError(f"min_volume: is not used with {judgement}:")
+        if self.slo is not None and self.query is not None:
+            raise ValueError("query: is not used with slo:; its errors: and total: are the queries")
+        return self
+
+    def can_roll_back(self) -> bool:
+        """Whether a breach of this criterion counts toward rollback: it has ``rollback:``
+        conditions, a ``compare.rollback_effect``, or an ``slo:`` pair that rolls back."""
+        if self.compare is not None:
+            return self.compare.rollback_effect is not None
+        if self.slo is not None:
+            return any(pair.then == "rollback" for pair in self.slo.windows)
+        return bool(self.rollback)
 
     def probe_query(self) -> ProbeQuery:
         """The probe-specific part, placeholders not yet filled."""

@@ -229,6 +229,10 @@ def criterion_placeholders(criterion: Criterion) -> set[str]:
     texts.extend(query.params.values())
     if criterion.min_volume is not None:
         texts.append(criterion.min_volume.query)
+    if criterion.slo is not None:
+        texts.extend((criterion.slo.errors, criterion.slo.total))
+    if criterion.baseline is not None:
+        texts.extend(criterion.baseline.vars.values())
     return set().union(*(placeholder_names(t) for t in texts if t is not None))
 
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from gates.conditions import UnfilledPlaceholder
 from gates.engine import CriterionResult, Sample, gap_bound, inconclusive, judge
+from gates.judgements import evaluate_comparison, evaluate_slo, judged_conditions
 from gates.model import Criterion, Gate
 from gates.placeholders import PlaceholderValues, Quote, fill_text
 from probes.base import (
@@ -32,10 +34,14 @@ from probes.base import (
     ProbeContext,
     ProbeQuery,
     QuoteRefused,
+    Series,
     declared_secrets,
     quoter_of,
+    range_reader_of,
 )
 from probes.client import deadline_in, scrubber
+
+Answer = TypeVar("Answer")
 
 # Backoff between tries, on top of each try's own timeout.
 _RETRY_ALLOWANCE = timedelta(seconds=2)
@@ -120,7 +126,9 @@ async def _measure(
     even if the probe's own budget is longer. ``limit`` bounds the sample's requests
     in flight to this probe.
     """
-    measurement = await _bounded(probe, query, ctx, ends_at=ends_at, limit=limit)
+    measurement = await _bounded(
+        probe, lambda: probe.measure(query, ctx), ctx, ends_at=ends_at, limit=limit
+    )
     try:
         secrets = declared_secrets(probe)
     except Exception as fault:  # secrets() itself failed: nothing from this probe is safe
@@ -132,12 +140,14 @@ async def _measure(
 
 async def _bounded(
     probe: Probe,
-    query: ProbeQuery,
+    call: Callable[[], Awaitable[Answer]],
     ctx: ProbeContext,
     *,
     ends_at: float | None,
     limit: asyncio.Semaphore | None,
-) -> Measurement:
+) -> Answer | Measurement:
+    """``call()`` (one read of ``probe``) within the probe's budget and the sample's end,
+    with the sample's in-flight limit; a timeout or a fault is a measurement."""
     try:
         budget = probe_budget(probe)
     except (TypeError, ValueError) as bad:  # a config whose timeout is not a number
@@ -157,7 +167,7 @@ async def _bounded(
             budget = max(0.0, min(budget, ends_at - time.monotonic()))
         try:
             with deadline_in(max(0.0, budget - min(_CLIENT_MARGIN, budget / 10))):
-                return await asyncio.wait_for(probe.measure(query, ctx), timeout=budget)
+                return await asyncio.wait_for(call(), timeout=budget)
         except TimeoutError:
             return Measurement.timeout(f"no answer within {round(budget, 2):g}s", ctx.now)
         except Exception as fault:  # the probe broke its contract; stay closed
@@ -165,6 +175,40 @@ async def _bounded(
     finally:
         if limit is not None:
             limit.release()
+
+
+async def _measure_range(
+    probe: Probe,
+    query: ProbeQuery,
+    ctx: ProbeContext,
+    span: tuple[datetime, datetime, timedelta],
+    *,
+    ends_at: float | None = None,
+    limit: asyncio.Semaphore | None = None,
+) -> Series | Measurement:
+    """One range read (``measure_range``), bounded and scrubbed like ``_measure``."""
+    read = range_reader_of(probe)
+    if read is None:
+        return Measurement.error("this probe type has no range reads", ctx.now)
+    start, end, step = span
+    answer = await _bounded(
+        probe, lambda: read(query, ctx, start, end, step), ctx, ends_at=ends_at, limit=limit
+    )
+    try:
+        secrets = declared_secrets(probe)
+    except Exception as fault:  # secrets() itself failed: nothing from this probe is safe
+        return Measurement.error(
+            f"probe failed to declare its secrets: {type(fault).__name__}", ctx.now
+        )
+    if isinstance(answer, Measurement):
+        return _scrubbed(answer, secrets)
+    if not isinstance(answer, Series):
+        return Measurement.error(
+            f"probe failed: measure_range returned {type(answer).__name__}, not a Series", ctx.now
+        )
+    if secrets and answer.detail:
+        return dataclasses.replace(answer, detail=scrubber(secrets).text(answer.detail))
+    return answer
 
 
 def _scrubbed(measurement: Measurement, secrets: tuple[str, ...]) -> Measurement:
@@ -222,7 +266,11 @@ async def evaluate_criterion(
             else None
         )
     except (UnfilledPlaceholder, QuoteRefused) as unusable:
-        return inconclusive(criterion, str(unusable))
+        result = inconclusive(criterion, str(unusable))
+        if criterion.compare is not None or criterion.slo is not None:
+            go, rollback = judged_conditions(criterion)
+            result = dataclasses.replace(result, go=go, rollback=rollback)
+        return result
     ctx = ProbeContext(
         now=now,
         variables=dict(values),
@@ -232,6 +280,8 @@ async def evaluate_criterion(
         max_gap=gap_bound(gate),
     )
     started = time.perf_counter()
+    if criterion.compare is not None or criterion.slo is not None:
+        return await _evaluate_judged(criterion, probe, query, known, ctx, ends_at, limit)
     if volume_query is None:
         measurement = await _measure(probe, query, ctx, ends_at=ends_at, limit=limit)
         volume = None
@@ -243,6 +293,47 @@ async def evaluate_criterion(
         )
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     return judge(criterion, measurement, volume=volume, duration_ms=duration_ms)
+
+
+async def _evaluate_judged(
+    criterion: Criterion,
+    probe: Probe,
+    query: ProbeQuery,
+    values: PlaceholderValues,
+    ctx: ProbeContext,
+    ends_at: float | None,
+    limit: asyncio.Semaphore | None,
+) -> CriterionResult:
+    """A ``compare:`` or ``slo:`` criterion (gates/judgements.py), its reads bounded and
+    scrubbed like every other."""
+    started = time.perf_counter()
+
+    def duration() -> float:
+        return round((time.perf_counter() - started) * 1000, 3)
+
+    def read(q: ProbeQuery) -> Awaitable[Measurement]:
+        return _measure(probe, q, ctx, ends_at=ends_at, limit=limit)
+
+    def read_range(
+        q: ProbeQuery, start: datetime, end: datetime, step: timedelta
+    ) -> Awaitable[Series | Measurement]:
+        return _measure_range(probe, q, ctx, (start, end, step), ends_at=ends_at, limit=limit)
+
+    quote = quoter_of(probe)
+    if criterion.compare is not None:
+        return await evaluate_comparison(
+            criterion,
+            query,
+            values,
+            now=ctx.now,
+            quote=quote,
+            fill=fill_query,
+            read_range=read_range,
+            duration=duration,
+        )
+    return await evaluate_slo(
+        criterion, query, values, now=ctx.now, quote=quote, read=read, duration=duration
+    )
 
 
 async def take_sample(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -218,6 +218,9 @@ class Probe(Protocol):
     - Optionally, ``quote(value, context)`` (see ``QuotingProbe``): a probe type without it
       cannot take values a check supplies, and gates that would give it some are refused
       at load.
+    - Optionally, ``measure_range(query, ctx, start, end, step)`` (see ``RangeProbe``): a
+      series of points instead of one number. A probe type without it cannot serve
+      criteria that judge a window of points (``compare:``); such gates are refused at load.
     """
 
     type_name: ClassVar[str]
@@ -242,6 +245,113 @@ class QuotingProbe(Protocol):
     """
 
     def quote(self, value: str, context: QuoteContext) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Points a source gave for one query over a time range, oldest first.
+
+    Every value is a finite float (ratios as fractions, durations in seconds), every
+    ``at`` an aware UTC instant inside the asked range; there is at least one point.
+    Build it with ``Series.of``, which turns an unusable answer into a measurement.
+    """
+
+    points: tuple[tuple[datetime, float], ...]
+    observed_at: datetime
+    detail: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        points: Sequence[tuple[datetime, float]],
+        observed_at: datetime,
+        *,
+        source: str,
+        detail: str = "",
+    ) -> Series | Measurement:
+        """The series of ``points`` (sorted by time), or the inconclusive measurement
+        that says why there is none: no point at all, or a point that is not finite."""
+        if not points:
+            return Measurement.no_data(f"{source}: no points in the range", observed_at)
+        for at, value in points:
+            if not math.isfinite(value):
+                return Measurement.error(
+                    f"{source}: the point at {at.isoformat().replace('+00:00', 'Z')}"
+                    f" is {value!r}, not a finite number",
+                    observed_at,
+                )
+        ordered = tuple(sorted(points, key=lambda point: point[0]))
+        return cls(ordered, observed_at, detail)
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return tuple(value for _, value in self.points)
+
+
+def combine_series(
+    series: Sequence[Sequence[tuple[datetime, float]]], reduce: Reduce | None
+) -> list[tuple[datetime, float]] | str:
+    """One list of points from the series of one answer: the only one, or, with
+    ``reduce``, every instant's points combined (``min``, ``max``, ``sum``, ``avg`` of the
+    series that have a point then; ``last`` is not a way to combine series). A string
+    says why they cannot be combined."""
+    if len(series) == 1:
+        return list(series[0])
+    if reduce is None or reduce == "last":
+        return f"{len(series)} series returned where one was expected; set reduce: min|max|sum|avg"
+    by_instant: dict[datetime, list[float]] = {}
+    for points in series:
+        for at, value in points:
+            by_instant.setdefault(at, []).append(value)
+    combined = []
+    for at in sorted(by_instant):
+        values = by_instant[at]
+        if reduce == "min":
+            value = min(values)
+        elif reduce == "max":
+            value = max(values)
+        else:
+            value = math.fsum(values)
+            if reduce == "avg":
+                value /= len(values)
+        combined.append((at, value))
+    return combined
+
+
+@runtime_checkable
+class RangeProbe(Protocol):
+    """A probe type that can read a query as a series of points over a time range.
+
+    ``measure_range(query, ctx, start, end, step)`` asks the source for the query's points
+    from ``start`` to ``end`` (aware UTC instants, ``start < end``), about one every
+    ``step``, and returns them as a ``Series``; a source that picks its own resolution may
+    return points at other instants inside the range. Everything ``measure`` promises
+    holds here too: it never raises for a remote failure, and returns an inconclusive
+    ``Measurement`` with the cause instead (``no_data`` for an empty range, ``error`` for a
+    non-finite point or an unusable answer); it goes through the same client (timeouts,
+    retries, size limit, scrubbing) and takes the same filled, quoted query. ``ctx.now``
+    is the sample's instant, normally ``end``.
+    """
+
+    async def measure_range(
+        self,
+        query: ProbeQuery,
+        ctx: ProbeContext,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> Series | Measurement: ...
+
+
+RangeReader = Callable[
+    [ProbeQuery, ProbeContext, datetime, datetime, timedelta], Awaitable[Series | Measurement]
+]
+
+
+def range_reader_of(probe: object) -> RangeReader | None:
+    """The ``measure_range`` of a probe (or probe type), or None when it has none."""
+    read = getattr(probe, "measure_range", None)
+    return read if callable(read) else None
 
 
 def quoter_of(probe: object) -> Callable[[str, QuoteContext], str] | None:

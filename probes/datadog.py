@@ -24,7 +24,16 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from probes.answers import is_number, kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext, Reduce
+from probes.base import (
+    Measurement,
+    ProbeConfig,
+    ProbeContext,
+    ProbeQuery,
+    QuoteContext,
+    Reduce,
+    Series,
+    combine_series,
+)
 from probes.client import ProbeFailure, secret_from_env, source_client
 from probes.quoting import quote_datadog
 
@@ -110,6 +119,30 @@ class DatadogProbe:
             return self._failed(failure, ctx.now)
         return read_query_response(response.json, reduce=query.reduce, now=ctx.now)
 
+    async def measure_range(
+        self,
+        query: ProbeQuery,
+        ctx: ProbeContext,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> Series | Measurement:
+        """The query's points from ``start`` to ``end`` (the same ``/api/v1/query`` with
+        ``from`` and ``to``). Datadog picks the rollup interval for the range itself, so
+        ``step`` is not sent; null points are left out."""
+        if not query.query:
+            return Measurement.error(f"{TYPE_NAME}: the criterion has no query", ctx.now)
+        params = {
+            "from": str(int(start.timestamp())),
+            "to": str(int(end.timestamp())),
+            "query": query.query,
+        }
+        try:
+            response = await self._client.get_json(QUERY_PATH, params=params)
+        except ProbeFailure as failure:
+            return self._failed(failure, ctx.now)
+        return read_series_response(response.json, reduce=query.reduce, now=ctx.now)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -134,8 +167,8 @@ def error_messages(body: Any) -> str:
     return ""
 
 
-def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> Measurement:
-    """The measurement a ``/api/v1/query`` 200 body gives."""
+def _envelope_problem(body: Any, now: datetime) -> Measurement | None:
+    """The measurement for a ``/api/v1/query`` 200 body that is no usable answer, or None."""
 
     def error(detail: str) -> Measurement:
         return Measurement.error(f"{TYPE_NAME}: {detail}", now)
@@ -154,6 +187,59 @@ def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> M
         return error(f"unexpected response: series is {kind_of(series)}, not a list")
     if not series:
         return Measurement.no_data(f"{TYPE_NAME}: no series matched the query", now)
+    return None
+
+
+def read_series_response(
+    body: Any, *, reduce: Reduce | None, now: datetime
+) -> Series | Measurement:
+    """The series a ``/api/v1/query`` 200 body gives: every non-null point of its one
+    series, or of several combined with ``reduce``."""
+    problem = _envelope_problem(body, now)
+    if problem is not None:
+        return problem
+    every: list[list[tuple[datetime, float]]] = []
+    for index, item in enumerate(body["series"]):
+        pointlist = item.get("pointlist") if isinstance(item, dict) else None
+        if not isinstance(pointlist, list):
+            return Measurement.error(
+                f"{TYPE_NAME}: unexpected response: series[{index}] has no pointlist", now
+            )
+        points = []
+        for point in pointlist:
+            if not (isinstance(point, list) and len(point) >= 2 and is_number(point[0])):
+                return Measurement.error(
+                    f"{TYPE_NAME}: unexpected response: series[{index}] has a point that is"
+                    " not [timestamp, value]",
+                    now,
+                )
+            if point[1] is None:
+                continue
+            if not is_number(point[1]):
+                return Measurement.error(
+                    f"{TYPE_NAME}: unexpected response: series[{index}] has a non-numeric"
+                    f" point {shorten(repr(point))}",
+                    now,
+                )
+            points.append((datetime.fromtimestamp(float(point[0]) / 1000, UTC), float(point[1])))
+        every.append(points)
+    combined = combine_series(every, reduce)
+    if isinstance(combined, str):
+        return Measurement.error(f"{TYPE_NAME}: {combined}", now)
+    detail = f"{TYPE_NAME}: {reduce} of {len(every)} series" if len(every) > 1 else ""
+    return Series.of(combined, now, source=TYPE_NAME, detail=detail)
+
+
+def read_query_response(body: Any, *, reduce: Reduce | None, now: datetime) -> Measurement:
+    """The measurement a ``/api/v1/query`` 200 body gives."""
+
+    def error(detail: str) -> Measurement:
+        return Measurement.error(f"{TYPE_NAME}: {detail}", now)
+
+    problem = _envelope_problem(body, now)
+    if problem is not None:
+        return problem
+    series = body["series"]
     points: list[_LastPoint] = []
     for index, item in enumerate(series):
         try:

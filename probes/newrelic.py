@@ -10,14 +10,23 @@ taken (``field: percentile.duration.95`` picks one of several).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from probes.answers import is_number, kind_of, shorten
-from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, QuoteContext, Reduce
+from probes.base import (
+    Measurement,
+    ProbeConfig,
+    ProbeContext,
+    ProbeQuery,
+    QuoteContext,
+    Reduce,
+    Series,
+)
 from probes.client import ProbeFailure, secret_from_env, source_client
 from probes.quoting import quote_nrql
 
@@ -32,6 +41,8 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Row keys that describe a TIMESERIES bucket rather than measure anything.
 _TIME_KEYS = frozenset({"beginTimeSeconds", "endTimeSeconds", "timestamp"})
 _UNUSED_KEYS = ("metric", "matchers", "params", "path")
+# Clauses a range read writes itself; a query that has one already cannot be read as a range.
+_RANGE_CLAUSES = re.compile(r"\b(SINCE|UNTIL|TIMESERIES|COMPARE\s+WITH)\b", re.IGNORECASE)
 
 
 class NewRelicConfig(ProbeConfig):
@@ -97,6 +108,43 @@ class NewRelicProbe:
         return read_nrql_response(
             response.json, field=query.field, reduce=query.reduce, now=ctx.now
         )
+
+    async def measure_range(
+        self,
+        query: ProbeQuery,
+        ctx: ProbeContext,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> Series | Measurement:
+        """The query's points from ``start`` to ``end``: the NRQL with ``SINCE <start>
+        UNTIL <end> TIMESERIES <step>`` added (epoch milliseconds, whole seconds of step),
+        one point per bucket at the bucket's start."""
+        if not query.query:
+            return Measurement.error(f"{TYPE_NAME}: the criterion has no query", ctx.now)
+        # Outside string literals only: a quoted value may say anything.
+        bare = re.sub(r"'(?:[^'\\]|\\.)*'", "''", query.query)
+        clause = _RANGE_CLAUSES.search(bare)
+        if clause is not None:
+            return Measurement.error(
+                f"{TYPE_NAME}: the query has its own {clause.group(1).upper()} clause;"
+                " a range read writes SINCE, UNTIL and TIMESERIES itself, so leave them out",
+                ctx.now,
+            )
+        seconds = max(1, round(step.total_seconds()))
+        nrql = (
+            f"{query.query} SINCE {int(start.timestamp() * 1000)}"
+            f" UNTIL {int(end.timestamp() * 1000)} TIMESERIES {seconds} SECONDS"
+        )
+        request = {
+            "query": NRQL_DOCUMENT,
+            "variables": {"accountId": self.config.account_id, "nrql": nrql},
+        }
+        try:
+            response = await self._client.post_json(GRAPHQL_PATH, json=request, idempotent=True)
+        except ProbeFailure as failure:
+            return self._failed(failure, ctx.now)
+        return read_nrql_series(response.json, field=query.field, now=ctx.now)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -173,6 +221,37 @@ def read_nrql_response(
     if not math.isfinite(value):
         return error(f"{label} is {value!r}, not a finite number")
     return Measurement.ok(value, now, detail=f"{TYPE_NAME}: {label}")
+
+
+def read_nrql_series(body: Any, *, field: str | None, now: datetime) -> Series | Measurement:
+    """The series a NerdGraph 200 body for a ``TIMESERIES`` query gives: one point per
+    row, at its ``beginTimeSeconds``; null buckets are left out."""
+
+    def error(detail: str) -> Measurement:
+        return Measurement.error(f"{TYPE_NAME}: {detail}", now)
+
+    if not isinstance(body, dict):
+        return error(f"unexpected response: a JSON object was expected, got {kind_of(body)}")
+    results = _dig(body, ("data", "actor", "account", "nrql", "results"))
+    if results is None:
+        messages = graphql_errors(body)
+        if messages:
+            return error(f"NerdGraph error: {messages}")
+        return error("unexpected response: no data.actor.account.nrql.results")
+    if not isinstance(results, list):
+        return error(f"unexpected response: results is {kind_of(results)}, not a list")
+    points: list[tuple[datetime, float]] = []
+    for index, row in enumerate(results):
+        begin: Any = row.get("beginTimeSeconds") if isinstance(row, dict) else None
+        if not is_number(begin):
+            return error(f"result row {index} has no beginTimeSeconds (not a TIMESERIES row)")
+        try:
+            _, value = _row_value(row, field)
+        except ValueError as bad:
+            return error(f"result row {index}: {bad}")
+        if value is not None:
+            points.append((datetime.fromtimestamp(float(begin), UTC), value))
+    return Series.of(points, now, source=TYPE_NAME)
 
 
 def _row_value(row: Any, field: str | None) -> tuple[str, float | None]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -35,6 +36,8 @@ from probes.base import (
     ProbeContext,
     ProbeQuery,
     QuoteContext,
+    Series,
+    combine_series,
 )
 from probes.client import (
     ENV_VAR_PATTERN,
@@ -47,6 +50,7 @@ from probes.client import (
 from probes.quoting import quote_promql
 
 QUERY_PATH = "/api/v1/query"
+RANGE_PATH = "/api/v1/query_range"
 REDUCERS = ("min", "max", "sum", "avg")
 # A sample value as Prometheus writes it (Go's float formatting), and nothing else.
 _SAMPLE_VALUE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|NaN|[+-]Inf")
@@ -150,6 +154,88 @@ class PrometheusProbe:
         except _BadAnswer as bad:
             measurement = bad.measurement
         return self._with_notes(answer.json, measurement, ctx)
+
+    async def measure_range(
+        self,
+        query: ProbeQuery,
+        ctx: ProbeContext,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> Series | Measurement:
+        """The query's points from ``start`` to ``end`` every ``step``
+        (``GET /api/v1/query_range``): a matrix with one series, or several with
+        ``reduce``, combined at each step."""
+        params = {
+            "query": query.query or "",
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step.total_seconds():g}",
+        }
+        try:
+            answer = await self.client.get_json(RANGE_PATH, params=params)
+        except ProbeFailure as failure:
+            return failure_measurement(
+                failure,
+                ctx.now,
+                source=self.type_name,
+                credential=self._credential,
+                detail=_error_detail(failure),
+            )
+        body = answer.json
+        try:
+            series = self._series(body, query, ctx)
+        except _BadAnswer as bad:
+            return self._with_notes(body, bad.measurement, ctx)
+        if isinstance(series, Measurement):
+            return self._with_notes(body, series, ctx)
+        warnings = _notes(body.get("warnings")) if isinstance(body, dict) else ""
+        if warnings and not self.config.accept_warnings:
+            return Measurement.error(
+                f"prometheus: partial answer (warnings: {warnings});"
+                " set accept_warnings: true on the probe to judge such answers",
+                ctx.now,
+            )
+        return series
+
+    def _series(self, body: Any, query: ProbeQuery, ctx: ProbeContext) -> Series | Measurement:
+        def error(text: str) -> _BadAnswer:
+            return _BadAnswer(Measurement.error(f"prometheus: {text}", ctx.now))
+
+        if not isinstance(body, dict):
+            raise error("answer is not a Prometheus API envelope")
+        if body.get("status") == "error":
+            raise error(_envelope_error(body))
+        data = body.get("data")
+        if body.get("status") != "success" or not isinstance(data, dict):
+            raise error("answer has no status: success and data")
+        if data.get("resultType") != "matrix":
+            raise error(f"range query returned resultType {data.get('resultType')!r}, not matrix")
+        result = data.get("result")
+        if not isinstance(result, list):
+            raise error("matrix result is not a list")
+        if not result:
+            return Measurement.no_data("prometheus: range query returned no series", ctx.now)
+        every: list[list[tuple[datetime, float]]] = []
+        for item in result:
+            pairs = item.get("values") if isinstance(item, dict) else None
+            if not isinstance(pairs, list):
+                raise error("a matrix series has no values list")
+            points = []
+            for pair in pairs:
+                if not (isinstance(pair, list) and len(pair) == 2 and is_number(pair[0])):
+                    raise error("a point is not a [time, value] pair")
+                try:
+                    value = sample_value(pair[1])
+                except ValueError as bad:
+                    raise error(str(bad)) from None
+                points.append((datetime.fromtimestamp(float(pair[0]), UTC), value))
+            every.append(points)
+        combined = combine_series(every, query.reduce)
+        if isinstance(combined, str):
+            raise error(combined)
+        detail = f"{query.reduce} of {len(every)} series" if len(every) > 1 else ""
+        return Series.of(combined, ctx.now, source=self.type_name, detail=detail)
 
     def _with_notes(self, body: Any, measurement: Measurement, ctx: ProbeContext) -> Measurement:
         """``measurement`` with the answer's ``warnings`` and ``infos`` said (and a warned

@@ -24,6 +24,7 @@ from app.cli.client import POLL_SECONDS, ClientError, GonogoClient
 from app.cli.options import JsonOption, ServerOption, TokenOption, VarError, parse_vars
 from app.cli.output import console as make_console
 from app.cli.output import print_json
+from gates.judgements import comparison_summary, judged_value_text
 
 EXIT_GO, EXIT_NO_GO, EXIT_ROLLBACK, EXIT_ERROR = 0, 1, 2, 3
 EXIT_BY_DECISION = {"go": EXIT_GO, "no_go": EXIT_NO_GO, "rollback": EXIT_ROLLBACK}
@@ -62,10 +63,15 @@ def criteria_table(check: dict[str, Any]) -> Group:
         table.add_row(
             criterion.get("name", ""),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-            "-" if value is None else f"{value:.6g}",
+            judged_value_text(criterion.get("comparison"), value)
+            or ("-" if value is None else f"{value:.6g}"),
             criterion.get("go") or "",
             criterion.get("rollback") or "",
-            criterion.get("reason") or "",
+            "\n".join(
+                filter(
+                    None, [criterion.get("reason"), comparison_summary(criterion.get("comparison"))]
+                )
+            ),
         )
     reasons = Text("\n".join(check.get("reasons") or []), style="dim")
     return Group(header, table, reasons)

@@ -19,6 +19,7 @@ from app.cli.options import VarError, check_vars_used, parse_vars
 from app.core.settings import SettingsError, env_policy_from_environment
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
 from gates.errors import GateProblem, count_of
+from gates.judgements import comparison_summary, judged_value_text
 from gates.loader import EnvPolicy, check_gate_file, gate_files, templates_beside
 from gates.model import Gate
 from gates.placeholders import gate_placeholders
@@ -232,14 +233,16 @@ def _show_table(gate: Gate, verdict: Verdict) -> None:
     for column in ("criterion", "value", "go", "rollback", "outcome", "reason"):
         table.add_column(column, overflow="fold")
     for result in verdict.criteria:
-        value = "-" if result.value is None else f"{result.value:.6g}"
+        value = judged_value_text(result.comparison, result.value) or (
+            "-" if result.value is None else f"{result.value:.6g}"
+        )
         table.add_row(
             result.name,
             value,
             result.go,
             result.rollback or "-",
             Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
-            result.reason,
+            "\n".join(filter(None, [result.reason, comparison_summary(result.comparison)])),
         )
     console.print(table)
     if verdict.decision is Decision.GO:

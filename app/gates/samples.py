@@ -73,6 +73,7 @@ def sample_from_row(row: SampleRow) -> Sample:
                 status=MeasurementStatus(status) if status else None,
                 observed_at=datetime.fromisoformat(observed) if observed else None,
                 extra={k: float(v) for k, v in (extra.get("extra") or {}).items()},
+                comparison=item.get("comparison"),
             )
         )
     return Sample(evaluated_at=row.evaluated_at, results=tuple(results))

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from app.gates.freshness import DecisionView, current_check_body
 from gates.conditions import format_duration
 from gates.engine import Decision
+from gates.judgements import comparison_summary, judged_conditions, judged_value_text
 from probes.timefmt import iso
 
 if TYPE_CHECKING:
@@ -107,13 +108,19 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
             else (" and ".join(c.text for c in criterion.rollback) if criterion.rollback else None)
         )
         value = result["value"] if result else None
+        comparison = result.get("comparison") if result else None
+        if not result and (criterion.compare is not None or criterion.slo is not None):
+            go, rollback = judged_conditions(criterion)
         criteria.append(
             {
                 "name": criterion.name,
                 "probe": criterion.probe,
                 "outcome": result["outcome"] if result else "pending",
                 "value": value,
-                "value_text": format_value(value, value_unit([go, rollback]))
+                "value_text": (
+                    judged_value_text(comparison, value)
+                    or format_value(value, value_unit([go, rollback]))
+                )
                 if result
                 else "not measured yet",
                 "go": go,
@@ -121,6 +128,9 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
                 "reason": result["reason"] if result else "no sample yet",
             }
         )
+        summary = comparison_summary(comparison)
+        if summary:
+            criteria[-1]["comparison"] = summary
     steady = body["steady"]
     return {
         "name": gate.name,

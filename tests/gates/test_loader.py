@@ -310,7 +310,7 @@ CASES += [
         (7, 5),
         "criteria[0].colour",
         "unknown key 'colour'",
-        "known keys: baseline, description, field,",
+        "known keys: baseline, compare, description, field,",
     ),
     (
         "unknown min_volume key",
@@ -790,6 +790,9 @@ class AnyProbe:
     def quote(value: str, context: QuoteContext) -> str:
         return value
 
+    async def measure_range(self, *args: object) -> None:
+        raise NotImplementedError  # only its presence is checked at load
+
 
 def test_example_gates_are_valid_apart_from_each_probe_types_own_keys(
     monkeypatch: pytest.MonkeyPatch,
@@ -797,7 +800,7 @@ def test_example_gates_are_valid_apart_from_each_probe_types_own_keys(
     monkeypatch.setattr(gates.loader, "probe_type", lambda type_name: AnyProbe)
     found, problems = load_gate_dir(EXAMPLES)
     assert [str(p) for p in problems] == []
-    assert sorted(found) == ["portal", "staged-rollout"]
+    assert sorted(found) == ["canary-vs-stable", "portal", "staged-rollout"]
 
     portal = found["portal"]
     by_name = {c.name: c for c in portal.criteria}
@@ -822,7 +825,7 @@ def test_example_gates_validate_with_the_built_in_probes() -> None:
     """``gonogo validate examples/gates`` must pass with the real probe types."""
     found, problems = load_gate_dir(EXAMPLES)
     assert [str(p) for p in problems] == []
-    assert sorted(found) == ["portal", "staged-rollout"]
+    assert sorted(found) == ["canary-vs-stable", "portal", "staged-rollout"]
 
 
 # -- the module's public names ------------------------------------------------------------------

@@ -51,6 +51,7 @@
         el("td", {}, [
           el("span", { class: "outcome", text: c.outcome }),
           el("span", { class: "reason", text: c.reason }),
+          c.comparison ? el("span", { class: "comparison", text: c.comparison }) : null,
         ]),
       ]);
     });
