@@ -126,7 +126,11 @@ def serve(
     _check_gates_dir(settings)
     sock = _listen(settings.host, settings.port)
     _migrate(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as error:  # e.g. a located problem in the integrations file
+        sock.close()
+        raise _fail(str(error)) from None
     config = uvicorn.Config(
         app,
         host=settings.host,

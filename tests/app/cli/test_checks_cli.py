@@ -236,6 +236,23 @@ def test_serve_exits_1_on_a_taken_port_before_it_says_it_started(tmp_path: Path)
     assert "Traceback" not in result.stderr
 
 
+def test_serve_with_a_bad_integrations_file_exits_1_naming_file_and_line(tmp_path: Path) -> None:
+    doors = tmp_path / "integrations.yaml"
+    doors.write_text("github:\n  app_id: 1\n  colour: blue\n")
+    result = installed(
+        "serve",
+        "--port",
+        "0",
+        "--database-url",
+        f"sqlite+aiosqlite:///{tmp_path / 's.db'}",
+        env=clean_env(GONOGO_TOKENS="", GONOGO_INTEGRATIONS_FILE=str(doors)),
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{doors}:3" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "started" not in result.stdout + result.stderr
+
+
 def test_a_key_reused_for_another_release_is_refused_with_a_hint(server: Server) -> None:
     env = {
         "GONOGO_SERVER": server.url,
