@@ -310,7 +310,7 @@ CASES += [
         (7, 5),
         "criteria[0].colour",
         "unknown key 'colour'",
-        "known keys: baseline, description, field,",
+        "description, dry_run, field, go,",
     ),
     (
         "unknown min_volume key",
