@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from app.cli.gatefiles import value_with_baseline
 from app.cli.options import VarError, parse_vars
 
 EXIT_GO, EXIT_NO_GO, EXIT_ROLLBACK, EXIT_ERROR = 0, 1, 2, 3
@@ -133,11 +134,10 @@ def criteria_table(check: dict[str, Any]) -> Group:
         table.add_column(column)
     for criterion in check.get("criteria") or []:
         outcome = criterion.get("outcome", "")
-        value = criterion.get("value")
         table.add_row(
-            criterion.get("name", ""),
+            criterion.get("name", "") + (" (dry run)" if criterion.get("dry_run") else ""),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-            "-" if value is None else f"{value:.6g}",
+            value_with_baseline(criterion.get("value"), criterion.get("baseline")),
             criterion.get("go") or "",
             criterion.get("rollback") or "",
             criterion.get("reason") or "",
