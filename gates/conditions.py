@@ -102,12 +102,14 @@ class Condition:
     def bound(self, baseline: float) -> float:
         """The threshold against ``baseline``: the written one for an absolute condition;
         ``baseline + |baseline| × N%`` or ``baseline + N`` for a relative one. Computed
-        exactly and rounded once, so ``<= +10%`` of 0.01 is exactly 0.011; may be
+        in decimals and rounded once, so ``<= +10%`` of 0.01 is exactly 0.011; may be
         infinite for a huge baseline (the caller refuses it)."""
         if self.relative is None:
             return self.threshold
-        base = Decimal(baseline)
-        offset = Decimal(self.threshold)
+        # Each number as the shortest decimal that reads back as it (what reasons show),
+        # so 0.3 - 100ms is 0.2, not 0.19999999999999998.
+        base = Decimal(repr(baseline))
+        offset = Decimal(repr(self.threshold))
         if self.relative is Relative.PERCENT:
             offset = abs(base) * offset
         try:
