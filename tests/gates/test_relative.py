@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gates.conditions import Condition, Relative
-from gates.engine import CriterionOutcome, Decision, Sample, decide, judge
+from gates.engine import CriterionOutcome, CriterionResult, Decision, Sample, decide, judge
 from gates.model import Criterion, Gate
 from probes.base import Measurement, ProbeConfig
 from tests.conftest import T0
@@ -36,7 +36,9 @@ def criterion(go: Any, rollback: Any = None, **fields: Any) -> Criterion:
     )
 
 
-def judged(go: Any, value: float, baseline: Measurement | float | None, rollback: Any = None):  # type: ignore[no-untyped-def]
+def judged(
+    go: Any, value: float, baseline: Measurement | float | None, rollback: Any = None
+) -> CriterionResult:
     base = ok(baseline) if isinstance(baseline, int | float) else baseline
     return judge(criterion(go, rollback), ok(value), baseline=base, baseline_vars=STABLE)
 
