@@ -232,18 +232,32 @@ def _check_condition(
 
 
 def _check_conditions(
-    conditions: tuple[Condition, ...], value: float, baseline: float | None, label: str
+    conditions: tuple[Condition, ...],
+    value: float,
+    baseline: float | None,
+    label: str,
+    *,
+    defer_to_absolute: bool = False,
 ) -> _Checked:
     """Conditions ANDed, in three values: false as soon as one is unmet, else unknown if
     one cannot be judged, else true; the words of the condition that settled it (the
-    first, when all hold)."""
+    first, when all hold). With ``defer_to_absolute`` a list whose only unknowns are
+    relative is settled by its absolute conditions, when it has any."""
     text = describe_conditions(conditions)
     checked = [_check_condition(c, value, baseline, label, text) for c in conditions]
-    for verdict in (False, None):
-        found = next((c for c in checked if c.holds is verdict), None)
-        if found is not None:
-            return found
-    return checked[0]
+    unmet = next((c for c in checked if c.holds is False), None)
+    if unmet is not None:
+        return unmet
+    unknown = [(c, k) for c, k in zip(conditions, checked, strict=True) if k.holds is None]
+    if not unknown:
+        return checked[0]
+    absolute = [k for c, k in zip(conditions, checked, strict=True) if c.relative is None]
+    if defer_to_absolute and absolute:
+        left = ", ".join(repr(c.text) for c, _ in unknown)
+        return _Checked(
+            True, f"{absolute[0].words} [{left} cannot be judged; the absolute conditions decide]"
+        )
+    return unknown[0][1]
 
 
 def _baseline_problem(
@@ -367,7 +381,11 @@ def judge(
         if problem is not None:
             return result(CriterionOutcome.INCONCLUSIVE, problem, value=value, volume=traffic)
     if criterion.rollback:
-        breach = _check_conditions(criterion.rollback, value, baseline_value, "rollback")
+        # A broken canary must not escape rollback because its baseline is 0: the
+        # absolute floor its author wrote beside a relative condition decides then.
+        breach = _check_conditions(
+            criterion.rollback, value, baseline_value, "rollback", defer_to_absolute=True
+        )
         if breach.holds is True:
             return result(CriterionOutcome.BREACH, breach.words, value=value, volume=traffic)
         if breach.holds is None:

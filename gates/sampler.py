@@ -288,7 +288,7 @@ def _baseline_run(
     if query == canary:
         # Compared with itself, any canary would pass a relative bound.
         return Measurement.error(
-            "the baseline's vars leave the query as the canary's: nothing to compare", ctx.now
+            "its vars leave the query as the canary's: nothing to compare", ctx.now
         )
     shown = {name: values[name] for name in criterion.baseline.vars}
     baseline_ctx = dataclasses.replace(ctx, variables=dict(values), history=())

@@ -152,6 +152,25 @@ RELATIVE_TABLE = [
     ),
     ("zero baseline, rollback +N% unknown", "< 1%", "> +50%", 0.002, 0.0, INCONCLUSIVE, None),
     ("zero baseline, difference works", "<= +200ms", None, 0.1, 0.0, PASS, None),
+    (
+        "zero baseline: a broken canary still breaches an absolute floor beside +N%",
+        ["<= +10%", "< 2%"],
+        ["> +50%", "> 1%"],
+        0.05,
+        0.0,
+        BREACH,
+        "0.05 > 0.01 (rollback: > +50% and > 1%) ['> +50%' cannot be judged; the absolute"
+        " conditions decide]",
+    ),
+    (
+        "zero baseline: below the floor, go stays unjudged",
+        ["<= +10%", "< 2%"],
+        ["> +50%", "> 1%"],
+        0.005,
+        0.0,
+        INCONCLUSIVE,
+        None,
+    ),
     # Mixed lists are ANDed: any unmet condition settles it, else any unknown one.
     ("mixed: both hold", ["<= +10%", "< 1%"], None, 0.005, 0.005, PASS, None),
     (
