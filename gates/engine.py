@@ -221,7 +221,7 @@ def _check_condition(
         return _Checked(
             None,
             f"{shown} against a baseline of 0: a percentage of 0 is 0, so {condition.text!r}"
-            f" cannot judge it ({label}: {text}); add an absolute condition to judge it",
+            f" cannot judge it ({label}: {text})",
         )
     bound = condition.bound(baseline)
     if not math.isfinite(bound):
