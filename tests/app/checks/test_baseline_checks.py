@@ -110,6 +110,12 @@ async def test_a_check_judged_against_its_baseline_goes_with_a_failing_dry_run(
         assert shown["errors-vs-stable"]["baseline_text"] == "baseline 0.01 (version=stable)"
         assert shown["latency-trial"]["dry_run"] is True
         assert gate["dry_run_reasons"] == [DRY_RUN_REASON]
+        metrics = (await service.client.get("/metrics")).text
+        assert (
+            'gonogo_criterion_outcome{criterion="latency-trial",gate="canary",outcome="fail"} 1.0'
+            in metrics
+        )
+        assert 'gonogo_criterion_value{criterion="latency-trial",gate="canary"} 0.25' in metrics
         page = (await service.client.get("/")).text
         assert "dry run</span>" in page
         assert "baseline 0.01 (version=stable)" in page
