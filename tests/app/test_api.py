@@ -104,6 +104,7 @@ async def test_gates_list_detail_and_current_decision(service: Service) -> None:
         "evaluated_at",
         "expires_at",
         "reasons",
+        "dry_run_reasons",
         "steady",
         "criteria",
     }
