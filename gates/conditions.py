@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import operator
 import re
@@ -32,7 +33,8 @@ _UNIT_SCALE = {
     "m": Decimal(60),
 }
 _CONDITION = re.compile(
-    r"^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<sign>[+-])?\s*"
+    r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"\s*(?P<unit>%|ms|s|m)?\s*$"
 )
 
@@ -45,13 +47,26 @@ class ConditionError(ValueError):
     """A condition string that does not parse; the message says what is expected."""
 
 
+class Relative(enum.StrEnum):
+    """How a signed condition is measured from the baseline's value."""
+
+    PERCENT = "percent"  # ``<= +10%``: the baseline plus 10 % of its size
+    DIFFERENCE = "difference"  # ``<= +200ms``: the baseline plus 0.2
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """``<op> <number>[unit]``, e.g. ``> 99.9%`` (threshold 0.999) or ``< 2s``."""
+    """``<op> <number>[unit]``, e.g. ``> 99.9%`` (threshold 0.999) or ``< 2s``.
+
+    A signed number is relative to a baseline (docs/decisions.md, "Baselines and relative
+    conditions"): ``<= +10%`` (``relative`` percent, ``threshold`` 0.1) or ``<= +200ms``
+    (``relative`` difference, ``threshold`` 0.2); ``bound`` turns it into a threshold.
+    """
 
     op: str
     threshold: float
     text: str
+    relative: Relative | None = None
 
     @classmethod
     def parse(cls, text: str) -> Condition:
@@ -61,7 +76,8 @@ class Condition:
                 f"bad condition {text!r}: expected '<op> <number>[unit]' with op one of"
                 " > >= < <= == != and unit one of % ms s m, e.g. '> 99.9%' or '< 2s'"
             )
-        exact = Decimal(match["number"]) * _UNIT_SCALE[match["unit"] or ""]
+        sign = -1 if match["sign"] == "-" else 1
+        exact = sign * Decimal(match["number"]) * _UNIT_SCALE[match["unit"] or ""]
         threshold = float(exact)
         if not math.isfinite(threshold) or abs(threshold) > MAX_THRESHOLD:
             # 1e999 would become inf: a bound no value can meet (or every value meets).
@@ -73,13 +89,46 @@ class Condition:
             raise ConditionError(
                 f"bad condition {text!r}: the number is too small to tell from 0; write 0"
             )
-        return cls(match["op"], threshold, " ".join(text.split()))
+        relative = None
+        if match["sign"] is not None:
+            relative = Relative.PERCENT if match["unit"] == "%" else Relative.DIFFERENCE
+        return cls(match["op"], threshold, " ".join(text.split()), relative)
+
+    @property
+    def offset(self) -> str:
+        """The written number with its sign and unit (``+10%``), as reasons show it."""
+        return self.text[len(self.op) :].strip().replace(" ", "")
+
+    def bound(self, baseline: float) -> float:
+        """The threshold against ``baseline``: the written one for an absolute condition;
+        ``baseline + |baseline| × N%`` or ``baseline + N`` for a relative one. Computed
+        in decimals and rounded once, so ``<= +10%`` of 0.01 is exactly 0.011; may be
+        infinite for a huge baseline (the caller refuses it)."""
+        if self.relative is None:
+            return self.threshold
+        # Each number as the shortest decimal that reads back as it (what reasons show),
+        # so 0.3 - 100ms is 0.2, not 0.19999999999999998.
+        base = Decimal(repr(baseline))
+        offset = Decimal(repr(self.threshold))
+        if self.relative is Relative.PERCENT:
+            offset = abs(base) * offset
+        try:
+            return float(base + offset)
+        except ArithmeticError:
+            return math.inf
+
+    def compare(self, value: float, bound: float) -> bool:
+        """Whether ``value <op> bound``; ``==`` and ``!=`` with a tiny tolerance."""
+        if self.op in ("==", "!="):
+            equal = math.isclose(value, bound, rel_tol=1e-9, abs_tol=1e-12)
+            return equal if self.op == "==" else not equal
+        return _OPERATORS[self.op](value, bound)
 
     def holds(self, value: float) -> bool:
-        if self.op in ("==", "!="):
-            equal = math.isclose(value, self.threshold, rel_tol=1e-9, abs_tol=1e-12)
-            return equal if self.op == "==" else not equal
-        return _OPERATORS[self.op](value, self.threshold)
+        """Whether an absolute condition holds (a relative one needs ``bound``)."""
+        if self.relative is not None:
+            raise ValueError(f"{self.text!r} is relative: it needs a baseline")
+        return self.compare(value, self.threshold)
 
     def __str__(self) -> str:
         return self.text
@@ -87,6 +136,10 @@ class Condition:
 
 def describe_conditions(conditions: tuple[Condition, ...]) -> str:
     return " and ".join(c.text for c in conditions)
+
+
+def relative_conditions(conditions: tuple[Condition, ...] | None) -> tuple[Condition, ...]:
+    return tuple(c for c in conditions or () if c.relative is not None)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

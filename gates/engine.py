@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from gates.conditions import Condition, describe_conditions, format_duration
+from gates.conditions import (
+    Condition,
+    Relative,
+    describe_conditions,
+    format_duration,
+    relative_conditions,
+)
 from gates.model import Criterion, Gate, NoDataPolicy
 from probes.base import Measurement, MeasurementStatus
 from probes.timefmt import iso
@@ -61,6 +67,18 @@ def format_number(value: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class BaselineResult:
+    """What a criterion's baseline run measured: its value (``None`` when it has none)
+    and the placeholder values it filled the query with."""
+
+    value: float | None
+    vars: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "vars": dict(self.vars)}
+
+
+@dataclass(frozen=True, slots=True)
 class CriterionResult:
     """One criterion's outcome in one sample (the ``criteria[]`` items of a decision)."""
 
@@ -76,6 +94,8 @@ class CriterionResult:
     status: MeasurementStatus | None = None
     observed_at: datetime | None = None
     extra: Mapping[str, float] = field(default_factory=dict)
+    dry_run: bool = False
+    baseline: BaselineResult | None = None
     # How a compare: or slo: criterion was judged (docs/decisions.md): JSON-ready.
     comparison: Mapping[str, Any] | None = None
 
@@ -90,6 +110,8 @@ class CriterionResult:
             "reason": self.reason,
             "probe": self.probe,
             "duration_ms": self.duration_ms,
+            "dry_run": self.dry_run,
+            "baseline": self.baseline.as_dict() if self.baseline is not None else None,
         }
         if self.comparison is not None:
             body["comparison"] = dict(self.comparison)
@@ -134,6 +156,8 @@ class Verdict:
     reasons: tuple[str, ...]
     steady: Steady
     criteria: tuple[CriterionResult, ...] = ()
+    # Why dry-run criteria did not pass: shown, never deciding.
+    dry_run_reasons: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +165,7 @@ class Verdict:
             "decision": self.decision.value,
             "evaluated_at": iso(self.evaluated_at),
             "reasons": list(self.reasons),
+            "dry_run_reasons": list(self.dry_run_reasons),
             "steady": {"passes": self.steady.passes, "needed": self.steady.needed},
             "criteria": [c.as_dict() for c in self.criteria],
         }
@@ -153,10 +178,6 @@ def no_sample_verdict(gate: str, steady_for: int) -> Verdict:
 
 def _conditions_text(conditions: tuple[Condition, ...] | None) -> str | None:
     return describe_conditions(conditions) if conditions else None
-
-
-def _first_unmet(conditions: tuple[Condition, ...], value: float) -> Condition | None:
-    return next((c for c in conditions if not c.holds(value)), None)
 
 
 def inconclusive(
@@ -173,7 +194,92 @@ def inconclusive(
         status=measurement.status if measurement else None,
         observed_at=measurement.observed_at if measurement else None,
         extra=dict(measurement.extra) if measurement else {},
+        dry_run=criterion.dry_run,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """One condition against one value: whether it holds (``None``: it cannot be judged)
+    and the words for it."""
+
+    holds: bool | None
+    words: str
+
+
+def _check_condition(
+    condition: Condition, value: float, baseline: float | None, label: str, text: str
+) -> _Checked:
+    shown = format_number(value)
+    if condition.relative is None:
+        holds = condition.holds(value)
+        op = condition.op if holds else _NEGATED[condition.op]
+        return _Checked(
+            holds, f"{shown} {op} {format_number(condition.threshold)} ({label}: {text})"
+        )
+    if baseline is None:
+        return _Checked(None, f"{condition.text!r} needs a baseline ({label}: {text})")
+    of = f"baseline {format_number(baseline)} {condition.offset}"
+    if condition.relative is Relative.PERCENT and baseline == 0 and value != 0:
+        # Every percentage of 0 is 0: the bound would call any value above it infinitely
+        # worse. Judging that is an absolute condition's job.
+        return _Checked(
+            None,
+            f"{shown} against a baseline of 0: a percentage of 0 is 0, so {condition.text!r}"
+            f" cannot judge it ({label}: {text})",
+        )
+    bound = condition.bound(baseline)
+    if not math.isfinite(bound):
+        return _Checked(None, f"the bound from {of} is not a finite number ({label}: {text})")
+    holds = condition.compare(value, bound)
+    op = condition.op if holds else _NEGATED[condition.op]
+    return _Checked(holds, f"{shown} {op} {format_number(bound)} ({of}; {label}: {text})")
+
+
+def _check_conditions(
+    conditions: tuple[Condition, ...],
+    value: float,
+    baseline: float | None,
+    label: str,
+    *,
+    defer_to_absolute: bool = False,
+) -> _Checked:
+    """Conditions ANDed, in three values: false as soon as one is unmet, else unknown if
+    one cannot be judged, else true; the words of the condition that settled it (the
+    first, when all hold). With ``defer_to_absolute`` a list whose only unknowns are
+    relative is settled by its absolute conditions, when it has any."""
+    text = describe_conditions(conditions)
+    checked = [_check_condition(c, value, baseline, label, text) for c in conditions]
+    unmet = next((c for c in checked if c.holds is False), None)
+    if unmet is not None:
+        return unmet
+    unknown = [(c, k) for c, k in zip(conditions, checked, strict=True) if k.holds is None]
+    if not unknown:
+        return checked[0]
+    absolute = [k for c, k in zip(conditions, checked, strict=True) if c.relative is None]
+    if defer_to_absolute and absolute:
+        left = ", ".join(repr(c.text) for c, _ in unknown)
+        return _Checked(
+            True, f"{absolute[0].words} [{left} cannot be judged; the absolute conditions decide]"
+        )
+    return unknown[0][1]
+
+
+def _baseline_problem(
+    criterion: Criterion, baseline: Measurement | None, vars_text: str
+) -> str | None:
+    """Why the baseline's value cannot be used, or None."""
+    if criterion.baseline is None:
+        return "a relative condition needs baseline:, and this criterion has none"
+    if baseline is None:
+        return f"baseline{vars_text}: not measured"
+    if baseline.status is MeasurementStatus.NO_DATA:
+        return f"baseline{vars_text}: no data: {baseline.detail or 'empty result'}"
+    if baseline.status is not MeasurementStatus.OK or baseline.value is None:
+        return f"baseline{vars_text}: {baseline.detail or f'probe {baseline.status}'}"
+    if not math.isfinite(baseline.value):
+        return f"baseline{vars_text}: value is {baseline.value!r}, not a finite number"
+    return None
 
 
 def judge(
@@ -182,14 +288,31 @@ def judge(
     *,
     volume: Measurement | None = None,
     duration_ms: float | None = None,
+    baseline: Measurement | None = None,
+    baseline_vars: Mapping[str, str] | None = None,
 ) -> CriterionResult:
     """The outcome of one measurement against one criterion.
 
     ``volume`` is the separate ``min_volume.query`` measurement, when the criterion has one;
-    otherwise the measurement's own ``volume`` is used.
+    otherwise the measurement's own ``volume`` is used. ``baseline`` is the measurement of
+    the criterion's baseline run, ``baseline_vars`` the values it filled the query with;
+    relative conditions are judged against its value.
     """
     go_text = describe_conditions(criterion.go)
     rollback_text = _conditions_text(criterion.rollback)
+    baseline_value = (
+        baseline.value
+        if baseline is not None
+        and baseline.status is MeasurementStatus.OK
+        and baseline.value is not None
+        and math.isfinite(baseline.value)
+        else None
+    )
+    shown_baseline = (
+        BaselineResult(baseline_value, dict(baseline_vars or {}))
+        if criterion.baseline is not None
+        else None
+    )
 
     def result(outcome: CriterionOutcome, reason: str, **known: Any) -> CriterionResult:
         return CriterionResult(
@@ -203,6 +326,8 @@ def judge(
             status=measurement.status,
             observed_at=measurement.observed_at,
             extra=dict(measurement.extra),
+            dry_run=criterion.dry_run,
+            baseline=shown_baseline,
             **known,
         )
 
@@ -255,30 +380,29 @@ def judge(
                 volume=traffic,
             )
 
-    shown = format_number(value)
-    if criterion.rollback and all(c.holds(value) for c in criterion.rollback):
-        first = criterion.rollback[0]
-        return result(
-            CriterionOutcome.BREACH,
-            f"{shown} {first.op} {format_number(first.threshold)} (rollback: {rollback_text})",
-            value=value,
-            volume=traffic,
+    if relative_conditions(criterion.go) or relative_conditions(criterion.rollback):
+        vars_text = ", ".join(f"{k}={v}" for k, v in (baseline_vars or {}).items())
+        problem = _baseline_problem(criterion, baseline, f" ({vars_text})" if vars_text else "")
+        if problem is not None:
+            return result(CriterionOutcome.INCONCLUSIVE, problem, value=value, volume=traffic)
+    if criterion.rollback:
+        # A broken canary must not escape rollback because its baseline is 0: the
+        # absolute floor its author wrote beside a relative condition decides then.
+        breach = _check_conditions(
+            criterion.rollback, value, baseline_value, "rollback", defer_to_absolute=True
         )
-    unmet = _first_unmet(criterion.go, value)
-    if unmet is None:
-        first = criterion.go[0]
-        return result(
-            CriterionOutcome.PASS,
-            f"{shown} {first.op} {format_number(first.threshold)} (go: {go_text})",
-            value=value,
-            volume=traffic,
-        )
-    return result(
-        CriterionOutcome.FAIL,
-        f"{shown} {_NEGATED[unmet.op]} {format_number(unmet.threshold)} (go: {go_text})",
-        value=value,
-        volume=traffic,
-    )
+        if breach.holds is True:
+            return result(CriterionOutcome.BREACH, breach.words, value=value, volume=traffic)
+        if breach.holds is None:
+            # Whether it is a breach is unknown: neither pass nor fail, so a breach run is
+            # neither extended nor broken by it.
+            return result(CriterionOutcome.INCONCLUSIVE, breach.words, value=value, volume=traffic)
+    go = _check_conditions(criterion.go, value, baseline_value, "go")
+    if go.holds is None:
+        outcome = CriterionOutcome.INCONCLUSIVE
+    else:
+        outcome = CriterionOutcome.PASS if go.holds else CriterionOutcome.FAIL
+    return result(outcome, go.words, value=value, volume=traffic)
 
 
 def _finite_or_none(number: float | None) -> float | None:
@@ -325,6 +449,11 @@ def _unbroken(history: Sequence[Sample], bound: timedelta) -> tuple[list[Sample]
     return recent, None
 
 
+def deciding_criteria(gate: Gate) -> list[Criterion]:
+    """The criteria that decide: every one but those marked ``dry_run``."""
+    return [c for c in gate.criteria if not c.dry_run]
+
+
 def _all_pass(sample: Sample, criteria: Sequence[Criterion]) -> bool:
     return all(sample.outcome_of(c.name) is CriterionOutcome.PASS for c in criteria)
 
@@ -339,7 +468,7 @@ def _steady_run(gate: Gate, history: Sequence[Sample]) -> tuple[int, Gap | None]
     """The steady count, and the gap that ended the run when a gap (not a non-pass) did."""
     recent, gap = _unbroken(history, gap_bound(gate))
     for count, sample in enumerate(recent):
-        if not _all_pass(sample, gate.criteria):
+        if not _all_pass(sample, deciding_criteria(gate)):
             return count, None
     return len(recent), gap
 
@@ -389,7 +518,7 @@ def deciding_count(gate: Gate, history: Sequence[Sample], decision: Decision) ->
         return min(steady_passes(gate, history), gate.steady_for)
     if decision is Decision.ROLLBACK:
         spans = [1]
-        for criterion in gate.criteria:
+        for criterion in deciding_criteria(gate):
             if not criterion.can_roll_back():
                 continue
             run = breach_run(gate, history, criterion.name)
@@ -417,54 +546,98 @@ def decide(
     if not history:
         return no_sample_verdict(gate.name, needed)
     latest = history[-1]
+    deciding = deciding_criteria(gate)
+    dry_run_reasons = tuple(_dry_run_reasons(gate, history))
+    if not deciding:  # a gate of dry-run criteria only: nothing may say go
+        return Verdict(
+            gate.name,
+            Decision.NO_GO,
+            latest.evaluated_at,
+            ("no criterion decides: every criterion is dry_run",),
+            Steady(0, needed),
+            latest.results,
+            dry_run_reasons,
+        )
 
-    runs = {c.name: breach_run(gate, history, c.name) for c in gate.criteria if c.can_roll_back()}
+    runs = {c.name: breach_run(gate, history, c.name) for c in deciding if c.can_roll_back()}
     rolled_back: list[str] = []
     reasons: list[str] = []
-    for criterion in gate.criteria:
+    for criterion in deciding:
         run = runs.get(criterion.name)
         required = gate.rollback_after_for(criterion)
         if run is not None and run.count >= required:
             rolled_back.append(criterion.name)
             reasons.append(f"{criterion.name}: {run.reason} [breach {required}/{required}]")
-    for criterion in gate.criteria:
+    for criterion in deciding:
         outcome = latest.outcome_of(criterion.name)
         if outcome is CriterionOutcome.PASS:
             continue
         if outcome is CriterionOutcome.BREACH and criterion.name in rolled_back:
             continue  # its rollback reason above is this sample's reason
-        reason = _latest_reason(latest, criterion.name)
-        run = runs.get(criterion.name)
-        if criterion.name not in rolled_back and run is not None and run.count:
-            required = gate.rollback_after_for(criterion)
-            held = "" if outcome is CriterionOutcome.BREACH else " so far"
-            reason += f" [breach {run.count}/{required}{held}]"
-        reasons.append(f"{criterion.name}: {reason}")
+        run = None if criterion.name in rolled_back else runs.get(criterion.name)
+        reasons.append(f"{criterion.name}: {_reason_with_run(gate, latest, criterion, run)}")
 
     passes, gap = _steady_run(gate, history)
     steady = Steady(min(passes, needed), needed)
-    if rolled_back:
+
+    def verdict(decision: Decision, why: Sequence[str]) -> Verdict:
         return Verdict(
             gate.name,
-            Decision.ROLLBACK,
+            decision,
             latest.evaluated_at,
-            tuple(reasons),
+            tuple(why),
             steady,
             latest.results,
+            dry_run_reasons,
         )
+
+    if rolled_back:
+        return verdict(Decision.ROLLBACK, reasons)
 
     missing = [s for s in required_signoffs if s not in recorded_signoffs]
     if passes >= needed and not missing:
-        return Verdict(gate.name, Decision.GO, latest.evaluated_at, (), steady, latest.results)
+        return verdict(Decision.GO, ())
 
     if passes < needed:
         reasons.append(f"steady {steady.passes}/{needed}")
         if gap is not None:
             reasons.append(gap.describe())
     reasons.extend(f"missing sign-off: {s}" for s in missing)
-    return Verdict(
-        gate.name, Decision.NO_GO, latest.evaluated_at, tuple(reasons), steady, latest.results
-    )
+    return verdict(Decision.NO_GO, reasons)
+
+
+def _reason_with_run(
+    gate: Gate, latest: Sample, criterion: Criterion, run: BreachRun | None
+) -> str:
+    """The latest reason of a criterion not passing, with its breach run so far (a run
+    long enough to roll back is explained by its own reason instead)."""
+    reason = _latest_reason(latest, criterion.name)
+    required = gate.rollback_after_for(criterion)
+    if run is not None and 0 < run.count < required:
+        held = "" if latest.outcome_of(criterion.name) is CriterionOutcome.BREACH else " so far"
+        reason += f" [breach {run.count}/{required}{held}]"
+    return reason
+
+
+def _dry_run_reasons(gate: Gate, history: Sequence[Sample]) -> list[str]:
+    """What each dry-run criterion would have said: its latest reason when it did not
+    pass, or the breach run that would have rolled back. Shown apart; never deciding."""
+    latest = history[-1]
+    found = []
+    for criterion in gate.criteria:
+        if not criterion.dry_run:
+            continue
+        run = breach_run(gate, history, criterion.name) if criterion.can_roll_back() else None
+        required = gate.rollback_after_for(criterion)
+        if run is not None and run.count >= required:
+            found.append(
+                f"{criterion.name}: {run.reason} [breach {required}/{required}]"
+                " (dry run: would roll back)"
+            )
+        elif latest.outcome_of(criterion.name) is not CriterionOutcome.PASS:
+            reason = _reason_with_run(gate, latest, criterion, run)
+            found.append(f"{criterion.name}: {reason} (dry run)")
+    return found
 
 
 def _latest_reason(sample: Sample, criterion: str) -> str:

@@ -37,6 +37,7 @@ from gates.model import (
 from gates.placeholders import (
     CHECK_PLACEHOLDERS,
     PlaceholderValues,
+    check_baseline,
     check_no_probe_placeholders,
     check_placeholders,
     check_quoting,
@@ -360,11 +361,13 @@ def _check_criteria(
                 else f"define it under probes: (defined: {known})",
             )
         check_placeholders(entry, at, declared_vars, problems)
+        check_baseline(entry, at, declared_vars, problems)
         try:
             criterion = Criterion.model_validate(dict(entry))
         except ValidationError as invalid:
             add_validation_errors(invalid, at, problems)
             continue
+        _check_relative(entry, criterion, at, problems)
         factory = probes.factories.get(criterion.probe)
         if factory is not None:
             _check_query(factory, criterion, at, problems)
@@ -448,6 +451,37 @@ def _check_judged(
             problems.add(location, f"probe type could not quote: {type(broken).__name__}: {broken}")
 
 
+def _check_relative(
+    raw: Mapping[str, Any], criterion: Criterion, at: Loc, problems: Problems
+) -> None:
+    """A signed condition (``<= +10%``) is relative to a baseline: without ``baseline:``
+    it has nothing to be relative to."""
+    if criterion.baseline is not None:
+        return
+    for key, conditions in (("go", criterion.go), ("rollback", criterion.rollback or ())):
+        written = raw.get(key)
+        for index, condition in enumerate(conditions):
+            if condition.relative is None:
+                continue
+            absolute = f"{condition.op} {condition.offset.lstrip('+-')}"
+            problems.add(
+                (*at, key, index) if isinstance(written, list) else (*at, key),
+                f"{condition.text!r} is relative (a signed number), and the criterion has"
+                " no baseline: to compare with",
+                f"drop the sign for an absolute bound ({absolute!r}), or add"
+                " baseline: {vars: {...}} to judge it against a baseline",
+            )
+
+
+def _check_dry_run_only(criteria: Sequence[Criterion], problems: Problems) -> None:
+    if criteria and all(c.dry_run for c in criteria):
+        problems.add(
+            ("criteria",),
+            "every criterion is dry_run, so none decides and the gate could never be judged",
+            "set dry_run: false (or remove it) on at least one criterion",
+        )
+
+
 def _check_list_items(
     raw: Any, key: str, model: type[BaseModel], problems: Problems, *, secrets: bool = False
 ) -> None:
@@ -502,6 +536,7 @@ def _validate(data: Any, name: str, policy: EnvPolicy, problems: Problems) -> Ga
     _check_env_names(data.get("probes"), ("probes",), policy, problems)
     _check_env_names(data.get("notify"), ("notify",), policy, problems)
     criteria = _check_criteria(data.get("criteria"), probes, declared_vars, problems)
+    _check_dry_run_only(criteria, problems)
     _check_list_items(data.get("signoffs"), "signoffs", Signoff, problems)
     _check_list_items(data.get("notify"), "notify", Notify, problems, secrets=True)
     _check_signoff_ids(data.get("signoffs"), problems)

@@ -327,6 +327,8 @@ class Criterion(BaseModel):
     min_volume: MinVolume | None = None
     description: str = ""
     baseline: Baseline | None = None
+    # Judged, shown, stored and exported like any criterion, but never changes the decision.
+    dry_run: bool = Field(default=False, strict=True)
     compare: Compare | None = None
     slo: Slo | None = None
     # Probe-specific keys (see the probe types in README); each type checks its own.

@@ -222,8 +222,8 @@ def check_placeholders(
             )
 
 
-def criterion_placeholders(criterion: Criterion) -> set[str]:
-    """Every ``${name}`` the criterion's query keys use."""
+def _query_placeholders(criterion: Criterion) -> set[str]:
+    """Every ``${name}`` the criterion's query keys use (its baseline's vars aside)."""
     query = criterion.probe_query()
     texts = [query.query, query.metric, query.path, query.field, *query.matchers]
     texts.extend(query.params.values())
@@ -234,6 +234,67 @@ def criterion_placeholders(criterion: Criterion) -> set[str]:
     if criterion.baseline is not None:
         texts.extend(criterion.baseline.vars.values())
     return set().union(*(placeholder_names(t) for t in texts if t is not None))
+
+
+def criterion_placeholders(criterion: Criterion) -> set[str]:
+    """Every ``${name}`` the criterion's query keys and its baseline's vars use."""
+    names = _query_placeholders(criterion)
+    if criterion.baseline is not None:
+        names |= set().union(*(placeholder_names(t) for t in criterion.baseline.vars.values()))
+    return names
+
+
+def check_baseline(
+    raw: Mapping[str, Any], at: Loc, declared: Sequence[str], problems: Problems
+) -> None:
+    """The ``baseline.vars`` of the criterion ``raw``: each names a placeholder its query
+    uses (else the baseline run would ask the canary's question), none that gonogo fills
+    itself, and each value uses only placeholders that have a value."""
+    baseline = raw.get("baseline")
+    variables = baseline.get("vars") if isinstance(baseline, Mapping) else None
+    if not isinstance(variables, Mapping):
+        return
+    known = [*CHECK_PLACEHOLDERS, *declared]
+    used = set().union(*(placeholder_names(text) for _, text in _placeholder_strings(raw, at)))
+    for name, text in variables.items():
+        location: Loc = (*at, "baseline", "vars", name)
+        if reserved_name_problem(str(name)) is not None:
+            problems.add(
+                location,
+                f"${{{name}}} is reserved: gonogo fills it itself, so a baseline cannot set it",
+                "a baseline sets placeholders its query uses, such as version",
+                at_key=True,
+            )
+        elif name not in used:
+            suggestion = did_you_mean(str(name), sorted(used))
+            problems.add(
+                location,
+                f"the query does not use ${{{name}}}, so the baseline would ask the same"
+                " question as the criterion",
+                f"did you mean {suggestion!r}?"
+                if suggestion
+                else f"set a placeholder the query uses ({', '.join(sorted(used)) or 'none'})",
+                at_key=True,
+            )
+        if not isinstance(text, str):
+            continue
+        for bad in _BAD_PLACEHOLDER.finditer(text):
+            problems.add(
+                location,
+                f"malformed placeholder {bad.group(0)!r}",
+                "a placeholder is ${name}: letters, digits and _, no spaces",
+            )
+        for missing in sorted(placeholder_names(text) - set(known)):
+            suggestion = did_you_mean(missing, known)
+            problems.add(
+                location,
+                f"placeholder ${{{missing}}} has no value: it is not version, environment,"
+                " stage or a key of vars",
+                f"did you mean ${{{suggestion}}}?"
+                if suggestion
+                else f"declare it under vars: with a default (e.g. vars: {{{missing}: stable}});"
+                " a check's vars still override it",
+            )
 
 
 def gate_placeholders(gate: Gate) -> set[str]:

@@ -27,7 +27,7 @@ from gates.conditions import UnfilledPlaceholder
 from gates.engine import CriterionResult, Sample, gap_bound, inconclusive, judge
 from gates.judgements import evaluate_comparison, evaluate_slo, judged_conditions
 from gates.model import Criterion, Gate
-from gates.placeholders import PlaceholderValues, Quote, fill_text
+from gates.placeholders import PlaceholderValues, Quote, baseline_values, fill_text
 from probes.base import (
     Measurement,
     Probe,
@@ -279,20 +279,70 @@ async def evaluate_criterion(
         interval=gate.interval,
         max_gap=gap_bound(gate),
     )
-    started = time.perf_counter()
     if criterion.compare is not None or criterion.slo is not None:
         return await _evaluate_judged(criterion, probe, query, known, ctx, ends_at, limit)
-    if volume_query is None:
-        measurement = await _measure(probe, query, ctx, ends_at=ends_at, limit=limit)
-        volume = None
-    else:
+    asks = [_measure(probe, query, ctx, ends_at=ends_at, limit=limit)]
+    if volume_query is not None:
         volume_probe_query = query.model_copy(update={"query": volume_query, "reduce": "sum"})
-        measurement, volume = await asyncio.gather(
-            _measure(probe, query, ctx, ends_at=ends_at, limit=limit),
-            _measure(probe, volume_probe_query, ctx, ends_at=ends_at, limit=limit),
-        )
+        asks.append(_measure(probe, volume_probe_query, ctx, ends_at=ends_at, limit=limit))
+    baseline = _baseline_run(criterion, known, quote, query, ctx)
+    if isinstance(baseline, _BaselineRun):
+        # The same instant, deadline and in-flight limit as the canary's own question.
+        asks.append(_measure(probe, baseline.query, baseline.ctx, ends_at=ends_at, limit=limit))
+    started = time.perf_counter()
+    answers = await asyncio.gather(*asks)
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    return judge(criterion, measurement, volume=volume, duration_ms=duration_ms)
+    measurement = answers[0]
+    volume = answers[1] if volume_query is not None else None
+    if isinstance(baseline, _BaselineRun):
+        baseline_measurement: Measurement | None = answers[-1]
+        baseline_vars = baseline.vars
+    else:
+        baseline_measurement, baseline_vars = baseline, {}
+    return judge(
+        criterion,
+        measurement,
+        volume=volume,
+        duration_ms=duration_ms,
+        baseline=baseline_measurement,
+        baseline_vars=baseline_vars,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _BaselineRun:
+    """The criterion's query as its baseline run asks it, and the values that filled it."""
+
+    query: ProbeQuery
+    ctx: ProbeContext
+    vars: dict[str, str]
+
+
+def _baseline_run(
+    criterion: Criterion,
+    known: PlaceholderValues,
+    quote: Quote | None,
+    canary: ProbeQuery,
+    ctx: ProbeContext,
+) -> _BaselineRun | Measurement | None:
+    """The baseline run of ``criterion`` (``None`` without ``baseline:``), or the error
+    measurement saying why it cannot be asked. Its values go through the same filling
+    and quoting as the canary's."""
+    if criterion.baseline is None:
+        return None
+    try:
+        values = baseline_values(known, criterion.baseline)
+        query = fill_query(criterion.probe_query(), values, quote)
+    except (UnfilledPlaceholder, QuoteRefused) as unusable:
+        return Measurement.error(str(unusable), ctx.now)
+    if query == canary:
+        # Compared with itself, any canary would pass a relative bound.
+        return Measurement.error(
+            "its vars leave the query as the canary's: nothing to compare", ctx.now
+        )
+    shown = {name: values[name] for name in criterion.baseline.vars}
+    baseline_ctx = dataclasses.replace(ctx, variables=dict(values), history=())
+    return _BaselineRun(query, baseline_ctx, shown)
 
 
 async def _evaluate_judged(

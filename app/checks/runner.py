@@ -30,6 +30,7 @@ past their deadline").
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -716,13 +717,10 @@ def _not_fresh(verdict: Verdict, gate: Gate, sample: Sample) -> Verdict:
     """A ``go`` on a sample that was already stale when it was decided (it took longer
     than the freshness bound to answer): ``no_go``, and the next sample decides."""
     expires_at = sample.evaluated_at + freshness_bound(gate)
-    return Verdict(
-        verdict.gate,
-        Decision.NO_GO,
-        verdict.evaluated_at,
-        (stale_reason(sample.evaluated_at, expires_at, gate.interval),),
-        verdict.steady,
-        verdict.criteria,
+    return dataclasses.replace(
+        verdict,
+        decision=Decision.NO_GO,
+        reasons=(stale_reason(sample.evaluated_at, expires_at, gate.interval),),
     )
 
 

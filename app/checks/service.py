@@ -280,7 +280,11 @@ async def decide_check(
         (f"manual {decision.value} by {principal.name}: {request.reason}",),
         Steady(int(steady.get("passes", 0)), int(steady.get("needed", 1))),
     )
-    body = {**verdict.as_dict(), "criteria": list(latest.get("criteria") or [])}
+    body = {
+        **verdict.as_dict(),
+        "dry_run_reasons": list(latest.get("dry_run_reasons") or []),
+        "criteria": list(latest.get("criteria") or []),
+    }
     last = await repo.recent_check_samples(session, check_id, 1)
     deciding = [s.id for s in last]
     if not await repo.finish_check(

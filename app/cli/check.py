@@ -21,6 +21,7 @@ from rich.text import Text
 
 from app.cli.ci import default_idempotency_key
 from app.cli.client import POLL_SECONDS, ClientError, GonogoClient
+from app.cli.gatefiles import value_with_baseline
 from app.cli.options import JsonOption, ServerOption, TokenOption, VarError, parse_vars
 from app.cli.output import console as make_console
 from app.cli.output import print_json
@@ -59,12 +60,11 @@ def criteria_table(check: dict[str, Any]) -> Group:
         table.add_column(column)
     for criterion in check.get("criteria") or []:
         outcome = criterion.get("outcome", "")
-        value = criterion.get("value")
         table.add_row(
-            criterion.get("name", ""),
+            criterion.get("name", "") + (" (dry run)" if criterion.get("dry_run") else ""),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
-            judged_value_text(criterion.get("comparison"), value)
-            or ("-" if value is None else f"{value:.6g}"),
+            judged_value_text(criterion.get("comparison"), criterion.get("value"))
+            or value_with_baseline(criterion.get("value"), criterion.get("baseline")),
             criterion.get("go") or "",
             criterion.get("rollback") or "",
             "\n".join(

@@ -227,24 +227,38 @@ def _show_json(gate: Gate, verdict: Verdict, values: Mapping[str, str]) -> None:
     typer.echo(json.dumps(body, indent=2))
 
 
+def value_with_baseline(value: Any, baseline: Any) -> str:
+    """``0.0123 (baseline 0.01)``: a criterion's value, and its baseline's (the decision
+    body's ``baseline``) when it has one."""
+    shown = f"{value:.6g}" if isinstance(value, int | float) else "-"
+    if not isinstance(baseline, Mapping):
+        return shown
+    base = baseline.get("value")
+    return f"{shown} (baseline {f'{base:.6g}' if isinstance(base, int | float) else '-'})"
+
+
 def _show_table(gate: Gate, verdict: Verdict) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=160, color_system=None)
     table = Table(title=f"gate {gate.name}: one sample", title_justify="left")
     for column in ("criterion", "value", "go", "rollback", "outcome", "reason"):
         table.add_column(column, overflow="fold")
     for result in verdict.criteria:
-        value = judged_value_text(result.comparison, result.value) or (
-            "-" if result.value is None else f"{result.value:.6g}"
-        )
         table.add_row(
-            result.name,
-            value,
+            result.name + (" (dry run)" if result.dry_run else ""),
+            judged_value_text(result.comparison, result.value)
+            or value_with_baseline(
+                result.value, result.baseline.as_dict() if result.baseline else None
+            ),
             result.go,
             result.rollback or "-",
             Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
             "\n".join(filter(None, [result.reason, comparison_summary(result.comparison)])),
         )
     console.print(table)
+    if verdict.dry_run_reasons:
+        console.print("dry run (not deciding):", style="dim")
+        for reason in verdict.dry_run_reasons:
+            console.print(f"  - {reason}", markup=False, highlight=False, style="dim")
     if verdict.decision is Decision.GO:
         console.print("go-able: every criterion passes", style="green")
         return

@@ -15,6 +15,7 @@ Staleness is only a view: nothing here is stored, counted as an evaluation or no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,14 +91,7 @@ class DecisionView:
 
 def _stale_verdict(verdict: Verdict, reason: str) -> Verdict:
     # The last reasons and criteria stay: they explain what was last seen, and when.
-    return Verdict(
-        verdict.gate,
-        Decision.NO_GO,
-        verdict.evaluated_at,
-        (reason, *verdict.reasons),
-        verdict.steady,
-        verdict.criteria,
-    )
+    return dataclasses.replace(verdict, decision=Decision.NO_GO, reasons=(reason, *verdict.reasons))
 
 
 def _view(

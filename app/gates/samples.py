@@ -20,6 +20,7 @@ from app.core.db import Database, SampleRow
 from app.gates import repository as repo
 from app.gates.freshness import decision_body
 from gates.engine import (
+    BaselineResult,
     CriterionOutcome,
     CriterionResult,
     Sample,
@@ -73,10 +74,22 @@ def sample_from_row(row: SampleRow) -> Sample:
                 status=MeasurementStatus(status) if status else None,
                 observed_at=datetime.fromisoformat(observed) if observed else None,
                 extra={k: float(v) for k, v in (extra.get("extra") or {}).items()},
+                dry_run=bool(item.get("dry_run", False)),
+                baseline=_baseline_from_body(item.get("baseline")),
                 comparison=item.get("comparison"),
             )
         )
     return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
+
+
+def _baseline_from_body(stored: Any) -> BaselineResult | None:
+    if not isinstance(stored, dict):
+        return None
+    value = stored.get("value")
+    return BaselineResult(
+        float(value) if value is not None else None,
+        {str(k): str(v) for k, v in (stored.get("vars") or {}).items()},
+    )
 
 
 def samples_from_rows(rows: Sequence[SampleRow], *, owner: str) -> list[Sample]:

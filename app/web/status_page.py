@@ -59,17 +59,36 @@ class RunningChecks(Protocol):
 
 
 _UNIT = re.compile(r"(?P<number>\d(?:[\d.eE+-]*))\s*(?P<unit>%|ms|s|m)?\s*$")
+# A signed number is relative to a baseline: its unit says nothing about the value's.
+_RELATIVE = re.compile(r"^\s*(?:>=|<=|==|!=|>|<)\s*[+-]")
 
 
 def value_unit(conditions: Sequence[str | None]) -> str:
-    """The unit a criterion's conditions are written in (``%``, ``s``, or ``""``), so
-    its value is shown the way its threshold is."""
+    """The unit a criterion's absolute conditions are written in (``%``, ``s``, or
+    ``""``), so its value is shown the way its threshold is."""
     for text in conditions:
         for part in (text or "").split(" and "):
+            if _RELATIVE.match(part):
+                continue
             match = _UNIT.search(part)
             if match and match["unit"]:
                 return "%" if match["unit"] == "%" else "s"
     return ""
+
+
+def baseline_text(baseline: Any, unit: str) -> str | None:
+    """``baseline 1 % (version=1.4.1)``: the baseline's value and what it was run with."""
+    if not isinstance(baseline, Mapping):
+        return None
+    value = baseline.get("value")
+    shown = format_value(value, unit) if isinstance(value, int | float) else "no value"
+    variables = baseline.get("vars") or {}
+    ran = (
+        ", ".join(f"{k}={v}" for k, v in variables.items())
+        if isinstance(variables, Mapping)
+        else ""
+    )
+    return f"baseline {shown}" + (f" ({ran})" if ran else "")
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -92,6 +111,7 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
             "evaluated_at": None,
             "expires_at": None,
             "reasons": ["no sample yet"],
+            "dry_run_reasons": [],
             "steady": {"passes": 0, "needed": gate.steady_for},
             "criteria": [],
         }
@@ -111,21 +131,22 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
         comparison = result.get("comparison") if result else None
         if not result and (criterion.compare is not None or criterion.slo is not None):
             go, rollback = judged_conditions(criterion)
+        unit = value_unit([go, rollback])
         criteria.append(
             {
                 "name": criterion.name,
                 "probe": criterion.probe,
                 "outcome": result["outcome"] if result else "pending",
                 "value": value,
-                "value_text": (
-                    judged_value_text(comparison, value)
-                    or format_value(value, value_unit([go, rollback]))
-                )
+                "value_text": (judged_value_text(comparison, value) or format_value(value, unit))
                 if result
                 else "not measured yet",
                 "go": go,
                 "rollback": rollback,
                 "reason": result["reason"] if result else "no sample yet",
+                "dry_run": criterion.dry_run,
+                "baseline": result.get("baseline") if result else None,
+                "baseline_text": baseline_text(result.get("baseline"), unit) if result else None,
             }
         )
         summary = comparison_summary(comparison)
@@ -145,6 +166,7 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
         "expires_at": body["expires_at"],
         "stale": view.stale if view is not None else False,
         "reasons": list(body["reasons"]),
+        "dry_run_reasons": list(body.get("dry_run_reasons") or []),
         "steady": {**steady, "text": f"steady {steady['passes']}/{steady['needed']}"},
         "criteria": criteria,
     }

@@ -105,6 +105,7 @@ async def test_gates_list_detail_and_current_decision(service: Service) -> None:
         "expires_at",
         "gate_version",
         "reasons",
+        "dry_run_reasons",
         "steady",
         "criteria",
     }

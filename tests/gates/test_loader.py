@@ -310,7 +310,7 @@ CASES += [
         (7, 5),
         "criteria[0].colour",
         "unknown key 'colour'",
-        "known keys: baseline, compare, description, field,",
+        "known keys: baseline, compare, description, dry_run, field,",
     ),
     (
         "unknown min_volume key",

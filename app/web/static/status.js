@@ -43,9 +43,9 @@
 
   function gateCard(gate) {
     var rows = gate.criteria.map(function (c) {
-      return el("tr", { class: "outcome-" + c.outcome }, [
-        el("th", { scope: "row", text: c.name }),
-        el("td", { class: "value", text: c.value_text }),
+      return el("tr", { class: "outcome-" + c.outcome + (c.dry_run ? " dry-run" : "") }, [
+        el("th", { scope: "row" }, [c.name, c.dry_run ? " " : null, c.dry_run ? el("span", { class: "tag", text: "dry run" }) : null]),
+        el("td", { class: "value" }, [c.value_text, c.baseline_text ? el("span", { class: "baseline", text: c.baseline_text }) : null]),
         el("td", { class: "cond", text: c.go }),
         el("td", { class: "cond", text: c.rollback || "\u2014" }),
         el("td", {}, [
@@ -74,6 +74,11 @@
       el("p", { class: "meta" }, meta),
       gate.reasons.length
         ? el("ul", { class: "reasons", "aria-label": "Reasons" }, gate.reasons.map(function (r) {
+            return el("li", { text: r });
+          }))
+        : null,
+      gate.dry_run_reasons && gate.dry_run_reasons.length
+        ? el("ul", { class: "reasons dry-run-reasons", "aria-label": "Dry-run reasons (not deciding)" }, gate.dry_run_reasons.map(function (r) {
             return el("li", { text: r });
           }))
         : null,

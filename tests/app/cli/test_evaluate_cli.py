@@ -96,6 +96,8 @@ def test_json_output_carries_the_decision_and_each_criterion(
         "reason": "0.5 < 0.95 (rollback: < 95%)",
         "probe": "c",
         "duration_ms": None,
+        "dry_run": False,
+        "baseline": None,
         "probe_type": "constant",
         "status": "ok",
         "observed_at": None,

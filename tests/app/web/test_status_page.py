@@ -85,6 +85,9 @@ async def test_status_json_has_every_gate_with_decision_label_and_criteria() -> 
         "go": "> 99.9%",
         "rollback": "< 95%",
         "reason": "0.91 < 0.95 (rollback: < 95%)",
+        "dry_run": False,
+        "baseline": None,
+        "baseline_text": None,
     }
     latency = gates["portal"]["criteria"][1]
     assert (latency["value_text"], latency["rollback"]) == ("350 ms", None)

@@ -1,0 +1,161 @@
+"""A canary judged against its baseline on a real Prometheus: the same error-rate query
+run for the canary's version and for the stable one, in one sample.
+
+The scraped target serves ``http_requests_total`` for the stable release (1 % errors),
+a canary 5 % worse (1.05 %) and one three times worse (3 %). With ``go: "<= +10%"`` and
+``rollback: "> +50%"`` the first passes and the second breaches; a check that names a
+baseline with no traffic, or a crafted one, is never ``go``.
+
+Needs the ``prometheus`` binary; skipped without it, except in CI.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from aiohttp import web
+
+from gates.engine import CriterionOutcome, Decision, decide
+from gates.model import Gate
+from gates.sampler import placeholder_values, take_sample
+from probes.prometheus import PrometheusConfig, PrometheusProbe
+from tests.fakes.server import ThreadedServer
+from tests.probes.test_prometheus_real import READY_DEADLINE
+from tests.support import real_prometheus
+
+pytestmark = pytest.mark.prometheus
+
+# Requests per second by (version, code).
+TRAFFIC = {
+    ("2.0.0", "200"): 990.0,
+    ("2.0.0", "503"): 10.0,
+    ("2.1.0-close", "200"): 989.5,
+    ("2.1.0-close", "503"): 10.5,
+    ("2.1.0-bad", "200"): 970.0,
+    ("2.1.0-bad", "503"): 30.0,
+}
+ERROR_RATE = (
+    'sum(rate(http_requests_total{code=~"5..",version=~"${version}"}[5m]))'
+    ' / sum(rate(http_requests_total{version=~"${version}"}[5m]))'
+)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    started = time.time()
+
+    async def metrics(_: web.Request) -> web.Response:
+        elapsed = time.time() - started
+        lines = ["# TYPE http_requests_total counter"]
+        for (version, code), per_second in TRAFFIC.items():
+            lines.append(
+                f'http_requests_total{{version="{version}",code="{code}"}}'
+                f" {per_second * elapsed:.3f}"
+            )
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    with (
+        ThreadedServer(app) as target,
+        real_prometheus(tmp_path_factory.mktemp("prometheus-baseline"), target.url) as url,
+    ):
+        _wait_for_rates(url)
+        yield url
+
+
+def _wait_for_rates(url: str) -> None:
+    """Until every series has two scrapes, so rate() has a value for each."""
+    deadline = time.monotonic() + READY_DEADLINE
+    query = "count(rate(http_requests_total[5m]))"
+    while True:
+        try:
+            answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=1)
+            result = answer.json()["data"]["result"] if answer.status_code == 200 else []
+            if result and float(result[0]["value"][1]) == len(TRAFFIC):
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"prometheus had no rates within {READY_DEADLINE}s")
+        time.sleep(0.2)  # bounded poll of a child process until its second scrape
+
+
+@pytest.fixture
+async def probe(prometheus: str) -> AsyncIterator[PrometheusProbe]:
+    built = PrometheusProbe(
+        PrometheusConfig(type="prometheus", url=prometheus, timeout=5, retries=1), name="prom"
+    )
+    yield built
+    await built.aclose()
+
+
+def relative_gate(probe: PrometheusProbe) -> Gate:
+    return Gate.model_validate(
+        {
+            "name": "checkout",
+            "steady_for": 1,
+            "rollback_after": 1,
+            "vars": {"version": ".+", "baseline": "2.0.0"},
+            "probes": {"prom": probe.config},
+            "criteria": [
+                {
+                    "name": "error-rate-vs-stable",
+                    "probe": "prom",
+                    "query": ERROR_RATE,
+                    "baseline": {"vars": {"version": "${baseline}"}},
+                    "go": "<= +10%",
+                    "rollback": "> +50%",
+                }
+            ],
+        }
+    )
+
+
+async def test_a_canary_three_times_worse_than_its_baseline_rolls_back(
+    probe: PrometheusProbe,
+) -> None:
+    gate = relative_gate(probe)
+    values = placeholder_values(gate, version="2.1.0-bad", check_vars={"baseline": "2.0.0"})
+    sample = await take_sample(gate, {"prom": probe}, now=datetime.now(UTC), values=values)
+    [result] = sample.results
+    assert result.outcome is CriterionOutcome.BREACH, result.reason
+    assert result.value == pytest.approx(0.03, rel=0.01)
+    assert result.baseline is not None
+    assert result.baseline.value == pytest.approx(0.01, rel=0.01)
+    assert result.baseline.vars == {"version": "2.0.0"}
+    assert re.search(r" > 0\.015\d* \(baseline 0\.01\d* \+50%; rollback: > \+50%\)$", result.reason)
+    assert decide(gate, [sample]).decision is Decision.ROLLBACK
+
+
+async def test_a_canary_five_percent_worse_passes_within_ten_percent(
+    probe: PrometheusProbe,
+) -> None:
+    gate = relative_gate(probe)
+    values = placeholder_values(gate, version="2.1.0-close", check_vars={"baseline": "2.0.0"})
+    sample = await take_sample(gate, {"prom": probe}, now=datetime.now(UTC), values=values)
+    [result] = sample.results
+    assert result.outcome is CriterionOutcome.PASS, result.reason
+    assert result.value == pytest.approx(0.0105, rel=0.01)
+    assert re.search(r" <= 0\.011\d* \(baseline 0\.01\d* \+10%; go: <= \+10%\)$", result.reason)
+    assert decide(gate, [sample]).decision is Decision.GO
+
+
+@pytest.mark.parametrize("baseline", ["1.9.9", ".+", "2.0.."])
+async def test_a_baseline_without_traffic_or_a_crafted_one_is_never_go(
+    probe: PrometheusProbe, baseline: str
+) -> None:
+    """Quoted, ``.+`` is the version named ``.+``: it cannot widen the baseline to every
+    version (whose errors, the bad canary's included, would raise the bound)."""
+    gate = relative_gate(probe)
+    values = placeholder_values(gate, version="2.1.0-bad", check_vars={"baseline": baseline})
+    sample = await take_sample(gate, {"prom": probe}, now=datetime.now(UTC), values=values)
+    [result] = sample.results
+    assert result.outcome is CriterionOutcome.INCONCLUSIVE, result.reason
+    assert result.reason.startswith(f"baseline (version={baseline}): no data")
+    assert decide(gate, [sample]).decision is Decision.NO_GO
