@@ -110,6 +110,13 @@ async def evaluate_comparison(
     except (UnfilledPlaceholder, QuoteRefused) as unusable:
         judgement = _inconclusive(criterion, f"baseline: {unusable}", details)
         return judged_result(criterion, judgement, now=now, duration_ms=None, status=None)
+    if baseline_query == query:  # a series compared with itself never differs: never a pass
+        judgement = _inconclusive(
+            criterion,
+            "baseline: its vars leave the query as the canary's: nothing to compare",
+            details,
+        )
+        return judged_result(criterion, judgement, now=now, duration_ms=None, status=None)
     start = now - spec.window
     canary, baseline = await asyncio.gather(
         read_range(query, start, now, spec.step),

@@ -358,6 +358,19 @@ async def test_a_check_supplied_version_is_quoted_in_the_range_read(now: datetim
     assert 'latency{version="v2.1+rc"}' in [c[0] for c in probe.range_calls]
 
 
+async def test_a_baseline_that_names_the_canary_itself_is_never_a_pass(now: datetime) -> None:
+    """A check whose baseline is its own version compares a series with itself: no
+    difference, so it would always pass."""
+    gate = gate_of(COMPARE_GATE)
+    probe = RangeFake(series=latencies(0.3, 0.1))
+    gate_values = placeholder_values(gate, version="v2", check_vars={"baseline": "v2"})
+    sample = await take_sample(gate, {"prom": probe}, now=now, values=gate_values)  # type: ignore[dict-item]
+    (result,) = sample.results
+    assert result.outcome is CriterionOutcome.INCONCLUSIVE
+    assert "nothing to compare" in result.reason
+    assert not probe.range_calls
+
+
 async def test_a_failed_side_is_inconclusive_with_its_cause_and_no_secret(now: datetime) -> None:
     gate = gate_of(COMPARE_GATE)
 
