@@ -128,7 +128,7 @@ def slack_body(
     issues = [
         f"• {r.name} ({r.outcome.value}): {r.reason}"
         for r in verdict.criteria
-        if r.outcome is not CriterionOutcome.PASS
+        if r.outcome is not CriterionOutcome.PASS and not r.dry_run
     ]
     if verdict.decision is not Decision.GO:
         criteria_reasons = {f"{r.name}: {r.reason}" for r in verdict.criteria}
@@ -165,6 +165,9 @@ def slack_body(
         ("Performance", performance_text),
         ("Next update", next_text),
     ]
+    if verdict.dry_run_reasons:  # judged, not deciding: said apart from the issues
+        dry_run = "\n".join(f"• {reason}" for reason in verdict.dry_run_reasons)
+        fields.insert(3, ("Dry run (not deciding)", dry_run))
     text = "\n".join([f"*{title}*", *(f"*{label}:* {value}" for label, value in fields)])
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},

@@ -272,6 +272,24 @@ def test_slack_body_follows_the_status_update_template(
         assert f"*{label}:*" in body["text"]
 
 
+def test_a_dry_run_criterion_is_no_critical_issue_and_is_said_apart() -> None:
+    gate = make_gate(
+        criteria=(
+            {"name": "availability", "go": "> 99.9%"},
+            {"name": "latency-p95", "go": "< 2s", "dry_run": True},
+        )
+    )
+    verdict = verdict_for(gate, {"availability": 0.9995, "latency-p95": 2.5}, samples=3)
+    assert verdict.decision is Decision.GO
+    body = slack_body(gate, verdict, previous=Decision.NO_GO, check=None)
+    sections = {
+        block["text"]["text"].split(":*")[0].strip("*"): block["text"]["text"]
+        for block in body["blocks"][1:]
+    }
+    assert sections["Critical issues"].endswith("None")
+    assert "latency-p95" in sections["Dry run (not deciding)"]
+
+
 def test_slack_body_without_availability_or_latency_criteria_says_so() -> None:
     gate = make_gate(criteria=({"name": "new-fatal-issues", "go": "== 0"},))
     verdict = verdict_for(gate, {"new-fatal-issues": None})
