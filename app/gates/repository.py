@@ -144,3 +144,43 @@ async def prune_continuous_samples(session: AsyncSession, older_than: datetime) 
         delete(SampleRow).where(SampleRow.check_id.is_(None), SampleRow.evaluated_at < older_than)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def continuous_history(
+    session: AsyncSession, gates: list[str], *, since: datetime, per_gate: int
+) -> list[tuple[str, datetime, str, dict[str, Any]]]:
+    """``(gate, evaluated_at, decision, body)`` of the continuous samples of ``gates``
+    evaluated after ``since``, at most the newest ``per_gate`` of each gate, oldest first:
+    one query for every gate the status page shows (read-only)."""
+    if not gates or per_gate < 1:
+        return []
+    newest = (
+        func.row_number()
+        .over(
+            partition_by=SampleRow.gate,
+            order_by=(SampleRow.evaluated_at.desc(), SampleRow.id.desc()),
+        )
+        .label("newest")
+    )
+    recent = (
+        select(
+            SampleRow.id,
+            SampleRow.gate,
+            SampleRow.evaluated_at,
+            SampleRow.decision,
+            SampleRow.body,
+            newest,
+        )
+        .where(
+            SampleRow.gate.in_(gates),
+            SampleRow.check_id.is_(None),
+            SampleRow.evaluated_at > since,
+        )
+        .subquery()
+    )
+    result = await session.execute(
+        select(recent.c.gate, recent.c.evaluated_at, recent.c.decision, recent.c.body)
+        .where(recent.c.newest <= per_gate)
+        .order_by(recent.c.gate, recent.c.evaluated_at, recent.c.id)
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in result]
