@@ -10,6 +10,7 @@ drawn by the templates as inline SVG.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ log = structlog.get_logger(__name__)
 HISTORY_WINDOW: Final = timedelta(hours=3)
 # At a 30 s interval, three hours is 360 samples; a faster gate shows its newest 720.
 HISTORY_ROWS_PER_GATE: Final = 720
+# Rows one render reads for all gates together; with many gates each shows its newest
+# ``HISTORY_ROW_BUDGET // gates`` samples (never fewer than HISTORY_ROWS_MIN), and its
+# band starts at the oldest of them, so a shorter window is never drawn as a gap.
+HISTORY_ROW_BUDGET: Final = 6000
+HISTORY_ROWS_MIN: Final = 20
+# One read serves every viewer for this long (the page script asks every 30 s).
+HISTORY_CACHE_S: Final = 10.0
 RECENT_CHECKS: Final = 15
 # The page is never held up by a slow database: past this, it shows no history.
 HISTORY_READ_TIMEOUT_S: Final = 2.0
@@ -44,7 +52,12 @@ BAND_WIDTH: Final = 600.0
 SPARK_HEIGHT: Final = 40.0
 SPARK_PAD: Final = 3.0
 
+BAND_SLOTS: Final = 200
+SPARK_SLOTS: Final = 60
+
 GAP: Final = "gap"
+# Which decision a band slot shows when several fall in it: the worst.
+SEVERITY: Final = {"go": 0, GAP: 1, "no_go": 2, "rollback": 3}
 DECISION_WORDS: Final = {"go": "go", "no_go": "no go", "rollback": "rollback", GAP: "no sample"}
 
 # A relative condition (``> +10%``) has no fixed threshold to draw.
@@ -91,24 +104,67 @@ def decision_spans(
 
 
 def band(spans: Sequence[Span], *, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Spans placed on a band ``BAND_WIDTH`` wide, with the text each shows on hover."""
-    total = (end - start).total_seconds() or 1.0
-    drawn = []
+    """Spans drawn on a band ``BAND_WIDTH`` wide, with the text each shows on hover.
+
+    The band has ``BAND_SLOTS`` slots; a slot shows the worst decision of any span in it
+    (rollback, then no_go, then a gap, then go), so a short rollback is never hidden by
+    the go around it, and a window of many short spans draws a bounded number of rects."""
+    total = (end - start).total_seconds()
+    if total <= 0:
+        return []
+    slot_s = total / BAND_SLOTS
+    slots: list[str | None] = [None] * BAND_SLOTS
     for span in spans:
-        x = (span.start - start).total_seconds() / total * BAND_WIDTH
-        width = (span.end - span.start).total_seconds() / total * BAND_WIDTH
-        drawn.append(
-            {
-                "decision": span.decision,
-                "x": round(x, 2),
-                "width": round(max(width, 0.5), 2),
-                "from": iso(span.start),
-                "to": iso(span.end),
-                "title": f"{DECISION_WORDS[span.decision]} from {iso(span.start)} to"
-                f" {iso(span.end)} ({format_duration(span.end - span.start)})",
-            }
-        )
+        first = int((span.start - start).total_seconds() / slot_s)
+        last = math.ceil((span.end - start).total_seconds() / slot_s)
+        for index in range(max(first, 0), min(max(last, first + 1), BAND_SLOTS)):
+            held = slots[index]
+            if held is None or SEVERITY[span.decision] > SEVERITY[held]:
+                slots[index] = span.decision
+    drawn: list[dict[str, Any]] = []
+    index = 0
+    while index < BAND_SLOTS:
+        decision = slots[index]
+        stop = index + 1
+        while stop < BAND_SLOTS and slots[stop] == decision:
+            stop += 1
+        if decision is not None:
+            begin = start + timedelta(seconds=index * slot_s)
+            finish = start + timedelta(seconds=stop * slot_s)
+            width = BAND_WIDTH / BAND_SLOTS
+            drawn.append(
+                {
+                    "decision": decision,
+                    "x": round(index * width, 2),
+                    "width": round((stop - index) * width, 2),
+                    "from": iso(begin),
+                    "to": iso(finish),
+                    "title": f"{DECISION_WORDS[decision]} from {iso(begin)} to"
+                    f" {iso(finish)} ({format_duration(finish - begin)})",
+                }
+            )
+        index = stop
     return drawn
+
+
+def thin(
+    points: Sequence[tuple[datetime, float]], *, start: datetime, end: datetime
+) -> list[tuple[datetime, float]]:
+    """At most two points per sparkline slot, its lowest and its highest, in time order:
+    a spike survives, the number of points drawn stays bounded."""
+    if len(points) <= 2 * SPARK_SLOTS:
+        return list(points)
+    slot_s = (end - start).total_seconds() / SPARK_SLOTS or 1.0
+    buckets: dict[int, list[tuple[datetime, float]]] = {}
+    for at, value in points:
+        buckets.setdefault(int((at - start).total_seconds() / slot_s), []).append((at, value))
+    kept: list[tuple[datetime, float]] = []
+    for index in sorted(buckets):
+        bucket = buckets[index]
+        low = min(bucket, key=lambda p: p[1])
+        high = max(bucket, key=lambda p: p[1])
+        kept.extend(sorted({low, high}))
+    return kept
 
 
 def absolute_thresholds(conditions: Sequence[Condition] | None) -> list[float]:
@@ -140,7 +196,7 @@ def sparkline(
 
     line = " ".join(
         f"{round((at - start).total_seconds() / total * BAND_WIDTH, 2)},{y(value)}"
-        for at, value in points
+        for at, value in thin(points, start=start, end=end)
     )
     return {
         "points": line,
@@ -158,22 +214,32 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def rows_per_gate(gates: int) -> int:
+    return max(HISTORY_ROWS_MIN, min(HISTORY_ROWS_PER_GATE, HISTORY_ROW_BUDGET // max(gates, 1)))
+
+
 def gate_history(
     gate: Gate,
-    rows: Sequence[tuple[datetime, str, Mapping[str, Any]]],
+    rows: Sequence[tuple[datetime, str, Any]],
     *,
     now: datetime,
-    window: timedelta = HISTORY_WINDOW,
+    since: datetime | None = None,
+    capped: bool = False,
 ) -> dict[str, Any]:
     """One gate's timeline band and one sparkline per criterion, from its stored
-    continuous samples ``(evaluated_at, decision, body)``, oldest first."""
-    start = now - window
+    continuous samples ``(evaluated_at, decision, criteria)``, oldest first. When the
+    rows were ``capped`` (older samples in the window were not read), the band starts
+    at the oldest row read rather than showing a gap gonogo did not have; so does a
+    read that reached back only to ``since``."""
+    start = max(now - HISTORY_WINDOW, since) if since is not None else now - HISTORY_WINDOW
+    if capped and rows:
+        start = max(start, rows[0][0])
     spans = decision_spans(
         [(at, decision) for at, decision, _ in rows], start=start, end=now, bound=gap_bound(gate)
     )
     values: dict[str, list[tuple[datetime, float]]] = {c.name: [] for c in gate.criteria}
-    for at, _, body in rows:
-        for item in body.get("criteria") or []:
+    for at, _, criteria in rows:
+        for item in criteria if isinstance(criteria, list) else []:
             if not isinstance(item, Mapping):
                 continue
             value = _number(item.get("value"))
@@ -188,7 +254,7 @@ def gate_history(
     return {
         "from": iso(start),
         "to": iso(now),
-        "window": format_duration(window),
+        "window": format_duration(timedelta(seconds=round((now - start).total_seconds()))),
         "samples": len(rows),
         "spans": band(spans, start=start, end=now),
         "time_in": {k: format_duration(timedelta(seconds=round(v))) for k, v in totals.items()},
@@ -243,12 +309,14 @@ async def read_history(
     """Every shown gate's history and the recent final checks: two bounded queries. A
     database that does not answer in time gives a page without history, never an error."""
     names = [g.name for g in loaded]
+    per_gate = rows_per_gate(len(names))
+    # Each gate is read only as far back as its newest ``per_gate`` samples can reach
+    # (with room for late samples), so many gates do not mean a scan of the whole window.
+    since = {g.name: now - min(HISTORY_WINDOW, g.gate.interval * per_gate * 2) for g in loaded}
 
-    async def read() -> tuple[list[tuple[str, datetime, str, dict[str, Any]]], list[CheckRow]]:
+    async def read() -> tuple[list[tuple[str, datetime, str, Any]], list[CheckRow]]:
         async with db.session() as session:
-            samples = await gates_repo.continuous_history(
-                session, names, since=now - HISTORY_WINDOW, per_gate=HISTORY_ROWS_PER_GATE
-            )
+            samples = await gates_repo.continuous_history(session, since, per_gate=per_gate)
             recent = await checks_repo.checks(session, state=FINAL, limit=RECENT_CHECKS)
         return samples, recent
 
@@ -257,11 +325,43 @@ async def read_history(
     except DATABASE_OUTAGES as error:
         log.warning("status page history not read", error=type(error).__name__)
         return {"available": False, "gates": {}, "recent": []}
-    by_gate: dict[str, list[tuple[datetime, str, Mapping[str, Any]]]] = {n: [] for n in names}
-    for gate, at, decision, body in samples:
-        by_gate[gate].append((at, decision, body if isinstance(body, Mapping) else {}))
+    by_gate: dict[str, list[tuple[datetime, str, Any]]] = {n: [] for n in names}
+    for gate, at, decision, criteria in samples:
+        by_gate[gate].append((at, decision, criteria))
     return {
         "available": True,
-        "gates": {g.name: gate_history(g.gate, by_gate[g.name], now=now) for g in loaded},
+        "gates": {
+            g.name: gate_history(
+                g.gate,
+                by_gate[g.name],
+                now=now,
+                since=since[g.name],
+                capped=len(by_gate[g.name]) >= per_gate,
+            )
+            for g in loaded
+        },
         "recent": [recent_check(row) for row in recent],
     }
+
+
+class HistoryCache:
+    """The last history read, served to every page render for ``HISTORY_CACHE_S``, so
+    the number of viewers does not multiply the reads; one read at a time."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._read: tuple[datetime, tuple[str, ...], dict[str, Any]] | None = None
+
+    async def get(
+        self, db: Database, loaded: Sequence[LoadedGate], *, now: datetime
+    ) -> dict[str, Any]:
+        names = tuple(g.name for g in loaded)
+        async with self._lock:
+            if self._read is not None:
+                at, shown, history = self._read
+                if shown == names and timedelta(0) <= now - at < timedelta(seconds=HISTORY_CACHE_S):
+                    return history
+            history = await read_history(db, loaded, now=now)
+            if history["available"]:
+                self._read = (now, names, history)
+            return history

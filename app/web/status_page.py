@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.gates.freshness import DecisionView, current_check_body
 from app.web import check_page
-from app.web.history import DECISION_WORDS, read_history, worst_first
+from app.web.history import DECISION_WORDS, HistoryCache, worst_first
 from gates.conditions import format_duration
 from gates.engine import Decision
 from probes.timefmt import iso
@@ -214,7 +214,10 @@ async def _history(request: Request) -> dict[str, Any] | None:
         return None
     clock = getattr(state, "clock", None)
     now = clock.now() if clock is not None else datetime.now(UTC)
-    return await read_history(db, state.catalog.all(), now=now)
+    cache = getattr(state, "history_cache", None)
+    if not isinstance(cache, HistoryCache):
+        cache = state.history_cache = HistoryCache()
+    return await cache.get(db, state.catalog.all(), now=now)
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

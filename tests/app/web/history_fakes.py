@@ -11,7 +11,8 @@ from typing import Any
 from app.checks import repository as checks_repo
 from app.core.db import FINAL, RUNNING, CheckRow, Database, SampleRow, SignoffRow
 from app.gates import repository as gates_repo
-from tests.app.web.status_fakes import T0
+from gates.model import Gate
+from tests.app.web.status_fakes import T0, make_gate
 
 HOSTILE = '<script>alert("x")</script>&amp;'
 SECRET_METADATA = "metadata-secret-7f3a"
@@ -19,6 +20,11 @@ SECRET_COMMENT = "comment-secret-91bd"
 FINAL_ID = "f" * 32
 RUNNING_ID = "a" * 32
 STEP = timedelta(seconds=5)
+
+
+def slow_gate(name: str, description: str = "") -> Gate:
+    """A gate sampled every 30 s, whose newest samples reach back over the whole window."""
+    return make_gate(name, description).model_copy(update={"interval": timedelta(seconds=30)})
 
 
 def availability_body(decision: str, value: float, at: datetime) -> dict[str, Any]:

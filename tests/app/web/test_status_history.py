@@ -15,7 +15,16 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from app.core.db import Database
-from app.web.history import GAP, Span, decision_spans, worst_first
+from app.web.history import (
+    BAND_SLOTS,
+    GAP,
+    SPARK_SLOTS,
+    Span,
+    band,
+    decision_spans,
+    gate_history,
+    worst_first,
+)
 from gates.engine import Decision, Verdict
 from tests.app.web.history_fakes import (
     FINAL_ID,
@@ -25,6 +34,7 @@ from tests.app.web.history_fakes import (
     SECRET_METADATA,
     seed_checks,
     seed_history,
+    slow_gate,
 )
 from tests.app.web.status_fakes import (
     T0,
@@ -116,7 +126,7 @@ async def history_app(database_url: str) -> AsyncIterator[tuple[FastAPI, Databas
     db = Database(database_url)
     await seed_history(db)
     await seed_checks(db)
-    catalog = FakeCatalog([FakeLoaded(make_gate("portal")), FakeLoaded(make_gate("billing"))])
+    catalog = FakeCatalog([FakeLoaded(slow_gate("portal")), FakeLoaded(make_gate("billing"))])
     scheduler = FakeScheduler(
         {
             "portal": verdict("portal", Decision.GO, 0.9995),
@@ -157,7 +167,11 @@ async def test_status_page_shows_each_gates_timeline_and_sparklines(
     assert availability.count("threshold-go") == 1
     assert availability.count("threshold-rollback") == 1
     assert latency.count("threshold-go") == 1 and "threshold-rollback" not in latency
-    assert len(re.findall(r"\d+(?:\.\d+)?,\d+(?:\.\d+)?", availability)) == 601
+    # 601 values thinned to each slot's lowest and highest: the rollback dip (0.90, the
+    # bottom of the scale) and the go values (0.9995, the top) are both still drawn.
+    points = re.findall(r"(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)", availability)
+    assert 0 < len(points) <= 2 * SPARK_SLOTS
+    assert {y for _, y in points} >= {"37.0", "3.0"}
     # A gate with no stored sample: one gap over the whole window.
     billing = _section(html, "billing")
     assert re.findall(r'<rect class="span span-(\w+)"', billing) == ["gap"]
@@ -283,3 +297,53 @@ async def test_an_unknown_check_is_a_404_page_never_a_5xx(
     assert "No such check" in page.text and "<img" not in page.text
     assert data.status_code == 404
     assert data.headers["content-type"] == "application/problem+json"
+
+
+def test_a_short_rollback_in_a_long_go_is_still_drawn() -> None:
+    start, end = T0 - 3 * 60 * MINUTE, T0
+    spans = [
+        Span(start, T0 - 60 * MINUTE, "go"),
+        Span(T0 - 60 * MINUTE, T0 - 60 * MINUTE + timedelta(seconds=5), "rollback"),
+        Span(T0 - 60 * MINUTE + timedelta(seconds=5), end, "go"),
+    ]
+    drawn = band(spans, start=start, end=end)
+    assert [d["decision"] for d in drawn] == ["go", "rollback", "go"]
+    assert (
+        len(
+            band(
+                [
+                    Span(start + i * MINUTE, start + (i + 1) * MINUTE, "go" if i % 2 else GAP)
+                    for i in range(180)
+                ],
+                start=start,
+                end=end,
+            )
+        )
+        <= BAND_SLOTS
+    )
+
+
+def test_a_capped_read_starts_the_band_at_its_oldest_row_not_with_a_gap() -> None:
+    gate = slow_gate("portal")
+    rows = [(T0 - timedelta(seconds=30 * k), "go", []) for k in range(20, 0, -1)]
+    capped = gate_history(gate, rows, now=T0, capped=True)
+    assert [s["decision"] for s in capped["spans"]] == ["go"]
+    assert capped["from"] == "2026-11-24T09:50:00Z" and capped["window"] == "10m"
+    uncapped = gate_history(gate, rows, now=T0)
+    assert [s["decision"] for s in uncapped["spans"]] == ["gap", "go"]
+
+
+async def test_one_history_read_serves_every_render_for_ten_seconds(
+    history_app: tuple[FastAPI, Database],
+) -> None:
+    app, db = history_app
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    clock = app.state.clock
+    async with _client(app) as client:
+        for _ in range(3):
+            assert (await client.get("/")).status_code == 200
+        assert len(statements) == 2
+        clock.moment = T0 + timedelta(seconds=10)
+        assert (await client.get("/")).status_code == 200
+    assert len(statements) == 4
