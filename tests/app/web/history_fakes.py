@@ -153,6 +153,7 @@ async def seed_checks(db: Database) -> None:
                 decision="rollback",
                 verdict=hostile_verdict,
                 created_at=T0 - timedelta(minutes=14),
+                deadline=T0 - timedelta(minutes=4),
                 decided_at=T0 - timedelta(minutes=10),
                 decided_by="alice",
             )

@@ -252,7 +252,7 @@ async def test_the_check_page_shows_timeline_signoffs_reasons_and_escapes_stored
     ]
     assert [e["kind"] for e in body["events"]] == ["created", "override"]
     assert len(body["samples"]) == 49 and body["samples"][0]["decision"] == "rollback"
-    assert body["time_left"] is None and body["deadline"] == "2026-11-24T09:45:00Z"
+    assert body["time_left"] is None and body["deadline"] == "2026-11-24T09:56:00Z"
     text = data.text
     assert SECRET_METADATA not in text and SECRET_COMMENT not in text and "acme" not in text
 
