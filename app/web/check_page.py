@@ -66,7 +66,10 @@ async def check_page_data(
     loaded = catalog.get(row.gate) if catalog is not None else None
     bound = gap_bound(loaded.gate) if loaded is not None else MIN_GAP_BOUND
     running = row.state == RUNNING
-    start = row.created_at
+    # With only the newest samples read, the band starts at the oldest of them rather
+    # than showing a gap where samples were taken but not read.
+    capped = len(samples) >= CHECK_SAMPLES
+    start = samples[0].evaluated_at if capped and samples else row.created_at
     end = now if running or row.decided_at is None else row.decided_at
     end = max(end, start + timedelta(seconds=1))
     spans = decision_spans(

@@ -7,6 +7,11 @@
   var refreshMs = 30000;
   var sections = {};
 
+  function localize(node) {
+    var moment = new Date(node.getAttribute("datetime"));
+    if (!isNaN(moment.getTime())) node.textContent = moment.toLocaleTimeString();
+  }
+
   function remember(root) {
     root.querySelectorAll("[data-history]").forEach(function (node) {
       sections[node.dataset.history] = node;
@@ -32,6 +37,7 @@
       })
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html");
+        fresh.querySelectorAll("time[datetime]").forEach(localize);
         remember(fresh);
         var recent = fresh.getElementById("recent");
         var shown = document.getElementById("recent");

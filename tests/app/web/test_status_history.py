@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from app.core.db import Database
+from app.web import check_page
 from app.web.history import (
     BAND_SLOTS,
     GAP,
@@ -347,3 +348,16 @@ async def test_one_history_read_serves_every_render_for_ten_seconds(
         clock.moment = T0 + timedelta(seconds=10)
         assert (await client.get("/")).status_code == 200
     assert len(statements) == 4
+
+
+async def test_a_long_checks_band_starts_at_its_oldest_sample_read(
+    history_app: tuple[FastAPI, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hostile check has 49 samples; read only its newest 10.
+    monkeypatch.setattr(check_page, "CHECK_SAMPLES", 10)
+    app, _ = history_app
+    async with _client(app) as client:
+        body = (await client.get(f"/checks/{FINAL_ID}.json")).json()
+    assert len(body["samples"]) == 10
+    assert body["timeline"]["from"] == "2026-11-24T09:49:15Z"
+    assert [s["decision"] for s in body["timeline"]["spans"]] == ["rollback"]
