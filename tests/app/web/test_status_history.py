@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -361,3 +362,23 @@ async def test_a_long_checks_band_starts_at_its_oldest_sample_read(
     assert len(body["samples"]) == 10
     assert body["timeline"]["from"] == "2026-11-24T09:49:15Z"
     assert [s["decision"] for s in body["timeline"]["spans"]] == ["rollback"]
+
+
+async def test_a_database_that_does_not_answer_gives_the_page_without_history(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'gonogo.db'}")
+    app = status_app(
+        FakeCatalog([FakeLoaded(slow_gate("portal"))]),
+        FakeScheduler({"portal": verdict("portal", Decision.GO, 0.9995)}),
+    )
+    app.state.db = db
+    try:
+        async with _client(app) as client:
+            response = await client.get("/")
+    finally:
+        await db.dispose()
+    assert response.status_code == 200
+    assert "No history shown: the database did not answer in time." in response.text
+    assert "Recent checks are not shown" in response.text
+    assert 'data-gate="portal"' in response.text
