@@ -208,3 +208,14 @@ async def events(
     if after_id is not None:
         query = query.where(EventRow.id > after_id)
     return list(await session.scalars(query.order_by(EventRow.id).limit(limit)))
+
+
+async def latest_events(session: AsyncSession, check_id: str, limit: int) -> list[EventRow]:
+    """The check's newest ``limit`` audit events, oldest first (read-only)."""
+    result = await session.scalars(
+        select(EventRow)
+        .where(EventRow.check_id == check_id)
+        .order_by(EventRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(result)))

@@ -5,10 +5,11 @@ Nothing here commits: the caller's unit of work owns the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -152,3 +153,52 @@ async def prune_continuous_samples(session: AsyncSession, older_than: datetime) 
         delete(SampleRow).where(SampleRow.check_id.is_(None), SampleRow.evaluated_at < older_than)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def continuous_history(
+    session: AsyncSession, since: Mapping[str, datetime], *, per_gate: int
+) -> list[tuple[str, datetime, str, Any]]:
+    """``(gate, evaluated_at, decision, criteria)`` of the continuous samples of each gate
+    in ``since`` evaluated after its instant there, at most the newest ``per_gate`` of
+    each gate, oldest first: one query for every gate the status page shows (read-only,
+    through the ``(gate, evaluated_at)`` index). Only the decision body's ``criteria`` are
+    read, not the whole body."""
+    if not since or per_gate < 1:
+        return []
+    gates_since: dict[datetime, list[str]] = {}
+    for gate, instant in since.items():
+        gates_since.setdefault(instant, []).append(gate)
+    newest = (
+        func.row_number()
+        .over(
+            partition_by=SampleRow.gate,
+            order_by=(SampleRow.evaluated_at.desc(), SampleRow.id.desc()),
+        )
+        .label("newest")
+    )
+    recent = (
+        select(
+            SampleRow.id,
+            SampleRow.gate,
+            SampleRow.evaluated_at,
+            SampleRow.decision,
+            SampleRow.body["criteria"].label("criteria"),
+            newest,
+        )
+        .where(
+            SampleRow.check_id.is_(None),
+            or_(
+                *(
+                    and_(SampleRow.gate.in_(names), SampleRow.evaluated_at > instant)
+                    for instant, names in gates_since.items()
+                )
+            ),
+        )
+        .subquery()
+    )
+    result = await session.execute(
+        select(recent.c.gate, recent.c.evaluated_at, recent.c.decision, recent.c.criteria)
+        .where(recent.c.newest <= per_gate)
+        .order_by(recent.c.gate, recent.c.evaluated_at, recent.c.id)
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in result]

@@ -20,6 +20,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.gates.freshness import DecisionView, current_check_body
+from app.web import check_page
+from app.web.history import DECISION_WORDS, HistoryCache, worst_first
 from gates.conditions import format_duration
 from gates.engine import Decision
 from gates.judgements import comparison_summary, judged_conditions, judged_value_text
@@ -30,7 +32,12 @@ if TYPE_CHECKING:
 
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = PACKAGE_DIR / "static"
-STATIC_FILES: Final = {"status.css": "text/css", "status.js": "text/javascript"}
+STATIC_FILES: Final = {
+    "status.css": "text/css",
+    "status.js": "text/javascript",
+    "history.css": "text/css",
+    "history.js": "text/javascript",
+}
 REFRESH_SECONDS: Final = 2
 
 # The go-live status-update template's colours, always shown with a text label.
@@ -48,6 +55,7 @@ _templates = Environment(
 )
 
 router = APIRouter()
+router.include_router(check_page.router)
 
 
 class DecisionSource(Protocol):
@@ -206,7 +214,7 @@ def status_snapshot(
 ) -> dict[str, Any]:
     """Everything the status page shows, from memory only."""
     current = decisions.current_all()
-    gates = [gate_status(loaded, current.get(loaded.name)) for loaded in catalog.all()]
+    gates = worst_first([gate_status(loaded, current.get(loaded.name)) for loaded in catalog.all()])
     running = (
         [check_status(c, now=now) for c in checks.running_checks()] if checks is not None else []
     )
@@ -229,9 +237,27 @@ def _snapshot(request: Request) -> dict[str, Any]:
     return status_snapshot(state.catalog, state.scheduler, getattr(state, "checks", None), now=now)
 
 
+async def _history(request: Request) -> dict[str, Any] | None:
+    """The stored past of every gate shown (``app/web/history.py``); None without a
+    database (nothing to read it from)."""
+    state = request.app.state
+    db = getattr(state, "db", None)
+    if db is None:
+        return None
+    clock = getattr(state, "clock", None)
+    now = clock.now() if clock is not None else datetime.now(UTC)
+    cache = getattr(state, "history_cache", None)
+    if not isinstance(cache, HistoryCache):
+        cache = state.history_cache = HistoryCache()
+    return await cache.get(db, state.catalog.all(), now=now)
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def status_page(request: Request) -> HTMLResponse:
-    html = _templates.get_template("status.html").render(status=_snapshot(request))
+    status = _snapshot(request)
+    html = _templates.get_template("status.html").render(
+        status=status, history=await _history(request), words=DECISION_WORDS
+    )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 

@@ -101,7 +101,7 @@
       var where = [check.environment, check.stage].filter(Boolean).join(" / ") || "\u2014";
       return el("tr", { "data-check": check.id }, [
         el("th", { scope: "row", text: check.gate }),
-        el("td", { text: check.version }),
+        el("td", {}, [el("a", { href: "/checks/" + encodeURIComponent(check.id), text: check.version })]),
         el("td", { text: where }),
         el("td", {}, [timeEl(check.created_at)]),
         el("td", {}, [badge(check.decision, check.label, null, "span")]),

@@ -66,7 +66,7 @@ async def test_status_json_has_every_gate_with_decision_label_and_criteria() -> 
     assert body["generated_at"] == "2026-11-24T10:00:00Z"
     assert body["summary"] == {"go": 1, "no_go": 1, "rollback": 1}
     gates = {g["name"]: g for g in body["gates"]}
-    assert [g["name"] for g in body["gates"]] == ["billing", "portal", "records"]
+    assert [g["name"] for g in body["gates"]] == ["records", "billing", "portal"]
     assert (gates["portal"]["decision"], gates["portal"]["label"], gates["portal"]["colour"]) == (
         "go",
         "GO",
