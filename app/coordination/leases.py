@@ -395,7 +395,7 @@ class LeaseHolder:
                 rows = (await session.execute(statement)).all()
         except Exception as error:
             metrics.LEASE_RENEW_FAILURES.inc()
-            log.warning("lease renewal failed", error=f"{type(error).__name__}: {error}")
+            log.warning("lease renewal failed", error=self._describe(error))
             raise
         deadline = started + self.ttl_s - self.margin_s
         answered = {LeaseKey(kind, id): (epoch, expires_at) for kind, id, epoch, expires_at in rows}
@@ -479,9 +479,12 @@ class LeaseHolder:
                 async with asyncio.timeout(self.period_s):
                     await self.claim(kind, candidates, want.limit())
             except Exception as error:
-                log.warning(
-                    "lease claim failed", kind=kind, error=f"{type(error).__name__}: {error}"
-                )
+                log.warning("lease claim failed", kind=kind, error=self._describe(error))
+
+    def _describe(self, error: Exception) -> str:
+        if isinstance(error, TimeoutError) and not str(error):
+            return f"no answer within {self.period_s:g}s"
+        return f"{type(error).__name__}: {error}"
 
     def start(self) -> None:
         """Start the renew loop (a task; ``stop`` ends it)."""
@@ -499,10 +502,7 @@ class LeaseHolder:
             try:
                 await self.release()
             except Exception as error:
-                log.warning(
-                    "leases not released; they expire instead",
-                    error=f"{type(error).__name__}: {error}",
-                )
+                log.warning("leases not released; they expire instead", error=self._describe(error))
         else:
             self._drop(list(self._held), "stopped")
 

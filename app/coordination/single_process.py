@@ -34,7 +34,7 @@ def sqlite_file(database_url: str) -> Path | None:
         url = make_url(database_url)
     except ArgumentError:
         return None
-    if not url.get_backend_name() == "sqlite":
+    if url.get_backend_name() != "sqlite":
         return None
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
