@@ -356,6 +356,12 @@ class LeaseHolder:
         async with self._db.session() as session:
             rows = (await session.execute(statement)).all()
         deadline = started + self.ttl_s - self.margin_s
+        if rows and self._monotonic() >= deadline:
+            # Answered too late to act on: give the leases straight back.
+            late = [Lease(kind, id, self.owner, epoch) for id, epoch, _, _ in rows]
+            log.warning("claimed leases answered too late; released", kind=kind, count=len(late))
+            await self._release_rows(late)
+            return []
         won: list[Lease] = []
         for id, epoch, expires_at, taken_from in rows:
             lease = Lease(kind, id, self.owner, epoch, expires_at)

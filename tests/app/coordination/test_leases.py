@@ -295,6 +295,25 @@ async def test_the_local_deadline_counts_from_before_the_renewal_was_sent(
     assert (await stored(db))["g1"] == ("a", 1, True)
 
 
+async def test_a_claim_answered_after_its_own_deadline_is_given_back(
+    open_db: Callable[[], Database],
+) -> None:
+    db = open_db()
+    monotonic = FakeMonotonic()
+    a = holder(db, "a", monotonic=monotonic)
+
+    def slow(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "picked" in statement:
+            monotonic.t += TTL.total_seconds()  # the answer took a whole TTL
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", slow)
+    assert await a.claim("gate", ["g1"]) == []
+    assert a.held() == []
+    event.remove(db.engine.sync_engine, "before_cursor_execute", slow)
+    b = holder(open_db(), "b")
+    assert [lease.epoch for lease in await b.claim("gate", ["g1"])] == [2]  # free at once
+
+
 async def _until(condition: Callable[[], bool], what: str) -> None:
     give_up = time.monotonic() + WAIT_S
     while not condition():
