@@ -142,8 +142,9 @@ async def fence(session: AsyncSession, lease: Lease) -> None:
 
     Raises ``LeaseLost`` unless the lease row still has this owner and epoch and has not
     expired by the database's clock. When it returns, the row stays locked until the
-    transaction ends (a shared row lock on PostgreSQL, the write lock on SQLite), so no
-    other replica can claim the lease before this transaction's writes commit."""
+    transaction ends, so no other replica can claim the lease before this transaction's
+    writes commit: on PostgreSQL ``FOR KEY SHARE``, which a claim's ``FOR UPDATE`` waits
+    for (and skips) but this replica's own renewal does not; on SQLite the write lock."""
     holds = (
         LEASES.c.kind == lease.kind,
         LEASES.c.id == lease.id,
@@ -155,7 +156,7 @@ async def fence(session: AsyncSession, lease: Lease) -> None:
     still = LEASES.c.expires_at > _db_now(dialect)
     if dialect == "postgresql":
         found = await session.execute(
-            select(LEASES.c.epoch).where(*holds, still).with_for_update(read=True)
+            select(LEASES.c.epoch).where(*holds, still).with_for_update(read=True, key_share=True)
         )
         if found.first() is None:
             raise LeaseLost(lease, "expired, taken over or released")

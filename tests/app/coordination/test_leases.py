@@ -222,6 +222,25 @@ async def test_a_write_fenced_by_a_stale_epoch_is_refused_and_writes_nothing(
     assert versions == ["fresh"]
 
 
+# Row locks are PostgreSQL's; on SQLite the fence holds the one write lock instead.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_fenced_transaction_keeps_others_from_claiming_but_not_its_holder_renewing(
+    open_db: Callable[[], Database],
+) -> None:
+    db_a = open_db()
+    a = holder(db_a, "a", ttl=timedelta(seconds=1))
+    b = holder(open_db(), "b")
+    [lease] = await a.claim("gate", ["g1"])
+    async with db_a.session() as session:
+        await fence(session, lease)
+        assert await asyncio.wait_for(a.renew(), WAIT_S) == {lease.key}
+        await until_expired_by_the_database(b._db, "gate", "g1")
+        assert await b.claim("gate", ["g1"]) == []  # locked by the fence: skipped
+        session.add(GateVersionRow(gate="g1", version="v", text="x", created_at=datetime.now(UTC)))
+    [taken] = await b.claim("gate", ["g1"])
+    assert taken.epoch == lease.epoch + 1
+
+
 async def test_release_frees_leases_at_once_and_is_no_takeover(
     open_db: Callable[[], Database],
 ) -> None:
