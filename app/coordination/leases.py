@@ -503,8 +503,8 @@ class LeaseHolder:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # wait(), not await: a cancellation of our caller must not be swallowed.
+            await asyncio.wait({task})
         if release:
             try:
                 await self.release()
@@ -537,8 +537,7 @@ class LeaseHolder:
             finally:
                 if not work.done():
                     work.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await work
+                    await asyncio.wait({work})
 
     async def _supervised_step(self) -> None:
         try:
@@ -557,5 +556,6 @@ class LeaseHolder:
         finally:
             if not sleeper.done():
                 sleeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sleeper
+                # wait(), not await: suppressing the sleeper's CancelledError here would
+                # also swallow a cancellation of this task arriving meanwhile (stop()).
+                await asyncio.wait({sleeper})

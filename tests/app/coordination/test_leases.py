@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -268,6 +269,11 @@ async def test_two_holders_racing_for_the_same_leases_each_lease_is_won_by_exact
     open_db: Callable[[], Database],
 ) -> None:
     a, b = holder(open_db(), "a"), holder(open_db(), "b")
+    # Open each pool's connection first: two SQLite connections opening at the same
+    # instant can collide on their start-up pragmas, which is not what this test is about.
+    for db in (a._db, b._db):
+        async with db.session() as session:
+            await session.execute(select(1))
     for round in range(ROUNDS):
         candidates = None if round % 3 == 2 else IDS  # also "any free lease"
         limit = None if round % 2 else 15
@@ -415,3 +421,45 @@ def test_a_lease_names_its_tenure() -> None:
     lease = Lease("gate", "g1", "a", 3)
     assert lease.key == LeaseKey("gate", "g1")
     assert "epoch 3" in str(LeaseLost(lease, "expired"))
+
+
+class SlowToCancelClock(ManualClock):
+    """A clock whose sleepers, when cancelled, take until ``let_go`` is set to end."""
+
+    def __init__(self) -> None:
+        super().__init__(T0)
+        self.cancelled = asyncio.Event()
+        self.let_go = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        try:
+            await super().sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            await self.let_go.wait()
+            raise
+
+
+async def test_stopping_the_loop_while_it_puts_a_sleeper_away_still_stops_it(
+    tmp_path: Path,
+) -> None:
+    """The loop cancels its sleeper when a step ends; a stop arriving just then must end
+    the loop, not be taken for the sleeper's own cancellation and swallowed."""
+    clock = SlowToCancelClock()
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    a = holder(db, "a", clock=clock, monotonic=following(clock))
+    step_done = asyncio.Event()
+
+    async def step() -> None:
+        await step_done.wait()
+
+    work = asyncio.create_task(step())
+    sleeping = asyncio.create_task(a._sleep_or(work, 100.0))
+    await asyncio.sleep(0)
+    step_done.set()
+    await asyncio.wait_for(clock.cancelled.wait(), WAIT_S)  # putting the sleeper away
+    sleeping.cancel()  # stop() arrives now
+    clock.let_go.set()
+    await asyncio.wait({sleeping}, timeout=WAIT_S)
+    assert sleeping.cancelled()
+    await db.dispose()
