@@ -1,6 +1,6 @@
 """Leases: which replica samples each gate and each running check, with a fencing epoch.
 
-Revision ID: 8c2e4a6d0f13
+Revision ID: 0005_leases
 Revises: 5d1f0b7a93e2
 Create Date: 2026-12-01 12:20:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "8c2e4a6d0f13"
+revision: str = "0005_leases"
 down_revision: str | None = "5d1f0b7a93e2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
