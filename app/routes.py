@@ -42,17 +42,21 @@ async def readyz(
     # unreadiness, so callers keep getting no_go answers rather than connection errors.
     reachable = await db.ping()
     gates_loaded = bool(getattr(request.app.state, "gates_loaded", False))
+    replica = request.app.state.settings.replica_id
     if not (db.reached and gates_loaded):
         reasons = []
         if not db.reached:
             reasons.append("the database has not been reached since start")
         if not gates_loaded:
             reasons.append("the gates are not loaded yet")
-        return problem_response(503, "; ".join(reasons), database=reachable, gates=gates_loaded)
+        return problem_response(
+            503, "; ".join(reasons), database=reachable, gates=gates_loaded, replica=replica
+        )
     body: dict[str, object] = {
         "status": "ready",
         "database": reachable,
         "gates": len(catalog.all()),
+        "replica": replica,
     }
     if not reachable:
         body["detail"] = "the database is not answering; decisions go stale (no_go) meanwhile"

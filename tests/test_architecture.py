@@ -14,12 +14,13 @@ FORBIDDEN = {"app": set(), "gates": {"app"}, "probes": {"gates", "app"}}
 
 # What each folder of app/ may import from app/ besides itself. The composition root
 # (app/main.py, app/routes.py) and the CLI may import any service folder.
-SERVICE = {"core", "observability", "gates", "checks", "web", "integrations"}
+SERVICE = {"core", "observability", "coordination", "gates", "checks", "web", "integrations"}
 APP_RULES: dict[str, set[str]] = {
     "core": set(),
     "observability": {"core"},
-    "gates": {"core", "observability"},
-    "checks": {"core", "observability", "gates"},
+    "coordination": {"core", "observability"},
+    "gates": {"core", "observability", "coordination"},
+    "checks": {"core", "observability", "coordination", "gates"},
     "web": {"core", "observability", "gates", "checks"},
     "integrations": {"core", "observability", "gates", "checks"},
     "demo": set(),

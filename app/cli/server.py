@@ -44,6 +44,16 @@ def _redacted(text: str, settings: Settings) -> str:
     return text.splitlines()[0] if text else text
 
 
+def _hold_sqlite(settings: Settings) -> None:
+    """One ``gonogo serve`` per SQLite file; a second one exits 1 naming the file."""
+    from app.coordination.single_process import DatabaseInUse, hold_sqlite_database
+
+    try:
+        hold_sqlite_database(settings.database_url)
+    except DatabaseInUse as error:
+        raise _fail(str(error)) from None
+
+
 def _check_gates_dir(settings: Settings) -> None:
     """Refuse to start on an invalid gate directory, before binding the port."""
     from app.gates.catalog import GateCatalog, GateDirInvalid
@@ -122,7 +132,10 @@ def serve(
         validate_bind(settings)
     except SettingsError as error:
         raise _fail(str(error)) from None
-    configure_logging(settings.log_format, secrets=settings.secret_values())
+    configure_logging(
+        settings.log_format, secrets=settings.secret_values(), replica=settings.replica_id
+    )
+    _hold_sqlite(settings)
     _check_gates_dir(settings)
     sock = _listen(settings.host, settings.port)
     _migrate(settings)

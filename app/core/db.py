@@ -246,6 +246,28 @@ class DoorCallbackRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+LEASE_KINDS = ("gate", "check")
+
+
+class LeaseRow(Base):
+    """Who may sample a gate or a running check (``app/coordination/leases.py``).
+
+    ``expires_at`` is always computed by the database's own clock; NULL means released
+    (or never held). ``epoch`` counts tenures: it grows at every claim, so a write fenced
+    by an older epoch is refused. ``taken_from`` is the previous owner when this tenure
+    began by taking over a lease that owner had let expire without releasing it."""
+
+    __tablename__ = "leases"
+    __table_args__ = (Index("ix_leases_owner", "owner"),)
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    taken_from: Mapped[str | None] = mapped_column(String(255))
+
+
 # Every database call is bounded, so a hung or unreachable database fails a call within
 # seconds instead of freezing a loop (docs/operations.md, "Database timeouts").
 CONNECT_TIMEOUT_S = 5.0  # opening a connection (PostgreSQL)

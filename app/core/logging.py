@@ -70,16 +70,34 @@ def _render_exception_then_redact() -> list[Any]:
     return [structlog.processors.format_exc_info, redactor]
 
 
+class ReplicaStamp:
+    """A structlog processor that names this replica in every event (``replica``), so the
+    lines of several replicas can be told apart once collected."""
+
+    def __init__(self, replica: str) -> None:
+        self.replica = replica
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event.setdefault("replica", self.replica)
+        return event
+
+
 def configure_logging(
     log_format: str = "json",
     *,
     secrets: Iterable[str | None] = (),
     stream: TextIO | None = None,
     level: int = logging.INFO,
+    replica: str | None = None,
 ) -> None:
-    """Set up structlog and the standard library's logging; call once at start-up."""
+    """Set up structlog and the standard library's logging; call once at start-up.
+    ``replica`` (``GONOGO_REPLICA_ID``) is added to every line."""
     redactor.add(secrets)
+    stamp: list[Any] = [ReplicaStamp(replica)] if replica else []
     shared: list[Any] = [
+        *stamp,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -92,6 +93,16 @@ def parse_env_allow(text: str) -> tuple[str, ...]:
     return patterns
 
 
+MIN_LEASE_TTL = timedelta(seconds=1)
+_REPLICA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/=-]{0,127}$")
+
+
+def default_replica_id() -> str:
+    """This process's identity among replicas: hostname and pid."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:100] or "gonogo"
+    return f"{host}-{os.getpid()}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -107,6 +118,8 @@ class Settings(BaseSettings):
     integrations_file: Path | None = None
     # How people reach this service, for links in messages sent elsewhere.
     public_url: str | None = None
+    lease_ttl: Annotated[timedelta, NoDecode] = timedelta(seconds=15)
+    replica_id: str = Field(default_factory=default_replica_id)
 
     @field_validator("env_allow", mode="before")
     @classmethod
@@ -122,9 +135,9 @@ class Settings(BaseSettings):
             return parse_tokens(value)
         return value
 
-    @field_validator("sample_retention", mode="before")
+    @field_validator("sample_retention", "lease_ttl", mode="before")
     @classmethod
-    def _parse_retention(cls, value: Any) -> Any:
+    def _parse_durations(cls, value: Any) -> Any:
         if isinstance(value, str | int | float):
             try:
                 value = parse_duration(value)
@@ -137,6 +150,23 @@ class Settings(BaseSettings):
     def _retention_positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl_at_least(cls, value: timedelta) -> timedelta:
+        if value < MIN_LEASE_TTL:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id_shape(cls, value: str) -> str:
+        if not _REPLICA_ID.match(value):
+            raise ValueError(
+                "must be 1-128 characters from A-Z a-z 0-9 . _ : @ + / = -, starting with"
+                " a letter or digit"
+            )
         return value
 
     @field_validator("database_url")

@@ -175,6 +175,25 @@ for _result in NOTIFICATION_RESULTS:
     NOTIFICATIONS.labels(_result)
 for _loop in WRITE_LOOPS:
     SAMPLE_WRITE_FAILURES.labels(_loop)
+# Leases: which replica samples what (app/coordination/leases.py).
+LEASE_KINDS = ("gate", "check")
+GATES_OWNED = Gauge(
+    "gonogo_gates_owned",
+    "Gates whose lease this replica holds (their gauges come from this replica only).",
+    registry=REGISTRY,
+)
+LEASE_TAKEOVERS = Counter(
+    "gonogo_lease_takeovers",
+    "Leases claimed after their previous owner, another replica, let them expire"
+    " without releasing them, by kind (gate or check).",
+    ["kind"],
+    registry=REGISTRY,
+)
+LEASE_RENEW_FAILURES = Counter(
+    "gonogo_lease_renew_failures",
+    "Renewals of this replica's leases that failed or were cut off by the local deadline.",
+    registry=REGISTRY,
+)
 
 _lock = threading.Lock()
 # Criterion names last exported per gate, so a redefined gate's vanished criteria go away.
