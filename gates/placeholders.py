@@ -101,23 +101,11 @@ def fill_text(text: str, values: PlaceholderValues, *, field: str, quote: Quote 
     probe sees where it stands; raises ``UnfilledPlaceholder`` for a name without a value
     and ``QuoteRefused`` for a value that cannot be placed there.
     """
-    out: list[str] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(text):
-        out.append(text[position : match.start()])
-        position = match.end()
-        if match["escaped"] is not None:
-            out.append("$")
-            continue
-        name = match["braced"]
-        if name is None:
-            raise UnfilledPlaceholder(match.group(0))
-        if name not in values:
-            raise UnfilledPlaceholder(name)
+
+    def place(name: str, before: str, after: str) -> str:
         value = values[name]
         if not values.supplied(name):
-            out.append(value)
-            continue
+            return value
         problem = check_value_problem(value)
         if problem is not None:
             raise QuoteRefused(f"${{{name}}}: the value a check supplied {problem}")
@@ -125,10 +113,9 @@ def fill_text(text: str, values: PlaceholderValues, *, field: str, quote: Quote 
             raise QuoteRefused(
                 f"${{{name}}} in {field}: this probe type cannot quote a value a check supplies"
             )
-        context = QuoteContext(name=name, field=field, before="".join(out), after=text[position:])
-        out.append(quote(value, context))
-    out.append(text[position:])
-    return "".join(out)
+        return quote(value, QuoteContext(name=name, field=field, before=before, after=after))
+
+    return _substitute(text, values, place)
 
 
 def baseline_values(values: PlaceholderValues, baseline: Baseline) -> PlaceholderValues:
@@ -140,17 +127,29 @@ def baseline_values(values: PlaceholderValues, baseline: Baseline) -> Placeholde
     gate = dict(values.gate)
     check = dict(values.check)
     for name, text in baseline.vars.items():
-        filled, from_check = _fill_raw(text, values)
+        filled, from_check = _fill_unquoted(text, values)
         gate.pop(name, None)
         check.pop(name, None)
         (check if from_check else gate)[name] = filled
     return PlaceholderValues(gate=gate, check=check)
 
 
-def _fill_raw(text: str, values: PlaceholderValues) -> tuple[str, bool]:
-    """``text`` with its placeholders filled unquoted, and whether a check supplied any."""
+def _fill_unquoted(text: str, values: PlaceholderValues) -> tuple[str, bool]:
+    """``text`` with its placeholders filled as they are, and whether a check supplied any."""
+    supplied: list[str] = []
+
+    def place(name: str, _before: str, _after: str) -> str:
+        if values.supplied(name):
+            supplied.append(name)
+        return values[name]
+
+    return _substitute(text, values, place), bool(supplied)
+
+
+def _substitute(text: str, values: PlaceholderValues, place: Callable[[str, str, str], str]) -> str:
+    """``text`` with each ``${name}`` replaced by ``place(name, filled so far, rest)`` and
+    each ``$$`` by ``$``; raises ``UnfilledPlaceholder`` for a name without a value."""
     out: list[str] = []
-    from_check = False
     position = 0
     for match in _PLACEHOLDER.finditer(text):
         out.append(text[position : match.start()])
@@ -163,10 +162,9 @@ def _fill_raw(text: str, values: PlaceholderValues) -> tuple[str, bool]:
             raise UnfilledPlaceholder(match.group(0))
         if name not in values:
             raise UnfilledPlaceholder(name)
-        from_check = from_check or values.supplied(name)
-        out.append(values[name])
+        out.append(place(name, "".join(out), text[position:]))
     out.append(text[position:])
-    return "".join(out), from_check
+    return "".join(out)
 
 
 _BAD_PLACEHOLDER = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*\})[^}]*\}")

@@ -117,6 +117,19 @@ def relative_gate(probe: PrometheusProbe) -> Gate:
     )
 
 
+def _bound_and_baseline(reason: str, op: str, offset: str, written: str) -> tuple[float, float]:
+    """The computed bound and the baseline value a relative reason shows, e.g.
+    ``0.03 > 0.015 (baseline 0.01 +50%; rollback: > +50%)``."""
+    number = r"([0-9.]+(?:e-?[0-9]+)?)"
+    pattern = (
+        rf" {re.escape(op)} {number} \(baseline {number} {re.escape(offset)};"
+        rf" {re.escape(written)}\)$"
+    )
+    found = re.search(pattern, reason)
+    assert found, reason
+    return float(found[1]), float(found[2])
+
+
 async def test_a_canary_three_times_worse_than_its_baseline_rolls_back(
     probe: PrometheusProbe,
 ) -> None:
@@ -129,7 +142,9 @@ async def test_a_canary_three_times_worse_than_its_baseline_rolls_back(
     assert result.baseline is not None
     assert result.baseline.value == pytest.approx(0.01, rel=0.01)
     assert result.baseline.vars == {"version": "2.0.0"}
-    assert re.search(r" > 0\.015\d* \(baseline 0\.01\d* \+50%; rollback: > \+50%\)$", result.reason)
+    bound, shown = _bound_and_baseline(result.reason, ">", "+50%", "rollback: > +50%")
+    assert bound == pytest.approx(shown * 1.5, rel=1e-3)
+    assert shown == pytest.approx(result.baseline.value, rel=1e-3)
     assert decide(gate, [sample]).decision is Decision.ROLLBACK
 
 
@@ -142,7 +157,10 @@ async def test_a_canary_five_percent_worse_passes_within_ten_percent(
     [result] = sample.results
     assert result.outcome is CriterionOutcome.PASS, result.reason
     assert result.value == pytest.approx(0.0105, rel=0.01)
-    assert re.search(r" <= 0\.011\d* \(baseline 0\.01\d* \+10%; go: <= \+10%\)$", result.reason)
+    bound, shown = _bound_and_baseline(result.reason, "<=", "+10%", "go: <= +10%")
+    assert bound == pytest.approx(shown * 1.1, rel=1e-3)
+    assert result.baseline is not None
+    assert shown == pytest.approx(result.baseline.value, rel=1e-3)
     assert decide(gate, [sample]).decision is Decision.GO
 
 
