@@ -68,6 +68,9 @@ def test_every_spec_metric_is_exported_with_its_type(gate_name: str) -> None:
         "gonogo_checks": "counter",
         "gonogo_checks_running": "gauge",
         "gonogo_notifications": "counter",
+        "gonogo_gates_owned": "gauge",
+        "gonogo_lease_takeovers": "counter",
+        "gonogo_lease_renew_failures": "counter",
     }
 
 
