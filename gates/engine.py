@@ -100,6 +100,8 @@ class CriterionResult:
     baseline: BaselineResult | None = None
     # How a compare: or slo: criterion was judged (docs/decisions.md): JSON-ready.
     comparison: Mapping[str, Any] | None = None
+    # The unit its values are shown in (docs/decisions.md, "Units"); None: plain numbers.
+    unit: Unit | None = None
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -114,6 +116,7 @@ class CriterionResult:
             "duration_ms": self.duration_ms,
             "dry_run": self.dry_run,
             "baseline": self.baseline.as_dict() if self.baseline is not None else None,
+            "unit": self.unit.value if self.unit is not None else None,
         }
         if self.comparison is not None:
             body["comparison"] = dict(self.comparison)
@@ -197,6 +200,7 @@ def inconclusive(
         observed_at=measurement.observed_at if measurement else None,
         extra=dict(measurement.extra) if measurement else {},
         dry_run=criterion.dry_run,
+        unit=criterion.value_unit(),
     )
 
 
@@ -309,6 +313,7 @@ def judge(
     """
     go_text = describe_conditions(criterion.go)
     rollback_text = _conditions_text(criterion.rollback)
+    unit = criterion.value_unit()
     baseline_value = (
         baseline.value
         if baseline is not None
@@ -337,6 +342,7 @@ def judge(
             extra=dict(measurement.extra),
             dry_run=criterion.dry_run,
             baseline=shown_baseline,
+            unit=unit,
             **known,
         )
 
@@ -389,7 +395,6 @@ def judge(
                 volume=traffic,
             )
 
-    unit = criterion.value_unit()
     if relative_conditions(criterion.go) or relative_conditions(criterion.rollback):
         vars_text = ", ".join(f"{k}={v}" for k, v in (baseline_vars or {}).items())
         problem = _baseline_problem(criterion, baseline, f" ({vars_text})" if vars_text else "")

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from app.cli.ci import default_idempotency_key
 from app.cli.client import POLL_SECONDS, ClientError, GonogoClient
-from app.cli.gatefiles import value_with_baseline
+from app.cli.gatefiles import body_unit, value_with_baseline
 from app.cli.options import JsonOption, ServerOption, TokenOption, VarError, parse_vars
 from app.cli.output import console as make_console
 from app.cli.output import print_json
@@ -60,16 +60,21 @@ def criteria_table(check: dict[str, Any]) -> Group:
         table.add_column(column)
     for criterion in check.get("criteria") or []:
         outcome = criterion.get("outcome", "")
+        unit = body_unit(criterion)
         table.add_row(
             criterion.get("name", "") + (" (dry run)" if criterion.get("dry_run") else ""),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
             judged_value_text(criterion.get("comparison"), criterion.get("value"))
-            or value_with_baseline(criterion.get("value"), criterion.get("baseline")),
+            or value_with_baseline(criterion.get("value"), criterion.get("baseline"), unit),
             criterion.get("go") or "",
             criterion.get("rollback") or "",
             "\n".join(
                 filter(
-                    None, [criterion.get("reason"), comparison_summary(criterion.get("comparison"))]
+                    None,
+                    [
+                        criterion.get("reason"),
+                        comparison_summary(criterion.get("comparison"), unit),
+                    ],
                 )
             ),
         )
