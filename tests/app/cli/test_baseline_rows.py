@@ -41,7 +41,7 @@ def test_evaluate_shows_the_baseline_and_the_dry_run_apart(tmp_path: Path) -> No
     assert "0.005 (baseline 0.005)" in result.stdout
     assert "trial (dry run)" in result.stdout
     assert "dry run (not deciding):" in result.stdout
-    assert "  - trial: 0.005 >= 0.001 (go: < 0.1%) (dry run)" in result.stdout
+    assert "  - trial: 0.5 % >= 0.1 % (go: < 0.1%) (dry run)" in result.stdout
     assert "go-able: every criterion passes" in result.stdout
 
 

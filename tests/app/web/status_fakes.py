@@ -65,7 +65,7 @@ def verdict(gate: str, decision: Decision, availability: float, *, passes: int =
             CriterionResult(
                 "latency-p95",
                 CriterionOutcome.PASS,
-                "0.35 < 2 (go: < 2s)",
+                "350 ms < 2 s (go: < 2s)",
                 "prom",
                 "< 2s",
                 None,

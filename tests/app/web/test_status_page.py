@@ -84,7 +84,7 @@ async def test_status_json_has_every_gate_with_decision_label_and_criteria() -> 
         "value_text": "91 %",
         "go": "> 99.9%",
         "rollback": "< 95%",
-        "reason": "0.91 < 0.95 (rollback: < 95%)",
+        "reason": "91 % < 95 % (rollback: < 95%)",
         "dry_run": False,
         "baseline": None,
         "baseline_text": None,
