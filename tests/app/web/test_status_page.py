@@ -8,7 +8,6 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from app.web.status_page import format_value, value_unit
 from gates.engine import Decision
 from tests.app.web.status_fakes import (
     T0,
@@ -201,21 +200,3 @@ async def test_unknown_check_decision_falls_back_to_no_go() -> None:
     assert check["decision"] == "no_go"
     assert check["id"] == "7"
     assert check["missing_signoffs"] == []
-
-
-@pytest.mark.parametrize(
-    ("value", "conditions", "text"),
-    [
-        (0.9995, ["> 99.9%", "< 95%"], "99.95 %"),
-        (0.013, ["< 1%", None], "1.3 %"),
-        (0.35, ["< 2s", None], "350 ms"),
-        (2.5, ["< 2s", None], "2.5 s"),
-        (0.2, ["< 500ms", None], "200 ms"),
-        (3.0, ["== 0", "> 0"], "3"),
-        (None, ["> 1", None], "no value"),
-    ],
-)
-def test_values_are_shown_in_the_unit_of_their_thresholds(
-    value: float | None, conditions: list[str | None], text: str
-) -> None:
-    assert format_value(value, value_unit(conditions)) == text
