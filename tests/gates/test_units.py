@@ -150,11 +150,24 @@ condition_texts = st.builds(
 )
 
 
-@given(value=finite, text=condition_texts, written=st.none() | st.sampled_from(list(Unit)))
+@given(
+    text=condition_texts,
+    written=st.none() | st.sampled_from(list(Unit)),
+    far=finite,
+    near=st.floats(min_value=-1e-3, max_value=1e-3),
+    steps=st.integers(min_value=-3, max_value=3),
+    how=st.sampled_from(["far", "near", "steps"]),
+)
 def test_a_reason_never_reads_its_value_as_its_bound_when_they_differ(
-    value: float, text: str, written: Unit | None
+    text: str, written: Unit | None, far: float, near: float, steps: int, how: str
 ) -> None:
     condition = Condition.parse(text)
+    # Values anywhere, a little off the bound, or a few floats away from it.
+    value = {"far": far, "near": condition.threshold * (1 + near), "steps": condition.threshold}[
+        how
+    ]
+    for _ in range(abs(steps) if how == "steps" else 0):
+        value = math.nextafter(value, math.inf if steps > 0 else -math.inf)
     unit = implied_unit([condition], written)
     criterion = Criterion(name="c", probe="p", go=text, unit=written)
     result = judge(criterion, ok(value))
