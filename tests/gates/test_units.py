@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,6 @@ from gates.engine import CriterionOutcome, judge
 from gates.model import Criterion
 from gates.units import Unit, condition_unit, format_pair, format_value, implied_unit
 from probes.base import Measurement
-
 
 AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 

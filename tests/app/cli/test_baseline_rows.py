@@ -38,7 +38,7 @@ def test_evaluate_shows_the_baseline_and_the_dry_run_apart(tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["evaluate", str(path), "--var", "version=2.1"])
     # The failing dry-run criterion does not stop the sample from being go-able.
     assert result.exit_code == 0, result.output
-    assert "0.005 (baseline 0.005)" in result.stdout
+    assert "0.5 % (baseline 0.5 %)" in result.stdout
     assert "trial (dry run)" in result.stdout
     assert "dry run (not deciding):" in result.stdout
     assert "  - trial: 0.5 % >= 0.1 % (go: < 0.1%) (dry run)" in result.stdout

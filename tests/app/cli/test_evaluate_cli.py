@@ -98,6 +98,7 @@ def test_json_output_carries_the_decision_and_each_criterion(
         "duration_ms": None,
         "dry_run": False,
         "baseline": None,
+        "unit": "percent",
         "probe_type": "constant",
         "status": "ok",
         "observed_at": None,

@@ -130,7 +130,7 @@ async def test_page_shows_each_decision_as_text_in_an_accessible_layout() -> Non
     for label in ("GO", "NO GO", "ROLLBACK"):
         assert f'<span class="decision-text">{label}</span>' in html
     assert "steady 1/3" in html
-    assert "91 %" in html and "0.91 &lt; 0.95 (rollback: &lt; 95%)" in html
+    assert "91 %" in html and "91 % &lt; 95 % (rollback: &lt; 95%)" in html
     assert "uat, clinical-safety" in html and "2.4.1" in html
 
     parser = Landmarks()
