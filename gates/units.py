@@ -55,6 +55,12 @@ def implied_unit(conditions: Iterable[Condition], written: Unit | None = None) -
     return None
 
 
+def unit_named(name: object) -> Unit | None:
+    """The unit a decision body names (its criteria's ``unit``); ``None`` for plain
+    numbers, and for anything that is not a unit gonogo knows."""
+    return Unit(name) if isinstance(name, str) and name in tuple(Unit) else None
+
+
 def format_value(value: float | None, unit: Unit | None = None) -> str:
     """``value`` in ``unit``: ``99.97 %``, ``330 ms``, ``2.5 s``, ``42``, ``0.329993``."""
     if value is None:

@@ -21,11 +21,12 @@ from rich.text import Text
 
 from app.cli.ci import default_idempotency_key
 from app.cli.client import POLL_SECONDS, ClientError, GonogoClient
-from app.cli.gatefiles import body_unit, value_with_baseline
+from app.cli.gatefiles import value_with_baseline
 from app.cli.options import JsonOption, ServerOption, TokenOption, VarError, parse_vars
 from app.cli.output import console as make_console
 from app.cli.output import print_json
 from gates.judgements import comparison_summary, judged_value_text
+from gates.units import unit_named
 
 EXIT_GO, EXIT_NO_GO, EXIT_ROLLBACK, EXIT_ERROR = 0, 1, 2, 3
 EXIT_BY_DECISION = {"go": EXIT_GO, "no_go": EXIT_NO_GO, "rollback": EXIT_ROLLBACK}
@@ -60,7 +61,7 @@ def criteria_table(check: dict[str, Any]) -> Group:
         table.add_column(column)
     for criterion in check.get("criteria") or []:
         outcome = criterion.get("outcome", "")
-        unit = body_unit(criterion)
+        unit = unit_named(criterion.get("unit"))
         table.add_row(
             criterion.get("name", "") + (" (dry run)" if criterion.get("dry_run") else ""),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),

@@ -228,13 +228,6 @@ def _show_json(gate: Gate, verdict: Verdict, values: Mapping[str, str]) -> None:
     typer.echo(json.dumps(body, indent=2))
 
 
-def body_unit(criterion: Mapping[str, Any]) -> Unit | None:
-    """The ``unit`` of a decision body's criterion; None (plain numbers) when absent or
-    not one gonogo knows."""
-    unit = criterion.get("unit")
-    return Unit(unit) if unit in tuple(Unit) else None
-
-
 def value_with_baseline(value: Any, baseline: Any, unit: Unit | None = None) -> str:
     """``1.23 % (baseline 1 %)``: a criterion's value in its unit, and its baseline's (the
     decision body's ``baseline``) when it has one."""
