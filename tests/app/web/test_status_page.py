@@ -8,7 +8,9 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from gates.engine import Decision
+from gates.engine import Decision, Steady, Verdict, judge
+from gates.model import Gate
+from probes.base import Measurement, ProbeConfig
 from tests.app.web.status_fakes import (
     T0,
     FakeCatalog,
@@ -200,3 +202,31 @@ async def test_unknown_check_decision_falls_back_to_no_go() -> None:
     assert check["decision"] == "no_go"
     assert check["id"] == "7"
     assert check["missing_signoffs"] == []
+
+
+async def test_the_unit_key_decides_how_the_status_page_shows_a_value() -> None:
+    gate = Gate.model_validate(
+        {
+            "name": "counted",
+            "probes": {"prom": ProbeConfig(type="prometheus")},
+            "criteria": [
+                {"name": "restarts", "probe": "prom", "query": "r", "go": "< 5", "unit": "count"},
+                {"name": "ratio", "probe": "prom", "query": "a", "go": "> 99%", "unit": "ratio"},
+                {"name": "plain", "probe": "prom", "query": "p", "go": "< 5"},
+            ],
+        }
+    )
+    results = tuple(
+        judge(c, Measurement.ok(value, T0))
+        for c, value in zip(gate.criteria, (12345678.0, 0.9997, 12345678.0), strict=True)
+    )
+    decided = Verdict("counted", Decision.NO_GO, T0, ("x",), Steady(0, 3), results)
+    catalog, scheduler = FakeCatalog([FakeLoaded(gate)]), FakeScheduler({"counted": decided})
+    async with client_for(status_app(catalog, scheduler)) as client:
+        [shown] = (await client.get("/status.json")).json()["gates"]
+    texts = {c["name"]: (c["value_text"], c["value"]) for c in shown["criteria"]}
+    assert texts == {
+        "restarts": ("12345678", 12345678.0),
+        "ratio": ("0.9997", 0.9997),
+        "plain": ("1.23457e+07", 12345678.0),
+    }
