@@ -69,9 +69,14 @@ def format_value(value: float | None, unit: Unit | None = None) -> str:
 
 
 def format_pair(value: float, bound: float, unit: Unit | None = None) -> tuple[str, str]:
-    """``value`` and ``bound`` in ``unit``, with as many digits as it takes for them not to
-    read as equal when they differ (``99.899 % <= 99.9 %``, never ``99.9 % <= 99.9 %``)."""
+    """``value`` and ``bound`` in ``unit``: the bound exactly as it reads in decimals
+    (``99.975 %``, not ``99.98 %``), and both with as many digits as it takes for them not
+    to read as equal when they differ (``99.899 % <= 99.9 %``, never ``99.9 % <= 99.9 %``).
+    Both sides get the same digits, so rounding never shows them in the wrong order."""
     digits = _DIGITS[unit]
+    if math.isfinite(bound):
+        written = len(Decimal(repr(bound)).normalize().as_tuple().digits)
+        digits = min(max(digits, written), _MAX_DIGITS)
     while True:
         shown_value, read_value = _shown(value, unit, digits)
         shown_bound, read_bound = _shown(bound, unit, digits)

@@ -103,6 +103,8 @@ def test_a_failing_value_never_reads_as_its_bound() -> None:
     assert format_pair(0.99899, 0.999, Unit.PERCENT) == ("99.899 %", "99.9 %")
     assert format_pair(0.9996, 1.0, Unit.SECONDS) == ("999.6 ms", "1 s")
     assert format_pair(0.999, 0.999, Unit.PERCENT) == ("99.9 %", "99.9 %")
+    # The bound as written, not rounded to look like another one.
+    assert format_pair(0.9997, 0.99975, Unit.PERCENT) == ("99.97 %", "99.975 %")
 
 
 def test_the_unit_key_is_used_by_reasons() -> None:
@@ -174,7 +176,9 @@ def test_a_reason_never_reads_its_value_as_its_bound_when_they_differ(
     assert words is not None, result.reason
     shown, bound = words.groups()
     assert (shown, bound) == format_pair(value, condition.threshold, unit)
+    # The bound is shown as written, and the value never on the wrong side of it.
+    assert read_back(bound) == Decimal(repr(condition.threshold))
+    assert not (value < condition.threshold and read_back(shown) > read_back(bound))
+    assert not (value > condition.threshold and read_back(shown) < read_back(bound))
     if result.outcome is CriterionOutcome.FAIL and value != condition.threshold:
         assert read_back(shown) != read_back(bound)
-        # and in the order the values are in: the reason reads true
-        assert (read_back(shown) < read_back(bound)) == (value < condition.threshold)
