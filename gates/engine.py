@@ -100,7 +100,7 @@ class CriterionResult:
     baseline: BaselineResult | None = None
     # How a compare: or slo: criterion was judged (docs/decisions.md): JSON-ready.
     comparison: Mapping[str, Any] | None = None
-    # The unit its values are shown in (docs/decisions.md, "Units"); None: plain numbers.
+    # The unit its values are shown in (docs/decisions.md, "Units shown"); None: plain numbers.
     unit: Unit | None = None
 
     def as_dict(self) -> dict[str, Any]:

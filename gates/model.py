@@ -328,7 +328,7 @@ class Criterion(BaseModel):
     min_volume: MinVolume | None = None
     description: str = ""
     baseline: Baseline | None = None
-    # How values are shown (docs/decisions.md, "Units"); implied by the conditions if unset.
+    # How values are shown (docs/decisions.md, "Units shown"); implied by the conditions if unset.
     unit: Unit | None = None
     # Judged, shown, stored and exported like any criterion, but never changes the decision.
     dry_run: bool = Field(default=False, strict=True)

@@ -1,5 +1,5 @@
 """The units values are shown in, and the one formatter every reason, table, page and
-notification uses (docs/decisions.md, "Units").
+notification uses (docs/decisions.md, "Units shown").
 
 A value is always measured and stored as a plain number (a ratio, seconds, a count); the
 unit only says how to show it. It comes from the criterion's ``unit:`` key, else from the
