@@ -22,6 +22,7 @@ from gates.conditions import (
     relative_conditions,
 )
 from gates.model import Criterion, Gate, NoDataPolicy
+from gates.units import Unit, format_pair, format_value
 from probes.base import Measurement, MeasurementStatus
 from probes.timefmt import iso
 
@@ -63,7 +64,8 @@ freshness_bound = gap_bound
 
 
 def format_number(value: float) -> str:
-    return f"{value:.6g}"
+    """A plain number, as reasons without a unit show it (``0.329993``)."""
+    return format_value(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class CriterionResult:
     baseline: BaselineResult | None = None
     # How a compare: or slo: criterion was judged (docs/decisions.md): JSON-ready.
     comparison: Mapping[str, Any] | None = None
+    # The unit its values are shown in (docs/decisions.md, "Units shown"); None: plain numbers.
+    unit: Unit | None = None
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -112,6 +116,7 @@ class CriterionResult:
             "duration_ms": self.duration_ms,
             "dry_run": self.dry_run,
             "baseline": self.baseline.as_dict() if self.baseline is not None else None,
+            "unit": self.unit.value if self.unit is not None else None,
         }
         if self.comparison is not None:
             body["comparison"] = dict(self.comparison)
@@ -195,6 +200,7 @@ def inconclusive(
         observed_at=measurement.observed_at if measurement else None,
         extra=dict(measurement.extra) if measurement else {},
         dry_run=criterion.dry_run,
+        unit=criterion.value_unit(),
     )
 
 
@@ -208,18 +214,23 @@ class _Checked:
 
 
 def _check_condition(
-    condition: Condition, value: float, baseline: float | None, label: str, text: str
+    condition: Condition,
+    value: float,
+    baseline: float | None,
+    label: str,
+    text: str,
+    unit: Unit | None = None,
 ) -> _Checked:
-    shown = format_number(value)
+    """Values in ``unit``; a value and its bound never read as equal when they differ."""
+    shown = format_value(value, unit)
     if condition.relative is None:
         holds = condition.holds(value)
         op = condition.op if holds else _NEGATED[condition.op]
-        return _Checked(
-            holds, f"{shown} {op} {format_number(condition.threshold)} ({label}: {text})"
-        )
+        shown, bound_text = format_pair(value, condition.threshold, unit)
+        return _Checked(holds, f"{shown} {op} {bound_text} ({label}: {text})")
     if baseline is None:
         return _Checked(None, f"{condition.text!r} needs a baseline ({label}: {text})")
-    of = f"baseline {format_number(baseline)} {condition.offset}"
+    of = f"baseline {format_value(baseline, unit)} {condition.offset}"
     if condition.relative is Relative.PERCENT and baseline == 0 and value != 0:
         # Every percentage of 0 is 0: the bound would call any value above it infinitely
         # worse. Judging that is an absolute condition's job.
@@ -233,7 +244,8 @@ def _check_condition(
         return _Checked(None, f"the bound from {of} is not a finite number ({label}: {text})")
     holds = condition.compare(value, bound)
     op = condition.op if holds else _NEGATED[condition.op]
-    return _Checked(holds, f"{shown} {op} {format_number(bound)} ({of}; {label}: {text})")
+    shown, bound_text = format_pair(value, bound, unit)
+    return _Checked(holds, f"{shown} {op} {bound_text} ({of}; {label}: {text})")
 
 
 def _check_conditions(
@@ -243,13 +255,14 @@ def _check_conditions(
     label: str,
     *,
     defer_to_absolute: bool = False,
+    unit: Unit | None = None,
 ) -> _Checked:
     """Conditions ANDed, in three values: false as soon as one is unmet, else unknown if
     one cannot be judged, else true; the words of the condition that settled it (the
     first, when all hold). With ``defer_to_absolute`` a list whose only unknowns are
     relative is settled by its absolute conditions, when it has any."""
     text = describe_conditions(conditions)
-    checked = [_check_condition(c, value, baseline, label, text) for c in conditions]
+    checked = [_check_condition(c, value, baseline, label, text, unit) for c in conditions]
     unmet = next((c for c in checked if c.holds is False), None)
     if unmet is not None:
         return unmet
@@ -300,6 +313,7 @@ def judge(
     """
     go_text = describe_conditions(criterion.go)
     rollback_text = _conditions_text(criterion.rollback)
+    unit = criterion.value_unit()
     baseline_value = (
         baseline.value
         if baseline is not None
@@ -328,6 +342,7 @@ def judge(
             extra=dict(measurement.extra),
             dry_run=criterion.dry_run,
             baseline=shown_baseline,
+            unit=unit,
             **known,
         )
 
@@ -374,8 +389,8 @@ def judge(
         if traffic < criterion.min_volume.at_least:
             return result(
                 CriterionOutcome.INCONCLUSIVE,
-                f"only {format_number(traffic)} requests in window,"
-                f" need {format_number(criterion.min_volume.at_least)}",
+                f"only {format_value(traffic, Unit.COUNT)} requests in window,"
+                f" need {format_value(criterion.min_volume.at_least, Unit.COUNT)}",
                 value=value,
                 volume=traffic,
             )
@@ -389,7 +404,12 @@ def judge(
         # A broken canary must not escape rollback because its baseline is 0: the
         # absolute floor its author wrote beside a relative condition decides then.
         breach = _check_conditions(
-            criterion.rollback, value, baseline_value, "rollback", defer_to_absolute=True
+            criterion.rollback,
+            value,
+            baseline_value,
+            "rollback",
+            defer_to_absolute=True,
+            unit=unit,
         )
         if breach.holds is True:
             return result(CriterionOutcome.BREACH, breach.words, value=value, volume=traffic)
@@ -397,7 +417,7 @@ def judge(
             # Whether it is a breach is unknown: neither pass nor fail, so a breach run is
             # neither extended nor broken by it.
             return result(CriterionOutcome.INCONCLUSIVE, breach.words, value=value, volume=traffic)
-    go = _check_conditions(criterion.go, value, baseline_value, "go")
+    go = _check_conditions(criterion.go, value, baseline_value, "go", unit=unit)
     if go.holds is None:
         outcome = CriterionOutcome.INCONCLUSIVE
     else:

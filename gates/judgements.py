@@ -21,6 +21,7 @@ from gates.engine import CriterionOutcome, CriterionResult, format_number
 from gates.model import Criterion
 from gates.placeholders import PlaceholderValues, Quote, baseline_values, fill_text
 from gates.slo import WindowReading, judge_slo, slo_windows
+from gates.units import Unit, format_value
 from probes.base import Measurement, MeasurementStatus, ProbeQuery, QuoteRefused, Series
 
 Read = Callable[[ProbeQuery], Awaitable[Measurement]]
@@ -80,6 +81,7 @@ def judged_result(
         status=status,
         observed_at=now,
         comparison=judgement.details,
+        unit=criterion.value_unit(),
     )
 
 
@@ -201,9 +203,10 @@ async def evaluate_slo(
     return judged_result(criterion, judgement, now=now, duration_ms=duration(), status=status)
 
 
-def comparison_summary(details: Mapping[str, Any] | None) -> str | None:
+def comparison_summary(details: Mapping[str, Any] | None, unit: Unit | None = None) -> str | None:
     """One line of a criterion's ``comparison`` details, for tables and the status page:
-    both sides and the test for ``compare:``, every pair's burn rates for ``slo:``."""
+    both sides and the test for ``compare:`` (medians and shift in ``unit``), every pair's
+    burn rates for ``slo:``."""
     if not details:
         return None
     if "windows" in details:
@@ -226,7 +229,7 @@ def comparison_summary(details: Mapping[str, Any] | None) -> str | None:
 
     def side(name: str, values: Mapping[str, Any]) -> str:
         median = values.get("median")
-        shown = "" if median is None else f" median {format_number(median)}"
+        shown = "" if median is None else f" median {format_value(median, unit)}"
         return f"{name} n={values.get('n', 0)}{shown}"
 
     parts = [side("canary", canary), side("baseline", baseline)]
@@ -234,8 +237,8 @@ def comparison_summary(details: Mapping[str, Any] | None) -> str | None:
     interval = details.get("shift_ci")
     if relative is not None and interval:
         parts.append(
-            f"shift {relative * 100:+.3g}% (CI {format_number(interval[0])}"
-            f"..{format_number(interval[1])})"
+            f"shift {relative * 100:+.3g}% (CI {format_value(interval[0], unit)}"
+            f"..{format_value(interval[1], unit)})"
         )
     if details.get("p_value") is not None:
         parts.append(f"p={details['p_value']:.3g}")

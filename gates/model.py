@@ -31,6 +31,7 @@ from gates.conditions import (
     placeholder_names,
 )
 from gates.errors import Loc
+from gates.units import Unit, implied_unit
 from probes.base import ProbeConfig, ProbeQuery, Reduce
 
 # A gate's, criterion's or sign-off's name; the string for pydantic, compiled for callers.
@@ -327,6 +328,8 @@ class Criterion(BaseModel):
     min_volume: MinVolume | None = None
     description: str = ""
     baseline: Baseline | None = None
+    # How values are shown (docs/decisions.md, "Units shown"); implied by the conditions if unset.
+    unit: Unit | None = None
     # Judged, shown, stored and exported like any criterion, but never changes the decision.
     dry_run: bool = Field(default=False, strict=True)
     compare: Compare | None = None
@@ -372,6 +375,11 @@ class Criterion(BaseModel):
         if self.slo is not None and self.query is not None:
             raise ValueError("query: is not used with slo:; its errors: and total: are the queries")
         return self
+
+    def value_unit(self) -> Unit | None:
+        """The unit this criterion's values are shown in: ``unit:``, else the one its
+        absolute conditions imply, else ``None`` (plain numbers)."""
+        return implied_unit((*self.go, *(self.rollback or ())), self.unit)
 
     def can_roll_back(self) -> bool:
         """Whether a breach of this criterion counts toward rollback: it has ``rollback:``

@@ -26,6 +26,7 @@ from app.cli.options import JsonOption, ServerOption, TokenOption, VarError, par
 from app.cli.output import console as make_console
 from app.cli.output import print_json
 from gates.judgements import comparison_summary, judged_value_text
+from gates.units import unit_named
 
 EXIT_GO, EXIT_NO_GO, EXIT_ROLLBACK, EXIT_ERROR = 0, 1, 2, 3
 EXIT_BY_DECISION = {"go": EXIT_GO, "no_go": EXIT_NO_GO, "rollback": EXIT_ROLLBACK}
@@ -60,16 +61,21 @@ def criteria_table(check: dict[str, Any]) -> Group:
         table.add_column(column)
     for criterion in check.get("criteria") or []:
         outcome = criterion.get("outcome", "")
+        unit = unit_named(criterion.get("unit"))
         table.add_row(
             criterion.get("name", "") + (" (dry run)" if criterion.get("dry_run") else ""),
             Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
             judged_value_text(criterion.get("comparison"), criterion.get("value"))
-            or value_with_baseline(criterion.get("value"), criterion.get("baseline")),
+            or value_with_baseline(criterion.get("value"), criterion.get("baseline"), unit),
             criterion.get("go") or "",
             criterion.get("rollback") or "",
             "\n".join(
                 filter(
-                    None, [criterion.get("reason"), comparison_summary(criterion.get("comparison"))]
+                    None,
+                    [
+                        criterion.get("reason"),
+                        comparison_summary(criterion.get("comparison"), unit),
+                    ],
                 )
             ),
         )

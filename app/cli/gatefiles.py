@@ -25,6 +25,7 @@ from gates.model import Gate
 from gates.placeholders import gate_placeholders
 from gates.sampler import placeholder_values, take_sample
 from gates.templates import Template, load_template_dir
+from gates.units import Unit, format_value
 from probes.base import Probe
 from probes.registry import probe_type
 
@@ -227,14 +228,16 @@ def _show_json(gate: Gate, verdict: Verdict, values: Mapping[str, str]) -> None:
     typer.echo(json.dumps(body, indent=2))
 
 
-def value_with_baseline(value: Any, baseline: Any) -> str:
-    """``0.0123 (baseline 0.01)``: a criterion's value, and its baseline's (the decision
-    body's ``baseline``) when it has one."""
-    shown = f"{value:.6g}" if isinstance(value, int | float) else "-"
+def value_with_baseline(value: Any, baseline: Any, unit: Unit | None = None) -> str:
+    """``1.23 % (baseline 1 %)``: a criterion's value in its unit, and its baseline's (the
+    decision body's ``baseline``) when it has one."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    shown = format_value(value, unit) if number else "-"
     if not isinstance(baseline, Mapping):
         return shown
     base = baseline.get("value")
-    return f"{shown} (baseline {f'{base:.6g}' if isinstance(base, int | float) else '-'})"
+    known = isinstance(base, int | float) and not isinstance(base, bool)
+    return f"{shown} (baseline {format_value(base, unit) if known else '-'})"
 
 
 def _show_table(gate: Gate, verdict: Verdict) -> None:
@@ -247,12 +250,14 @@ def _show_table(gate: Gate, verdict: Verdict) -> None:
             result.name + (" (dry run)" if result.dry_run else ""),
             judged_value_text(result.comparison, result.value)
             or value_with_baseline(
-                result.value, result.baseline.as_dict() if result.baseline else None
+                result.value, result.baseline.as_dict() if result.baseline else None, result.unit
             ),
             result.go,
             result.rollback or "-",
             Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
-            "\n".join(filter(None, [result.reason, comparison_summary(result.comparison)])),
+            "\n".join(
+                filter(None, [result.reason, comparison_summary(result.comparison, result.unit)])
+            ),
         )
     console.print(table)
     if verdict.dry_run_reasons:

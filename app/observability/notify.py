@@ -42,6 +42,7 @@ from app.observability import metrics
 from gates.conditions import format_duration
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict
 from gates.model import Gate, Notify
+from gates.units import Unit, format_value
 
 log = structlog.get_logger(__name__)
 
@@ -91,12 +92,14 @@ def json_body(
     return body
 
 
-def _percent(value: float) -> str:
-    return f"{value * 100:.2f}%"
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+def _shown(gate: Gate, result: CriterionResult, usual: Unit) -> str:
+    """A criterion's value in its unit (the gate's criterion says it; a stored result
+    may not), or in ``usual`` for a criterion with plain numbers."""
+    if result.value is None:
+        return "unknown"
+    criterion = next((c for c in gate.criteria if c.name == result.name), None)
+    unit = criterion.value_unit() if criterion is not None else result.unit
+    return format_value(result.value, unit if unit is not None else usual)
 
 
 def _is_latency(result: CriterionResult) -> bool:
@@ -123,7 +126,7 @@ def slack_body(
     elif availability.value is None:
         availability_text = f"unknown ({availability.reason})"
     else:
-        availability_text = f"{_percent(availability.value)} (go: {availability.go})"
+        availability_text = f"{_shown(gate, availability, Unit.PERCENT)} (go: {availability.go})"
 
     issues = [
         f"• {r.name} ({r.outcome.value}): {r.reason}"
@@ -136,7 +139,7 @@ def slack_body(
     issues_text = "\n".join(issues) if issues else "None"
 
     performance = [
-        f"• {r.name}: {_seconds(r.value) if r.value is not None else 'unknown'} (go: {r.go})"
+        f"• {r.name}: {_shown(gate, r, Unit.SECONDS)} (go: {r.go})"
         for r in verdict.criteria
         if _is_latency(r)
     ]

@@ -28,6 +28,7 @@ from app.web.history import DECISION_WORDS, band, decision_spans
 from app.web.rendering import render_template
 from gates.conditions import format_duration
 from gates.engine import MIN_GAP_BOUND, Decision, gap_bound
+from gates.units import Unit, format_value, unit_named
 from probes.timefmt import iso
 
 if TYPE_CHECKING:
@@ -46,8 +47,15 @@ def _decision(value: Any) -> str | None:
     return value if value in LABELS else None
 
 
-def _criterion(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: item.get(key) for key in ("name", "outcome", "value", "go", "rollback", "reason")}
+def _criterion(item: Mapping[str, Any], units: Mapping[str, Unit | None]) -> dict[str, Any]:
+    shown = {key: item.get(key) for key in ("name", "outcome", "value", "go", "rollback", "reason")}
+    # The gate's own criterion says the unit; a criterion it no longer has, its stored body.
+    name = item.get("name")
+    unit = units[name] if isinstance(name, str) and name in units else unit_named(item.get("unit"))
+    value = item.get("value")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    shown["value_text"] = format_value(value, unit) if number else "no value"
+    return shown
 
 
 async def check_page_data(
@@ -77,6 +85,7 @@ async def check_page_data(
     )
     left = (row.deadline - now).total_seconds() if running else None
     required = [s.id for s in loaded.gate.signoffs] if loaded is not None else []
+    units = {c.name: c.value_unit() for c in loaded.gate.criteria} if loaded is not None else {}
     signed = {s.signoff for s in signoffs}
     decision = _decision(body.get("decision"))
     return {
@@ -92,7 +101,9 @@ async def check_page_data(
         "label": LABELS[decision] if decision is not None else "CANCELLED",
         "reasons": [str(r) for r in body.get("reasons") or []],
         "steady": body.get("steady"),
-        "criteria": [_criterion(c) for c in body.get("criteria") or [] if isinstance(c, Mapping)],
+        "criteria": [
+            _criterion(c, units) for c in body.get("criteria") or [] if isinstance(c, Mapping)
+        ],
         "created_at": iso(row.created_at),
         "deadline": iso(row.deadline),
         "time_left": (format_duration(timedelta(seconds=int(left))) if left > 0 else "0s")

@@ -9,8 +9,7 @@ without JavaScript; a small script then polls ``/status.json`` and redraws it in
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -25,6 +24,7 @@ from app.web.history import DECISION_WORDS, HistoryCache, worst_first
 from gates.conditions import format_duration
 from gates.engine import Decision
 from gates.judgements import comparison_summary, judged_conditions, judged_value_text
+from gates.units import Unit, format_value
 from probes.timefmt import iso
 
 if TYPE_CHECKING:
@@ -66,25 +66,7 @@ class RunningChecks(Protocol):
     def running_checks(self) -> list[dict[str, Any]]: ...
 
 
-_UNIT = re.compile(r"(?P<number>\d(?:[\d.eE+-]*))\s*(?P<unit>%|ms|s|m)?\s*$")
-# A signed number is relative to a baseline: its unit says nothing about the value's.
-_RELATIVE = re.compile(r"^\s*(?:>=|<=|==|!=|>|<)\s*[+-]")
-
-
-def value_unit(conditions: Sequence[str | None]) -> str:
-    """The unit a criterion's absolute conditions are written in (``%``, ``s``, or
-    ``""``), so its value is shown the way its threshold is."""
-    for text in conditions:
-        for part in (text or "").split(" and "):
-            if _RELATIVE.match(part):
-                continue
-            match = _UNIT.search(part)
-            if match and match["unit"]:
-                return "%" if match["unit"] == "%" else "s"
-    return ""
-
-
-def baseline_text(baseline: Any, unit: str) -> str | None:
+def baseline_text(baseline: Any, unit: Unit | None) -> str | None:
     """``baseline 1 % (version=1.4.1)``: the baseline's value and what it was run with."""
     if not isinstance(baseline, Mapping):
         return None
@@ -97,16 +79,6 @@ def baseline_text(baseline: Any, unit: str) -> str | None:
         else ""
     )
     return f"baseline {shown}" + (f" ({ran})" if ran else "")
-
-
-def format_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "no value"
-    if unit == "%":
-        return f"{value * 100:.4g} %"
-    if unit == "s":
-        return f"{value * 1000:.3g} ms" if abs(value) < 1 else f"{value:.3g} s"
-    return f"{value:.6g}"
 
 
 def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]:
@@ -139,7 +111,7 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
         comparison = result.get("comparison") if result else None
         if not result and (criterion.compare is not None or criterion.slo is not None):
             go, rollback = judged_conditions(criterion)
-        unit = value_unit([go, rollback])
+        unit = criterion.value_unit()
         criteria.append(
             {
                 "name": criterion.name,
@@ -157,7 +129,7 @@ def gate_status(loaded: LoadedGate, view: DecisionView | None) -> dict[str, Any]
                 "baseline_text": baseline_text(result.get("baseline"), unit) if result else None,
             }
         )
-        summary = comparison_summary(comparison)
+        summary = comparison_summary(comparison, unit)
         if summary:
             criteria[-1]["comparison"] = summary
     steady = body["steady"]

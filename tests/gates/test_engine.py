@@ -75,42 +75,42 @@ def outcome(criterion: Mapping[str, Any], measurement: Measurement, **kw: Any) -
 
 JUDGE_TABLE = [
     # (rule, criterion, measurement, outcome, reason)
-    ("value meets go", AVAILABILITY, ok(0.9995), PASS, "0.9995 > 0.999 (go: > 99.9%)"),
+    ("value meets go", AVAILABILITY, ok(0.9995), PASS, "99.95 % > 99.9 % (go: > 99.9%)"),
     (
         "value misses go",
         AVAILABILITY,
         ok(0.9931),
         FAIL,
-        "0.9931 <= 0.999 (go: > 99.9%)",
+        "99.31 % <= 99.9 % (go: > 99.9%)",
     ),
-    ("value meets rollback", AVAILABILITY, ok(0.94), BREACH, "0.94 < 0.95 (rollback: < 95%)"),
+    ("value meets rollback", AVAILABILITY, ok(0.94), BREACH, "94 % < 95 % (rollback: < 95%)"),
     (
         "breach beats pass when both conditions hold",
         {"name": "latency", "go": "< 2s", "rollback": "> 500ms"},
         ok(0.8),
         BREACH,
-        "0.8 > 0.5 (rollback: > 500ms)",
+        "800 ms > 500 ms (rollback: > 500ms)",
     ),
     (
         "go conditions in a list are ANDed",
         {"name": "ratio", "go": [">= 98%", "<= 100%"]},
         ok(1.01),
         FAIL,
-        "1.01 > 1 (go: >= 98% and <= 100%)",
+        "101 % > 100 % (go: >= 98% and <= 100%)",
     ),
     (
         "ANDed go list passes only when every condition holds",
         {"name": "ratio", "go": [">= 98%", "<= 100%"]},
         ok(0.99),
         PASS,
-        "0.99 >= 0.98 (go: >= 98% and <= 100%)",
+        "99 % >= 98 % (go: >= 98% and <= 100%)",
     ),
     (
         "rollback conditions in a list are ANDed",
         {"name": "errors", "go": "< 1%", "rollback": ["> 5%", "< 50%"]},
         ok(0.6),
         FAIL,
-        "0.6 >= 0.01 (go: < 1%)",
+        "60 % >= 1 % (go: < 1%)",
     ),
     (
         "no data, default policy: inconclusive",
@@ -180,7 +180,7 @@ JUDGE_TABLE = [
         {"name": "errors", "go": "< 1%", "min_volume": {"at_least": 100}},
         ok(0.0, volume=100),
         PASS,
-        "0 < 0.01 (go: < 1%)",
+        "0 % < 1 % (go: < 1%)",
     ),
     (
         "a NaN volume does not satisfy min_volume",
@@ -239,7 +239,7 @@ MIN_VOLUME_QUERY = {
 @pytest.mark.parametrize(
     ("volume", "expected", "reason"),
     [
-        (ok(5200), PASS, "0.004 < 0.01 (go: < 1%)"),
+        (ok(5200), PASS, "0.4 % < 1 % (go: < 1%)"),
         (ok(42), INCONCLUSIVE, "only 42 requests in window, need 100"),
         (
             Measurement.error("prometheus: HTTP 503", T0),
@@ -283,11 +283,12 @@ def test_result_carries_what_the_decision_body_shows() -> None:
         "volume": 5200,
         "go": "> 99.9%",
         "rollback": "< 95%",
-        "reason": "0.9931 <= 0.999 (go: > 99.9%)",
+        "reason": "99.31 % <= 99.9 % (go: > 99.9%)",
         "probe": "p",
         "duration_ms": 12.5,
         "dry_run": False,
         "baseline": None,
+        "unit": "percent",
     }
 
 
@@ -335,10 +336,10 @@ def test_rollback_after_uses_the_gate_default() -> None:
     gate = make_gate(AVAILABILITY, rollback_after=2)
     once = decide(gate, history(gate, {"availability": GOOD}, {"availability": DOWN}))
     assert once.decision is Decision.NO_GO
-    assert once.reasons[0] == "availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]"
+    assert once.reasons[0] == "availability: 90 % < 95 % (rollback: < 95%) [breach 1/2]"
     twice = decide(gate, history(gate, {"availability": DOWN}, {"availability": DOWN}))
     assert twice.decision is Decision.ROLLBACK
-    assert twice.reasons == ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",)
+    assert twice.reasons == ("availability: 90 % < 95 % (rollback: < 95%) [breach 2/2]",)
 
 
 def test_rollback_after_on_the_criterion_overrides_the_gate() -> None:
@@ -406,7 +407,7 @@ def test_no_go_lists_failing_inconclusive_steady_and_signoffs() -> None:
     verdict = decide(gate, samples, required_signoffs=["uat"])
     assert verdict.reasons == (
         "availability: refused",
-        "error-rate: 0.013 >= 0.01 (go: < 1%)",
+        "error-rate: 1.3 % >= 1 % (go: < 1%)",
         "steady 0/3",
         "missing sign-off: uat",
     )
@@ -575,7 +576,7 @@ TIME_TABLE: list[tuple[str, dict[str, Any], list[tuple[float, Any]], Decision, t
         [(0, DOWN), (3 * H, DOWN)],
         Decision.NO_GO,
         (
-            "availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]",
+            "availability: 90 % < 95 % (rollback: < 95%) [breach 1/2]",
             "steady 0/3",
         ),
     ),
@@ -584,7 +585,7 @@ TIME_TABLE: list[tuple[str, dict[str, Any], list[tuple[float, Any]], Decision, t
         {"rollback_after": 2},
         [(0, DOWN), (30, ERROR), (60, DOWN)],
         Decision.ROLLBACK,
-        ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",),
+        ("availability: 90 % < 95 % (rollback: < 95%) [breach 2/2]",),
     ),
     (
         "breach, error, breach, error: still rollback, and the latest error is explained",
@@ -592,7 +593,7 @@ TIME_TABLE: list[tuple[str, dict[str, Any], list[tuple[float, Any]], Decision, t
         [(0, DOWN), (30, ERROR), (60, DOWN), (90, ERROR)],
         Decision.ROLLBACK,
         (
-            "availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",
+            "availability: 90 % < 95 % (rollback: < 95%) [breach 2/2]",
             "availability: prometheus: connection refused after 3 tries",
         ),
     ),
@@ -612,7 +613,7 @@ TIME_TABLE: list[tuple[str, dict[str, Any], list[tuple[float, Any]], Decision, t
         [(0, DOWN), (3 * H, ERROR), (3 * H + 30, DOWN)],
         Decision.NO_GO,
         (
-            "availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]",
+            "availability: 90 % < 95 % (rollback: < 95%) [breach 1/2]",
             "steady 0/3",
         ),
     ),
@@ -621,14 +622,14 @@ TIME_TABLE: list[tuple[str, dict[str, Any], list[tuple[float, Any]], Decision, t
         {"rollback_after": 2},
         [(0, DOWN), (30, ERROR), (60, LOW), (90, DOWN)],
         Decision.NO_GO,
-        ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]", "steady 0/3"),
+        ("availability: 90 % < 95 % (rollback: < 95%) [breach 1/2]", "steady 0/3"),
     ),
     (
         "a pass breaks a breach run",
         {"rollback_after": 2},
         [(0, DOWN), (30, GOOD), (60, ERROR), (90, DOWN)],
         Decision.NO_GO,
-        ("availability: 0.9 < 0.95 (rollback: < 95%) [breach 1/2]", "steady 0/3"),
+        ("availability: 90 % < 95 % (rollback: < 95%) [breach 1/2]", "steady 0/3"),
     ),
 ]
 
@@ -666,8 +667,8 @@ def test_rollback_explains_every_failing_and_inconclusive_criterion() -> None:
     verdict = decide(gate, samples, required_signoffs=["uat"])
     assert verdict.decision is Decision.ROLLBACK
     assert verdict.reasons == (
-        "availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",
-        "error-rate: 0.013 >= 0.01 (go: < 1%)",
+        "availability: 90 % < 95 % (rollback: < 95%) [breach 2/2]",
+        "error-rate: 1.3 % >= 1 % (go: < 1%)",
         "latency: prometheus: connection refused after 3 tries",
     )
 
@@ -683,9 +684,9 @@ def test_rollback_of_two_criteria_lists_both_and_the_open_breach_of_a_third() ->
     verdict = decide(gate, timed(gate, (0, row), (30, row)))
     assert verdict.decision is Decision.ROLLBACK
     assert verdict.reasons == (
-        "availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]",
-        "error-rate: 0.07 > 0.05 (rollback: > 5%) [breach 1/1]",
-        "saturation: 0.97 > 0.95 (rollback: > 95%) [breach 2/3]",
+        "availability: 90 % < 95 % (rollback: < 95%) [breach 2/2]",
+        "error-rate: 7 % > 5 % (rollback: > 5%) [breach 1/1]",
+        "saturation: 97 % > 95 % (rollback: > 95%) [breach 2/3]",
     )
 
 

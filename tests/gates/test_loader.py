@@ -281,6 +281,14 @@ CASES += [
         None,
     ),
     (
+        "unknown unit",
+        crit("name: a", "probe: c", 'go: "> 1"', "unit: percentage"),
+        (7, 11),
+        "criteria[0].unit",
+        "'ratio', 'percent', 'seconds' or 'count'",
+        None,
+    ),
+    (
         "go missing",
         crit("name: a", "probe: c"),
         (4, 5),

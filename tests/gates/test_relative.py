@@ -159,7 +159,7 @@ RELATIVE_TABLE = [
         0.05,
         0.0,
         BREACH,
-        "0.05 > 0.01 (rollback: > +50% and > 1%) ['> +50%' cannot be judged; the absolute"
+        "5 % > 1 % (rollback: > +50% and > 1%) ['> +50%' cannot be judged; the absolute"
         " conditions decide]",
     ),
     (
@@ -180,7 +180,7 @@ RELATIVE_TABLE = [
         0.02,
         0.02,
         FAIL,
-        "0.02 >= 0.01 (go: <= +10% and < 1%)",
+        "2 % >= 1 % (go: <= +10% and < 1%)",
     ),
     (
         "mixed: relative unmet",
@@ -189,7 +189,7 @@ RELATIVE_TABLE = [
         0.005,
         0.001,
         FAIL,
-        "0.005 > 0.0011 (baseline 0.001 +10%; go: < 1% and <= +10%)",
+        "0.5 % > 0.11 % (baseline 0.1 % +10%; go: < 1% and <= +10%)",
     ),
     ("mixed: zero baseline but absolute unmet", ["<= +10%", "< 1%"], None, 0.02, 0.0, FAIL, None),
     ("mixed rollback: both needed", "< 1%", ["> +50%", "> 5%"], 0.06, 0.01, BREACH, None),
@@ -312,21 +312,21 @@ DRY_RUN_TABLE = [
         [(GOOD, 0.02)] * 3,
         Decision.GO,
         (),
-        ("trial: 0.02 >= 0.01 (go: < 1%) (dry run)",),
+        ("trial: 2 % >= 1 % (go: < 1%) (dry run)",),
     ),
     (
         "a breaching dry-run criterion never rolls back",
         [(GOOD, BROKEN)] * 3,
         Decision.GO,
         (),
-        ("trial: 0.5 > 0.05 (rollback: > 5%) [breach 2/2] (dry run: would roll back)",),
+        ("trial: 50 % > 5 % (rollback: > 5%) [breach 2/2] (dry run: would roll back)",),
     ),
     (
         "its breach run so far is shown",
         [(GOOD, HEALTHY), (GOOD, HEALTHY), (GOOD, BROKEN)],
         Decision.GO,
         (),
-        ("trial: 0.5 > 0.05 (rollback: > 5%) [breach 1/2] (dry run)",),
+        ("trial: 50 % > 5 % (rollback: > 5%) [breach 1/2] (dry run)",),
     ),
     (
         "an inconclusive-free pass is not listed",
@@ -346,15 +346,15 @@ DRY_RUN_TABLE = [
         "no_go reasons list only deciding criteria",
         [(0.97, 0.02)],
         Decision.NO_GO,
-        ("availability: 0.97 <= 0.99 (go: > 99%)", "steady 0/3"),
-        ("trial: 0.02 >= 0.01 (go: < 1%) (dry run)",),
+        ("availability: 97 % <= 99 % (go: > 99%)", "steady 0/3"),
+        ("trial: 2 % >= 1 % (go: < 1%) (dry run)",),
     ),
     (
         "rollback comes from deciding criteria only, dry-run reasons apart",
         [(DOWN, BROKEN), (DOWN, BROKEN)],
         Decision.ROLLBACK,
-        ("availability: 0.5 < 0.95 (rollback: < 95%) [breach 2/2]",),
-        ("trial: 0.5 > 0.05 (rollback: > 5%) [breach 2/2] (dry run: would roll back)",),
+        ("availability: 50 % < 95 % (rollback: < 95%) [breach 2/2]",),
+        ("trial: 50 % > 5 % (rollback: > 5%) [breach 2/2] (dry run: would roll back)",),
     ),
 ]
 

@@ -73,7 +73,7 @@ def by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in body["criteria"]}
 
 
-DRY_RUN_REASON = "latency-trial: 0.25 >= 0.1 (go: < 100ms) (dry run)"
+DRY_RUN_REASON = "latency-trial: 250 ms >= 100 ms (go: < 100ms) (dry run)"
 
 
 async def test_a_check_judged_against_its_baseline_goes_with_a_failing_dry_run(

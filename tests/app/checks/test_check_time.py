@@ -89,5 +89,5 @@ async def test_a_flaky_probe_between_breaches_still_rolls_back(service: Service)
     await service.advance(10)
     final = await service.final(check["id"])
     assert final["decision"] == "rollback"
-    assert final["reasons"] == ["availability: 0.9 < 0.95 (rollback: < 95%) [breach 2/2]"]
+    assert final["reasons"] == ["availability: 90 % < 95 % (rollback: < 95%) [breach 2/2]"]
     assert len(final["deciding_samples"]) == 3

@@ -74,7 +74,7 @@ async def test_a_check_that_never_steadies_ends_no_go_at_its_deadline(service: S
     final = await service.final(check["id"])
     assert final["state"] == "final"
     assert final["decision"] == "no_go"
-    assert any(r.startswith("availability: 0.97") for r in final["reasons"])
+    assert any(r.startswith("availability: 97 % <= 99 %") for r in final["reasons"])
     assert any("timed out after 25s" in r for r in final["reasons"])
     assert final["decided_by"] == "engine"
 

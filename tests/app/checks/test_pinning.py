@@ -149,7 +149,7 @@ async def test_a_check_created_after_a_redefinition_uses_the_new_version(
     final = await service.final(check["id"])
     assert final["decision"] == "no_go"
     assert final["gate_version"] == new
-    assert any("0.5" in r for r in final["reasons"]), final["reasons"]
+    assert any("50 % (go: < 50%)" in r for r in final["reasons"]), final["reasons"]
 
 
 async def test_a_restarted_service_judges_a_check_by_its_pinned_version(

@@ -38,10 +38,10 @@ def test_evaluate_shows_the_baseline_and_the_dry_run_apart(tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["evaluate", str(path), "--var", "version=2.1"])
     # The failing dry-run criterion does not stop the sample from being go-able.
     assert result.exit_code == 0, result.output
-    assert "0.005 (baseline 0.005)" in result.stdout
+    assert "0.5 % (baseline 0.5 %)" in result.stdout
     assert "trial (dry run)" in result.stdout
     assert "dry run (not deciding):" in result.stdout
-    assert "  - trial: 0.005 >= 0.001 (go: < 0.1%) (dry run)" in result.stdout
+    assert "  - trial: 0.5 % >= 0.1 % (go: < 0.1%) (dry run)" in result.stdout
     assert "go-able: every criterion passes" in result.stdout
 
 
@@ -71,3 +71,39 @@ def test_the_check_table_shows_the_baseline_and_the_dry_run_mark() -> None:
     assert "0.0123 (baseline 0.01)" in text
     assert "trial (dry run)" in text
     assert "old-body " in text and "old-body (dry run)" not in text
+
+
+def test_the_check_table_shows_values_in_the_unit_the_body_names() -> None:
+    check = {
+        "gate": "portal",
+        "version": "2.1",
+        "state": "running",
+        "decision": "no_go",
+        "criteria": [
+            {"name": "availability", "outcome": "pass", "value": 0.9997, "unit": "percent"},
+            {"name": "latency", "outcome": "fail", "value": 0.329993, "unit": "seconds"},
+            {
+                "name": "errors",
+                "outcome": "fail",
+                "value": 0.0123,
+                "unit": "percent",
+                "baseline": {"value": 0.01, "vars": {}},
+            },
+            {"name": "restarts", "outcome": "pass", "value": 3.0, "unit": "count"},
+            {"name": "crafted", "outcome": "pass", "value": 0.5, "unit": ["%"]},
+        ],
+    }
+    console = Console(record=True, width=200, color_system=None)
+    console.print(criteria_table(check))
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in _rows(console)}
+    assert rows == {
+        "availability": "99.97 %",
+        "latency": "330 ms",
+        "errors": "1.23 % (baseline 1 %)",
+        "restarts": "3",
+        "crafted": "0.5",  # not a unit gonogo knows: a plain number, never an error
+    }
+
+
+def _rows(console: Console) -> list[str]:
+    return [line for line in console.export_text().splitlines() if line.count("│") >= 6]

@@ -61,7 +61,7 @@ def test_a_go_able_sample_exits_0_and_shows_the_table(cli: typer.Typer, tmp_path
     assert result.exit_code == 0, result.output
     for column in ("criterion", "value", "go", "rollback", "outcome", "reason"):
         assert column in result.stdout
-    assert "0.9995 > 0.999 (go: > 99.9%)" in result.stdout
+    assert "99.95 % > 99.9 % (go: > 99.9%)" in result.stdout
     assert "go-able: every criterion passes" in result.stdout
     # Sign-offs belong to checks: a one-off evaluation does not wait for them.
     assert "missing sign-off" not in result.stdout
@@ -71,7 +71,7 @@ def test_a_failing_criterion_exits_1_with_its_reason(cli: typer.Typer, tmp_path:
     result = evaluate(cli, gate_file(tmp_path, constant_gate(0.99)))
     assert result.exit_code == 1
     assert "not go-able (no_go):" in result.stdout
-    assert "availability: 0.99 <= 0.999 (go: > 99.9%)" in result.stdout
+    assert "availability: 99 % <= 99.9 % (go: > 99.9%)" in result.stdout
     assert "steady 0/1" not in result.stdout
 
 
@@ -84,7 +84,7 @@ def test_json_output_carries_the_decision_and_each_criterion(
     assert body["gate"] == "portal"
     assert body["decision"] == "rollback"
     assert body["go_able"] is False
-    assert body["reasons"] == ["availability: 0.5 < 0.95 (rollback: < 95%) [breach 1/1]"]
+    assert body["reasons"] == ["availability: 50 % < 95 % (rollback: < 95%) [breach 1/1]"]
     availability, latency = body["criteria"]
     assert availability | {"duration_ms": None, "observed_at": None} == {
         "name": "availability",
@@ -93,11 +93,12 @@ def test_json_output_carries_the_decision_and_each_criterion(
         "volume": None,
         "go": "> 99.9%",
         "rollback": "< 95%",
-        "reason": "0.5 < 0.95 (rollback: < 95%)",
+        "reason": "50 % < 95 % (rollback: < 95%)",
         "probe": "c",
         "duration_ms": None,
         "dry_run": False,
         "baseline": None,
+        "unit": "percent",
         "probe_type": "constant",
         "status": "ok",
         "observed_at": None,

@@ -295,7 +295,7 @@ def test_a_redefined_gate_serves_no_go_of_its_old_definition(
     )
     assert flagger.status_code in (403, 503), flagger.text
     wait_for(
-        lambda: server.decision("tighten")["reasons"][0].startswith("rate: 0.02 "),
+        lambda: server.decision("tighten")["reasons"][0].startswith("rate: 2 % "),
         20,
         "the new version's own sample",
     )

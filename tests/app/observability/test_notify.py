@@ -257,8 +257,10 @@ def test_slack_body_follows_the_status_update_template(
     ]
     assert f"{colour}* ({decision})" in sections["Status"]
     assert "was Yellow (no_go)" in sections["Status"]
-    assert f"{values['availability'] * 100:.2f}%" in sections["Availability"]
-    assert "latency-p95" in sections["Performance"]
+    shown = {0.9995: "99.95 %", 0.9985: "99.85 %", 0.93: "93 %"}[values["availability"]]
+    assert f"{shown} (go: > 99.9%)" in sections["Availability"]
+    latency = {0.35: "350 ms", 2.5: "2.5 s"}[values["latency-p95"]]
+    assert f"latency-p95: {latency} (go: < 2s)" in sections["Performance"]
     assert "every 30s" in sections["Next update"]
     if decision == "go":
         assert sections["Critical issues"].endswith("None")

@@ -16,6 +16,7 @@ from app.integrations.flagger import router as integrations_router
 from app.web.status_page import router
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Steady, Verdict
 from gates.model import Gate
+from gates.units import Unit, format_value
 from probes.base import ProbeConfig
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -45,12 +46,13 @@ def make_gate(name: str = "portal", description: str = "Patient portal blue-gree
 
 
 def verdict(gate: str, decision: Decision, availability: float, *, passes: int = 3) -> Verdict:
+    shown = format_value(availability, Unit.PERCENT)
     if availability < 0.95:
-        outcome, reason = CriterionOutcome.BREACH, f"{availability} < 0.95 (rollback: < 95%)"
+        outcome, reason = CriterionOutcome.BREACH, f"{shown} < 95 % (rollback: < 95%)"
     elif availability > 0.999:
-        outcome, reason = CriterionOutcome.PASS, f"{availability} > 0.999 (go: > 99.9%)"
+        outcome, reason = CriterionOutcome.PASS, f"{shown} > 99.9 % (go: > 99.9%)"
     else:
-        outcome, reason = CriterionOutcome.FAIL, f"{availability} <= 0.999 (go: > 99.9%)"
+        outcome, reason = CriterionOutcome.FAIL, f"{shown} <= 99.9 % (go: > 99.9%)"
     reasons = () if decision is Decision.GO else (f"availability: {reason}", f"steady {passes}/3")
     return Verdict(
         gate,
@@ -65,7 +67,7 @@ def verdict(gate: str, decision: Decision, availability: float, *, passes: int =
             CriterionResult(
                 "latency-p95",
                 CriterionOutcome.PASS,
-                "0.35 < 2 (go: < 2s)",
+                "350 ms < 2 s (go: < 2s)",
                 "prom",
                 "< 2s",
                 None,

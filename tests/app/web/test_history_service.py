@@ -26,6 +26,11 @@ async def test_a_finished_check_has_its_page_and_is_listed_with_the_gate_timelin
     data = (await service.client.get(f"/checks/{check['id']}.json")).json()
     assert (data["decision"], data["decided_by"], data["time_left"]) == ("go", "engine", None)
     assert [s["decision"] for s in data["samples"]] == ["go", "no_go"]
+    # Its criteria in their unit (go: "> 99%"), the raw value kept beside.
+    [availability] = data["criteria"]
+    assert (availability["value"], availability["value_text"]) == (1.0, "100 %")
+    assert '<td class="value">100 %</td>' in page.text
+    assert availability["reason"].startswith("100 % > 99 % ")
     kinds = [e["kind"] for e in data["events"]]
     assert (kinds[0], kinds[-1]) == ("created", "final")
 

@@ -51,7 +51,7 @@ GATE = Gate.model_validate(
         ],
     }
 )
-TRIAL_REASON = "0.25 >= 0.1 (go: < 100ms)"
+TRIAL_REASON = "250 ms >= 100 ms (go: < 100ms)"
 
 
 def canary_verdict(errors: float, baseline: float) -> Verdict:

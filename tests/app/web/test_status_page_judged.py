@@ -15,6 +15,7 @@ from gates.judgements import comparison_summary, judged_result, judged_value_tex
 from gates.loader import load_gate_text
 from gates.model import Gate
 from gates.slo import WindowReading, judge_slo
+from gates.units import Unit
 from tests.app.web.status_fakes import T0, FakeCatalog, FakeLoaded, FakeScheduler, status_app
 
 GATE = """\
@@ -135,3 +136,19 @@ def test_gonogo_criterion_value_exports_the_highest_long_window_burn_rate() -> N
         assert shift is not None and shift > 1.5
     finally:
         metrics.forget_gate(gate.name)
+
+
+def test_a_comparison_summary_shows_medians_and_shift_in_the_criterion_unit() -> None:
+    details = {
+        "test": "mann_whitney",
+        "canary": {"n": 30, "median": 0.329993},
+        "baseline": {"n": 30, "median": 0.3},
+        "relative_shift": 0.1,
+        "shift_ci": [0.02, 0.04],
+        "p_value": 0.001,
+    }
+    assert comparison_summary(details, Unit.SECONDS) == (
+        "mann_whitney: canary n=30 median 330 ms · baseline n=30 median 300 ms"
+        " · shift +10% (CI 20 ms..40 ms) · p=0.001"
+    )
+    assert "median 0.329993" in (comparison_summary(details) or "")
