@@ -26,6 +26,7 @@ from gates.engine import (
     Sample,
     Verdict,
 )
+from gates.units import unit_named
 from probes.base import MeasurementStatus
 from probes.timefmt import iso
 
@@ -77,6 +78,7 @@ def sample_from_row(row: SampleRow) -> Sample:
                 dry_run=bool(item.get("dry_run", False)),
                 baseline=_baseline_from_body(item.get("baseline")),
                 comparison=item.get("comparison"),
+                unit=unit_named(item.get("unit")),
             )
         )
     return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
