@@ -266,14 +266,25 @@ def replay_command(
         None, "--step", help="time between steps (default: the gate's interval)", show_default=False
     ),
     var: list[str] = typer.Option(  # noqa: B008 (Typer declares options this way)
-        [], "--var", help="placeholder value, name=value (repeatable)", show_default=False
+        [],
+        "--var",
+        help="placeholder value, name=value (repeatable) (default: none)",
+        show_default=False,
     ),
-    as_json: bool = typer.Option(False, "--json", help="print the full timeline as JSON"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the full timeline as JSON (default: off: a table)"
+    ),
     html_file: Path | None = typer.Option(  # noqa: B008 (Typer declares options this way)
-        None, "--html", help="also write a self-contained HTML page here", show_default=False
+        None,
+        "--html",
+        help="also write a self-contained HTML page here (default: none)",
+        show_default=False,
     ),
     templates: Path | None = typer.Option(  # noqa: B008 (Typer declares options this way)
-        None, "--templates", help="the folder of criterion templates", show_default=False
+        None,
+        "--templates",
+        help="the folder of criterion templates (default: templates/ beside the gate file)",
+        show_default=False,
     ),
 ) -> None:
     """Replay a gate on its sources' history: what it would have decided at every step,
