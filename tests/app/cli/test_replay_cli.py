@@ -35,7 +35,8 @@ class _Prometheus(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.fail:
             status = 400
-            body = {"status": "error", "errorType": "bad_data", "error": "parse error at char 7"}
+            error = "parse error at char 7 near <script>alert(1)</script>"
+            body = {"status": "error", "errorType": "bad_data", "error": error}
         else:
             asked = parse_qs(urlsplit(self.path).query)
             start, end = float(asked["start"][0]), float(asked["end"][0])
@@ -131,17 +132,16 @@ def test_a_missing_or_invalid_gate_file_is_exit_3(cli: typer.Typer, tmp_path: Pa
 def test_a_range_api_answering_errors_is_exit_3_with_its_cause(
     cli: typer.Typer, tmp_path: Path, prometheus: type[_Prometheus]
 ) -> None:
-    result = run(
-        cli,
-        gate_file(tmp_path, prometheus.url),
-        "--from",
-        "-2h",
-        "--to",
-        "-1h",  # type: ignore[attr-defined]
-    )
+    page = tmp_path / "replay.html"
+    url: str = prometheus.url  # type: ignore[attr-defined]
+    result = run(cli, gate_file(tmp_path, url), "--from", "-2h", "--to", "-1h", "--html", page)
     assert result.exit_code == 3, result.output
     assert "every range read of error-rate failed" in result.stderr
     assert "parse error at char 7" in result.stderr
+    # The page still shows what happened, with the source's words escaped.
+    text = page.read_text()
+    assert "<script" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
 def test_a_replay_that_ran_is_exit_0_with_spans_and_summary(
