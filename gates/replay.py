@@ -35,6 +35,7 @@ from gates.engine import (
     inconclusive,
     judge,
 )
+from gates.judgements import evaluate_slo
 from gates.model import Criterion, Gate, history_size, history_window
 from gates.placeholders import PlaceholderValues, fill_text
 from gates.sampler import _baseline_run, _BaselineRun, _measure_range, fill_query
@@ -250,8 +251,6 @@ def not_replayable_reason(gate: Gate, criterion: Criterion, probe: Probe | None)
     kind = config.type if config is not None else "unknown"
     if criterion.compare is not None:
         return "compare: judges a window of points per sample; replays do not rebuild it"
-    if criterion.slo is not None:
-        return "slo: burn-rate windows are not rebuilt by replays"
     if history_window(gate, criterion) is not None:
         return f"{criterion.metric} is aggregated from gonogo's own samples, not the source's"
     if probe is not None and range_reader_of(probe) is None:
@@ -337,6 +336,7 @@ class _Plan:
     baseline: _Track | None = None
     baseline_fixed: Measurement | None = None
     baseline_vars: dict[str, str] = field(default_factory=dict)
+    per_step: list[CriterionResult] | None = None
 
 
 async def _plan(
@@ -379,6 +379,8 @@ async def _plan(
             fixed=inconclusive(criterion, str(unusable)),
         )
     ctx = ProbeContext(now=instants[-1], variables=dict(values), interval=step)
+    if criterion.slo is not None:
+        return await _plan_slo(criterion, probe, config.type, query, known, ctx, instants, step)
     reads = [_read_track(probe, config.type, query, ctx, instants, step)]
     if volume_text is not None:
         volume_query = query.model_copy(update={"query": volume_text, "reduce": "sum"})
@@ -401,9 +403,67 @@ async def _plan(
     return plan
 
 
+def _query_key(query: ProbeQuery) -> tuple[str | None, timedelta | None]:
+    return query.query, query.window
+
+
+async def _plan_slo(
+    criterion: Criterion,
+    probe: Probe,
+    kind: str,
+    query: ProbeQuery,
+    known: PlaceholderValues,
+    ctx: ProbeContext,
+    instants: Sequence[datetime],
+    step: timedelta,
+) -> _Plan:
+    """An ``slo:`` criterion: each window's filled ``errors`` and ``total`` read once over
+    the range (the value an instant query gives at a step is the range read's point
+    there), then ``evaluate_slo`` itself judges every step from those points."""
+    quote = quoter_of(probe)
+    asked: list[ProbeQuery] = []
+
+    async def record(q: ProbeQuery) -> Measurement:
+        asked.append(q)
+        return Measurement.no_data("not read", ctx.now)
+
+    async def judged(read: Callable[[ProbeQuery], Any], at: datetime) -> CriterionResult:
+        return await evaluate_slo(
+            criterion, query, known, now=at, quote=quote, read=read, duration=lambda: 0.0
+        )
+
+    first = await judged(record, instants[0])
+    if not asked:  # a placeholder it cannot fill: the same result at every step
+        return _Plan(criterion, CriterionReplay(criterion.name, True, first.reason), fixed=first)
+    unique = list({_query_key(q): q for q in asked}.values())
+    tracks = await asyncio.gather(
+        *(_read_track(probe, kind, q, ctx, instants, step) for q in unique)
+    )
+    by_key = {_query_key(q): t for q, t in zip(unique, tracks, strict=True)}
+
+    async def every_step() -> list[CriterionResult]:
+        results = []
+        for index, at in enumerate(instants):
+
+            async def read(q: ProbeQuery, index: int = index) -> Measurement:
+                return by_key[_query_key(q)].measurements[index]
+
+            results.append(await judged(read, at))
+        return results
+
+    # Thousands of judgements: in a worker thread, on a loop of its own (they only read
+    # the points already fetched).
+    results = await asyncio.to_thread(asyncio.run, every_step())
+    failed = [message for track in tracks for message in track.failed]
+    report = CriterionReplay(criterion.name, True, "", sum(t.reads for t in tracks), tuple(failed))
+    return _Plan(criterion, report, per_step=results)
+
+
 def _result_at(plan: _Plan, index: int, at: datetime) -> CriterionResult:
     if plan.fixed is not None:
         return plan.fixed
+    if plan.per_step is not None:
+        return plan.per_step[index]
     assert plan.value is not None
     baseline = plan.baseline.measurements[index] if plan.baseline is not None else None
     if baseline is None and plan.baseline_fixed is not None:

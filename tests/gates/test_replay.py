@@ -128,7 +128,12 @@ async def live_decisions(g: Gate, probe: HistoryProbe, instants: list[datetime])
 def shown(verdict: Verdict) -> tuple[object, ...]:
     """A decision, its reasons (a no-data cause in the source's words aside), and each
     criterion's outcome and value."""
-    reasons = tuple(re.sub(r"no data \(.*?\)", "no data (...)", r) for r in verdict.reasons)
+    reasons = tuple(
+        re.sub(r"no data \(.*?\)", "no data (...)", reason).replace(
+            "no point in the 30s up to this step", "empty result"
+        )
+        for reason in verdict.reasons
+    )
     results = tuple((c.name, c.outcome, c.value) for c in verdict.criteria)
     return verdict.decision, reasons, results
 
@@ -276,3 +281,74 @@ def test_ranges_and_instants_are_checked() -> None:
     for bad in ("yesterday", "2026-11-24T10:00:00", "-99999999999d", "+5m"):
         with pytest.raises(ReplayError, match="--from"):
             parse_instant(bad, now=T0, field="--from")
+
+
+SLO_GATE = """\
+    interval: 30s
+    steady_for: 2
+    probes:
+      src: {type: constant, value: 1}
+    criteria:
+      - name: checkout-slo
+        probe: src
+        slo:
+          objective: 99.9%
+          errors: 'errors[${window}]'
+          total: 'total[${window}]'
+    """
+
+
+def slo_source(query: ProbeQuery, at: datetime) -> float | None:
+    """Requests per second over the query's window: 100, failing at 0.01 %, except that
+    the shorter windows burn at 5 % from minute 8 to minute 14, with a hole at minute 16."""
+    minute = (at - T0) / timedelta(minutes=1)
+    if 16 <= minute < 17:
+        return None
+    burning = 8 <= minute < 14 and query.window is not None and query.window <= timedelta(hours=6)
+    share = 0.05 if burning else 0.0001
+    return 100 * share if (query.query or "").startswith("errors") else 100.0
+
+
+class QueryHistoryProbe(HistoryProbe):
+    """A history whose values depend on the query as well as the instant."""
+
+    def __init__(self, values: Callable[[ProbeQuery, datetime], float | None]) -> None:
+        super().__init__(lambda at: None)
+        self.by_query = values
+
+    async def measure(self, query: ProbeQuery, ctx: ProbeContext) -> Measurement:
+        value = self.by_query(query, ctx.now)
+        if value is None:
+            return Measurement.no_data("empty result", ctx.now)
+        return Measurement.ok(value, ctx.now)
+
+    async def measure_range(
+        self, query: ProbeQuery, ctx: ProbeContext, start: datetime, end: datetime, step: timedelta
+    ) -> Series | Measurement:
+        self.ranges.append((start, end, step))
+        points = []
+        at = start
+        while at <= end:
+            value = self.by_query(query, at)
+            if value is not None:
+                points.append((at, value))
+            at += step
+        return Series.of(points, ctx.now, source="history")
+
+
+async def test_an_slo_criterion_replays_as_the_live_gate_judged_it() -> None:
+    g = gate(SLO_GATE)
+    probe = QueryHistoryProbe(slo_source)
+    instants = replay_instants(T0, T0 + timedelta(minutes=20), STEP)
+    live = await live_decisions(g, probe, instants)
+    probe.ranges.clear()
+    replayed = await replay(
+        g, {"src": probe}, values=placeholder_values(g), start=T0, end=instants[-1], step=STEP
+    )
+    assert [shown(s.verdict) for s in replayed.steps] == live
+    assert {d[0] for d in live} == {Decision.GO, Decision.NO_GO, Decision.ROLLBACK}
+    # One range read per window and side (errors, total), not one per step.
+    report = replayed.criteria[0]
+    assert report.replayable and report.reads == len(probe.ranges) <= 10
+    burning = replayed.steps[20].verdict.criteria[0]
+    assert burning.comparison is not None and "windows" in burning.comparison
