@@ -75,7 +75,7 @@ class ReplayError(GonogoError):
 
 def parse_instant(text: str, *, now: datetime, field: str) -> datetime:
     """``now``, a past offset (``-7d``, ``-90m``, ``-1w``) from ``now``, or an RFC 3339
-    instant with a zone; in UTC, to the whole second."""
+    instant with a zone; in UTC."""
     written = text.strip()
     if written == "now":
         moment = now
@@ -98,7 +98,7 @@ def parse_instant(text: str, *, now: datetime, field: str) -> datetime:
         if moment.tzinfo is None:
             raise ReplayError(field, f"{field}: {text!r} needs a time zone, e.g. a trailing Z")
     try:
-        return moment.astimezone(UTC).replace(microsecond=0)
+        return moment.astimezone(UTC)
     except OverflowError:
         raise ReplayError(field, f"{field}: {text!r} is out of range") from None
 
@@ -459,6 +459,71 @@ async def _plan_slo(
     return _Plan(criterion, report, per_step=results)
 
 
+def _from_store(plan: _Plan) -> bool:
+    """A criterion gonogo's own samples can stand in for: one its probe type cannot
+    read back (http, alertmanager, ...), not a ``compare:`` window."""
+    return not plan.report.replayable and plan.criterion.compare is None
+
+
+def stored_plan(
+    gate: Gate,
+    plan: _Plan,
+    stored: Sequence[Sample],
+    instants: Sequence[datetime],
+    step: timedelta,
+) -> _Plan:
+    """``plan``'s criterion replayed from stored samples: at each step the latest stored
+    result in ``(t - max(step, interval), t]``, its value judged again under the gate as it
+    is now (with its stored volume and baseline); a stored result with no value keeps its
+    outcome and reason. No stored result there: inconclusive."""
+    criterion = plan.criterion
+    reach = max(step, gate.interval)
+    found = [
+        (sample.evaluated_at, result)
+        for sample in stored
+        for result in sample.results
+        if result.name == criterion.name
+    ]
+    if not found:
+        return plan
+    found.sort(key=lambda item: item[0])
+    times = [at for at, _ in found]
+    missing = inconclusive(
+        criterion, f"no stored sample in the {format_duration(reach)} up to this step"
+    )
+    results: list[CriterionResult] = []
+    for at in instants:
+        index = bisect.bisect_right(times, at) - 1
+        if index < 0 or times[index] <= at - reach:
+            results.append(missing)
+            continue
+        result = found[index][1]
+        if result.value is None or result.status not in (None, MeasurementStatus.OK):
+            results.append(dataclasses.replace(result, reason=f"stored: {result.reason}"))
+            continue
+        volume = Measurement.ok(result.volume, at) if result.volume is not None else None
+        baseline = (
+            Measurement.ok(result.baseline.value, at)
+            if result.baseline is not None and result.baseline.value is not None
+            else None
+        )
+        results.append(
+            judge(
+                criterion,
+                Measurement.ok(result.value, at, volume=result.volume),
+                volume=volume,
+                baseline=baseline,
+                baseline_vars=result.baseline.vars if result.baseline is not None else None,
+            )
+        )
+    report = CriterionReplay(
+        criterion.name,
+        True,
+        f"from {len(found):,} stored samples ({plan.report.reason})",
+    )
+    return _Plan(criterion, report, per_step=results)
+
+
 def _result_at(plan: _Plan, index: int, at: datetime) -> CriterionResult:
     if plan.fixed is not None:
         return plan.fixed
@@ -515,16 +580,25 @@ async def replay(
     step: timedelta | None = None,
     progress: Progress | None = None,
     max_steps: int = MAX_STEPS,
+    stored: Sequence[Sample] = (),
 ) -> Replay:
     """Replay ``gate`` from ``start`` to ``end`` every ``step`` (default its interval),
     with ``values`` for its placeholders (``gates.sampler.placeholder_values``). Raises
-    ``ReplayError`` for a bad range; a failed read is inconclusive steps, never a raise."""
+    ``ReplayError`` for a bad range; a failed read is inconclusive steps, never a raise.
+
+    ``stored``: gonogo's own samples of the gate over the range, oldest first; a criterion
+    whose probe has no history of its own is replayed from them (``stored_plan``)."""
     every = step or gate.interval
     instants = replay_instants(start, end, every, max_steps=max_steps)
     decided = replay_gate(gate, every)
     plans = await asyncio.gather(
         *(_plan(gate, c, probes, values, instants, every) for c in gate.criteria)
     )
+    if stored:
+        plans = [
+            stored_plan(gate, plan, stored, instants, every) if _from_store(plan) else plan
+            for plan in plans
+        ]
     steps = await asyncio.to_thread(judge_steps, decided, plans, instants, progress)
     return Replay(
         gate=gate,

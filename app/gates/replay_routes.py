@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.core.deps import AuthFirstRoute, Viewer
+from app.core.deps import AuthFirstRoute, SessionDep, Viewer
 from app.gates import replay_service
 from app.gates.deps import CatalogDep
 from gates.model import Duration
@@ -20,7 +20,7 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("give a time zone, e.g. 2026-11-24T10:00:00Z")
     try:
-        return value.astimezone(UTC).replace(microsecond=0)
+        return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("give an instant between years 1 and 9999") from None
 
@@ -46,9 +46,9 @@ class ReplayRequest(BaseModel):
     summary="Replay the gate on its sources' history (at most 20,000 steps over 31 days)",
 )
 async def replay_gate(
-    gate: str, body: ReplayRequest, catalog: CatalogDep, _: Viewer
+    gate: str, body: ReplayRequest, session: SessionDep, catalog: CatalogDep, _: Viewer
 ) -> dict[str, Any]:
     step: timedelta | None = body.step
     return await replay_service.replay_gate(
-        catalog, gate, start=body.start, end=body.end, step=step, vars=body.vars
+        session, catalog, gate, start=body.start, end=body.end, step=step, vars=body.vars
     )

@@ -8,12 +8,18 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.core.problems import Invalid, Problem
 from app.gates.catalog import GateCatalog
+from app.gates.replay_repository import continuous_samples_between
+from app.gates.samples import samples_from_rows
 from app.gates.service import loaded_or_404
 from gates.conditions import format_duration
+from gates.engine import Sample
+from gates.model import Gate
 from gates.placeholders import check_value_problem, gate_placeholders, reserved_name_problem
-from gates.replay import ReplayError, replay, replay_instants
+from gates.replay import ReplayError, not_replayable_reason, replay, replay_instants
 from gates.sampler import placeholder_values
 
 # The longest range one replay may cover, whatever its step.
@@ -21,6 +27,8 @@ MAX_RANGE = timedelta(days=31)
 # Replays running at once in this process; with one per gate, the live sampling that
 # shares their probes keeps its connections.
 MAX_CONCURRENT_REPLAYS = 2
+# Stored samples one replay reads, for criteria whose probe has no history of its own.
+MAX_STORED_SAMPLES = 50_000
 
 
 class Busy(Problem):
@@ -66,7 +74,30 @@ def _checked_vars(vars: Mapping[str, str], used: set[str]) -> dict[str, str]:
     return dict(vars)
 
 
+async def _stored_samples(
+    session: AsyncSession,
+    gate: Gate,
+    probes: Mapping[str, Any],
+    span: tuple[datetime, datetime, timedelta],
+) -> list[Sample]:
+    """gonogo's own samples of ``gate`` over the range, when a criterion needs them (its
+    probe cannot read its history back)."""
+    needed = any(
+        c.compare is None and not_replayable_reason(gate, c, probes.get(c.probe)) is not None
+        for c in gate.criteria
+    )
+    if not needed:
+        return []
+    start, end, step = span
+    reach = max(gate.interval, step)  # the stored sample a first step may take
+    rows = await continuous_samples_between(
+        session, gate.name, start - reach, end, limit=MAX_STORED_SAMPLES
+    )
+    return await asyncio.to_thread(samples_from_rows, rows, owner=gate.name)
+
+
 async def replay_gate(
+    session: AsyncSession,
     catalog: GateCatalog,
     name: str,
     *,
@@ -90,6 +121,7 @@ async def replay_gate(
         raise _invalid(bad.field, str(bad)) from None
     limiter.claim(name)
     try:
+        stored = await _stored_samples(session, gate, loaded.probes, (start, end, every))
         replayed = await replay(
             gate,
             loaded.probes,
@@ -97,6 +129,7 @@ async def replay_gate(
             start=start,
             end=end,
             step=every,
+            stored=stored,
         )
     finally:
         limiter.release(name)

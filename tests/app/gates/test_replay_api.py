@@ -18,7 +18,7 @@ import pytest
 from app.core.clock import ManualClock
 from app.core.migrate import upgrade_database
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Series
-from tests.app.conftest import PORTAL, TOKENS, open_service
+from tests.app.conftest import PORTAL, TOKENS, Service, open_service
 from tests.app.fakes import ProbeBench
 from tests.conftest import T0
 from tests.fakeprobe import FakeProbe
@@ -171,3 +171,56 @@ async def test_a_probe_with_no_range_reads_is_not_replayable_and_never_go(
     assert "no range reads" in body["criteria"][0]["reason"]
     assert {s["decision"] for s in body["timeline"]} == {"no_go"}
     assert body["summary"]["not_replayable"] == ["availability"]
+
+
+async def test_a_stored_stretch_of_live_samples_replays_to_the_decisions_made_live(
+    service: Service,
+) -> None:
+    """The portal gate's probe has no range reads: the replay takes its values from the
+    stored samples, judges them again and decides, and gets what was decided live."""
+    scheduler = service.app.state.scheduler
+    # pass x3, fail, breach x3 (rollback_after 2), pass x4
+    script = [1.0] * 3 + [0.97] + [0.9] * 3 + [1.0] * 4
+
+    def latest() -> object:
+        history = scheduler.history("portal")
+        return history[-1].evaluated_at if history else None
+
+    for value in script:
+        service.probe("p").answer = value
+        before = latest()
+        for _ in range(3):  # the first tick is offset within the interval
+            await service.advance(10)
+            if latest() != before:
+                break
+        assert latest() != before
+
+    newest = latest()
+    assert isinstance(newest, datetime)
+
+    async def stored() -> bool:  # the last live sample is written
+        page = (await service.get("/api/v1/gates/portal/samples?limit=1")).json()
+        return bool(page["items"]) and page["items"][0]["evaluated_at"] == iso(newest)
+
+    await service.until(stored)
+    items = (await service.get("/api/v1/gates/portal/samples?limit=100")).json()["items"]
+    live = list(reversed(items))[-len(script) :]
+    response = await service.post(
+        "/api/v1/gates/portal/replay",
+        "viewer",
+        json={"from": live[0]["evaluated_at"], "to": live[-1]["evaluated_at"], "step": "10s"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["criteria"][0]["replayable"] is True
+    assert "stored samples" in body["criteria"][0]["reason"]
+    replayed = [
+        (s["at"], s["decision"], s["reasons"], [c["outcome"] for c in s["criteria"]])
+        for s in body["timeline"]
+    ]
+    made = [
+        (s["evaluated_at"], s["decision"], s["reasons"], [c["outcome"] for c in s["criteria"]])
+        for s in live
+    ]
+    assert replayed == made
+    assert {s["decision"] for s in live} == {"go", "no_go", "rollback"}
