@@ -8,8 +8,9 @@ growing history, bounded like the live one: the replay has no rules of its own.
 
 Alignment: a step at ``t`` takes the latest point in ``(t - step, t]``; no such point is
 no data there (judged by the criterion's ``no_data`` policy, as live). A criterion whose
-value cannot be rebuilt from range reads is "not replayable": inconclusive at every step,
-so a replay never shows a ``go`` the live gate could not have given (docs/replay.md).
+value cannot be rebuilt from range reads is replayed from gonogo's stored samples when the
+caller has them, and is otherwise "not replayable": inconclusive at every step, so a replay
+never shows a ``go`` the live gate could not have given (docs/replay.md).
 """
 
 from __future__ import annotations
@@ -596,7 +597,9 @@ async def replay(
     )
     if stored:
         plans = [
-            stored_plan(gate, plan, stored, instants, every) if _from_store(plan) else plan
+            await asyncio.to_thread(stored_plan, gate, plan, stored, instants, every)
+            if _from_store(plan)
+            else plan
             for plan in plans
         ]
     steps = await asyncio.to_thread(judge_steps, decided, plans, instants, progress)
