@@ -9,6 +9,7 @@ from app.checks import routes as checks
 from app.core.deps import DatabaseDep
 from app.core.problems import problem_response
 from app.gates import admin_routes as admin
+from app.gates import replay_routes as replays
 from app.gates import routes as gates
 from app.gates import template_routes as templates
 from app.gates.deps import CatalogDep
@@ -19,6 +20,7 @@ api_router.include_router(gates.router)
 api_router.include_router(checks.router)
 api_router.include_router(admin.router)
 api_router.include_router(templates.router)
+api_router.include_router(replays.router)
 
 public_router = APIRouter(tags=["health"])
 

@@ -12,6 +12,7 @@ _MODULES = (
     "app.cli.check",
     "app.cli.checks",
     "app.cli.demo",
+    "app.cli.replay",
 )
 
 
