@@ -42,8 +42,9 @@ from tests.support import in_ci
 STARTUP_SECONDS = 30
 ATTACK_BUDGET_SECONDS = 35  # the request loops stop here whatever is left
 # A frozen loop (a parse, a regex or a hash of attacker input run on it) stalls /healthz
-# for seconds; a loaded two-CPU runner delays it by up to ~0.2 s with nothing frozen.
-HEALTHZ_BOUND_SECONDS = 0.3
+# for seconds. With nothing frozen, a loaded two-CPU runner has delayed one answer by up
+# to 0.64 s (once in CI; asyncio's debug mode finds no callback over 0.1 s locally).
+HEALTHZ_BOUND_SECONDS = 1.0
 SLOW_BODIES = 24
 CRITERION = "{name: c, probe: p, query: up, go: '> 0'}"
 SERVER_SECRETS_ENV = ("GONOGO_TOKENS", "GONOGO_DATABASE_URL", "HOME", "PATH")
