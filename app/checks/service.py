@@ -57,18 +57,25 @@ def _final_conflict(row: CheckRow) -> Conflict:
     )
 
 
+# Keys the front doors build for the checks they start (``app/integrations/``). A caller
+# of the API may not use them: a check planted under a door's key (predictable from a
+# deployment id or a revision checksum) would be the one the door later answers from.
+DOOR_KEY_PREFIXES = ("flagger:", "github:", "gitlab:")
+
+
 def check_idempotency_key(key: str | None) -> str | None:
+    """The ``Idempotency-Key`` header of an API caller, checked (``None`` when absent)."""
     if key is None:
         return None
+    problem = None
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        problem = f"1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+    elif key.startswith(DOOR_KEY_PREFIXES):
+        problem = f"keys starting {', '.join(DOOR_KEY_PREFIXES)} are the front doors' own"
+    if problem is not None:
         raise Invalid(
             "bad Idempotency-Key header",
-            errors=[
-                {
-                    "loc": ["header", "Idempotency-Key"],
-                    "msg": f"1 to {MAX_IDEMPOTENCY_KEY} printable characters",
-                }
-            ],
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": problem}],
         )
     return key
 

@@ -223,6 +223,15 @@ async def test_idempotency_key_returns_the_same_check(service: Service) -> None:
         headers={"Idempotency-Key": "k" * 256},
     )
     assert too_long.status_code == 422
+    for planted in ("gitlab:7:42", "flagger:prod/web:abc123", "github:0f1e"):
+        door_key = await service.post(
+            "/api/v1/gates/portal/checks",
+            "pipeline",
+            json=body,
+            headers={"Idempotency-Key": planted},
+        )
+        assert door_key.status_code == 422, door_key.text  # a door's key: not the caller's
+        assert "front doors" in door_key.text
     listed = (await service.get("/api/v1/checks?gate=portal")).json()["items"]
     assert [c["id"] for c in listed] == [first.json()["id"]]
 
