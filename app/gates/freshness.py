@@ -173,11 +173,17 @@ def current_check_body(
     current = dict(body)
     expires_at = _instant(body.get("expires_at"))
     evaluated_at = _instant(body.get("evaluated_at"))
-    if expires_at is None or evaluated_at is None or not is_expired(expires_at, now):
+    if evaluated_at is None:  # no sample yet: the body is already no_go
+        return current
+    if expires_at is None:  # judged, but nothing says until when: never trusted as it is
+        reason = f"stale: last evaluated {iso(evaluated_at)}, and no expiry was recorded"
+    elif is_expired(expires_at, now):
+        reason = stale_reason(evaluated_at, expires_at, interval)
+    else:
         return current
     reasons = [str(r) for r in body.get("reasons") or []]
     current["decision"] = Decision.NO_GO.value
-    current["reasons"] = [stale_reason(evaluated_at, expires_at, interval), *reasons]
+    current["reasons"] = [reason, *reasons]
     return current
 
 

@@ -82,6 +82,18 @@ def test_a_running_checks_stored_body_goes_stale_the_same_way(
         assert current["reasons"][0].startswith(f"stale since {iso(T0 + bound)}")
 
 
+@given(decision=decisions, offset=offsets)
+def test_a_running_checks_body_without_an_expiry_is_never_served_as_it_is(
+    decision: Decision, offset: timedelta
+) -> None:
+    """A body judged by a definition gonogo no longer has (the gate removed) carries no
+    ``expires_at``; nothing says until when its go holds, so it is never a go."""
+    body = {**verdict(decision).as_dict(), "expires_at": None}
+    current = current_check_body(body, T0 + offset)
+    assert current["decision"] == "no_go"
+    assert current["reasons"][0] == f"stale: last evaluated {iso(T0)}, and no expiry was recorded"
+
+
 async def test_a_database_outage_longer_than_the_bound_shows_as_stale_then_recovers(
     runtime: Runtime,
 ) -> None:
