@@ -399,6 +399,15 @@ def judge(
         vars_text = ", ".join(f"{k}={v}" for k, v in (baseline_vars or {}).items())
         problem = _baseline_problem(criterion, baseline, f" ({vars_text})" if vars_text else "")
         if problem is not None:
+            # Without the baseline the absolute rollback conditions still judge the canary
+            # on its own: a broken canary is not spared because its baseline is down.
+            if criterion.rollback:
+                breach = _check_conditions(
+                    criterion.rollback, value, None, "rollback", defer_to_absolute=True, unit=unit
+                )
+                if breach.holds is True:
+                    words = f"{breach.words}; {problem}"
+                    return result(CriterionOutcome.BREACH, words, value=value, volume=traffic)
             return result(CriterionOutcome.INCONCLUSIVE, problem, value=value, volume=traffic)
     if criterion.rollback:
         # A broken canary must not escape rollback because its baseline is 0: the

@@ -245,6 +245,22 @@ def test_a_baseline_without_a_value_is_inconclusive_never_pass(
         assert result.baseline.value is None
 
 
+@pytest.mark.parametrize(
+    ("baseline", "reason"),
+    [row[1:] for row in UNUSABLE_BASELINES],
+    ids=[row[0] for row in UNUSABLE_BASELINES],
+)
+def test_a_baseline_without_a_value_spares_no_canary_its_absolute_rollback(
+    baseline: Measurement | None, reason: str
+) -> None:
+    for rollback in ("> 5%", ["> +50%", "> 5%"]):
+        broken = judged("<= +10%", 0.5, baseline, rollback)
+        assert broken.outcome is BREACH, broken.reason
+        assert reason in broken.reason
+        healthy = judged("<= +10%", 0.01, baseline, rollback)
+        assert healthy.outcome is INCONCLUSIVE, healthy.reason
+
+
 def test_a_canary_with_no_data_follows_its_no_data_policy_not_the_baseline() -> None:
     empty = Measurement.no_data("query returned no series", T0)
     passing = Criterion(name="c", probe="p", go="<= +10%", baseline=BASELINE, no_data="pass")
