@@ -23,6 +23,10 @@ from gates.placeholders import PlaceholderValues, Quote, baseline_values, fill_t
 from gates.slo import WindowReading, judge_slo, slo_windows
 from gates.units import Unit, format_value
 from probes.base import Measurement, MeasurementStatus, ProbeQuery, QuoteRefused, Series
+from probes.timefmt import iso
+
+# A compared series whose newest point is older than this many steps has stopped.
+STOPPED_AFTER_STEPS = 2
 
 Read = Callable[[ProbeQuery], Awaitable[Measurement]]
 ReadRange = Callable[[ProbeQuery, datetime, datetime, timedelta], Awaitable[Series | Measurement]]
@@ -136,6 +140,21 @@ async def evaluate_comparison(
             criterion, judgement, now=now, duration_ms=duration(), status=failed[0][1].status
         )
     assert isinstance(canary, Series) and isinstance(baseline, Series)
+    # A side whose series has stopped (a canary that crashed) still has its old points in
+    # the window; compared as they are they could pass for many minutes after it died.
+    fresh_from = now - STOPPED_AFTER_STEPS * spec.step
+    stopped = [
+        f"{side}: its newest point is at {iso(series.points[-1][0])}, more than"
+        f" {STOPPED_AFTER_STEPS} steps ({format_duration(STOPPED_AFTER_STEPS * spec.step)})"
+        " before now: the series has stopped"
+        for side, series in (("canary", canary), ("baseline", baseline))
+        if series.points[-1][0] < fresh_from
+    ]
+    if stopped:
+        judgement = _inconclusive(criterion, "; ".join(stopped), details)
+        return judged_result(
+            criterion, judgement, now=now, duration_ms=duration(), status=MeasurementStatus.OK
+        )
     # In a worker thread: tens of milliseconds of numpy at 2 x 1,000 points
     # (bench/judgement.py), and the first judgement imports scipy.stats; the other
     # gates' samples on this loop are not held up meanwhile.

@@ -397,6 +397,19 @@ async def test_empty_and_non_finite_series_are_inconclusive(now: datetime) -> No
     assert "not a finite number" in result.reason
 
 
+async def test_a_series_that_has_stopped_is_inconclusive_not_compared(now: datetime) -> None:
+    """A canary that crashed 4 minutes ago still has 13 healthy points in the 10m window;
+    judged on them it would pass for minutes after it died."""
+    gate = gate_of(COMPARE_GATE)
+    stopped = RangeFake(series=lambda q: [0.1] * (13 if '"v2"' in q else 21))
+    (result,) = (await sample_of(gate, stopped, now)).results
+    assert result.outcome is CriterionOutcome.INCONCLUSIVE, result.reason
+    assert result.reason.startswith("canary: its newest point is at ")
+    assert "the series has stopped" in result.reason
+    recent = RangeFake(series=lambda q: [0.1] * (20 if '"v2"' in q else 21))  # 30s behind
+    assert (await sample_of(gate, recent, now)).results[0].outcome is CriterionOutcome.PASS
+
+
 async def test_a_probe_without_range_reads_is_inconclusive_not_a_crash(now: datetime) -> None:
     gate = gate_of(COMPARE_GATE)
 
