@@ -241,10 +241,19 @@ def read_nrql_series(body: Any, *, field: str | None, now: datetime) -> Series |
     if not isinstance(results, list):
         return error(f"unexpected response: results is {kind_of(results)}, not a list")
     points: list[tuple[datetime, float]] = []
+    seen: set[float] = set()
     for index, row in enumerate(results):
         begin: Any = row.get("beginTimeSeconds") if isinstance(row, dict) else None
         if not is_number(begin):
             return error(f"result row {index} has no beginTimeSeconds (not a TIMESERIES row)")
+        if "facet" in row or float(begin) in seen:
+            # FACET rows are several series in one list: pooled, a bad facet's points
+            # would be diluted by the healthy ones'.
+            return error(
+                f"result row {index}: several series (FACET) in a range read; the query"
+                " must give one series"
+            )
+        seen.add(float(begin))
         try:
             _, value = _row_value(row, field)
         except ValueError as bad:

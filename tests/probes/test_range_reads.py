@@ -328,6 +328,23 @@ async def test_newrelic_range_null_buckets_are_left_out_and_all_null_is_no_data(
     assert isinstance(empty, Measurement) and empty.status is MeasurementStatus.NO_DATA
 
 
+async def test_newrelic_range_refuses_several_series(nr: NewRelicFake) -> None:
+    """FACET rows are one series per facet in one list; pooled, a regressing facet would
+    be diluted by the healthy ones."""
+    rows = [
+        {**bucket(START + STEP * i, value), "facet": facet}
+        for facet, value in (("eu", 0.2), ("us", 2.0))
+        for i in range(10)
+    ]
+    nr.set_rows(SENT, rows)
+    answer = await read(newrelic(nr.url), ProbeQuery(query=NRQL))
+    assert isinstance(answer, Measurement), answer
+    assert answer.status is MeasurementStatus.ERROR
+    assert "several series (FACET)" in answer.detail
+    nr.set_rows(SENT, [bucket(START, 0.2), bucket(START, 0.3)])  # the same bucket twice
+    assert isinstance(await read(newrelic(nr.url), ProbeQuery(query=NRQL)), Measurement)
+
+
 async def test_newrelic_range_refuses_a_query_with_its_own_time_clauses(nr: NewRelicFake) -> None:
     answer = await read(newrelic(nr.url), ProbeQuery(query=f"{NRQL} SINCE 1 hour ago"))
     assert isinstance(answer, Measurement) and "its own SINCE clause" in answer.detail
