@@ -259,6 +259,11 @@ class CallbackOutbox:
                     DoorCallbackRow.state == CALLBACK_WAITING,
                     (DoorCallbackRow.claimed_until.is_(None))
                     | (DoorCallbackRow.claimed_until < now),
+                    # As this pass read it: another process may have tried and settled it
+                    # since (a new attempt count and backoff), which a stale claim must
+                    # not overwrite or skip.
+                    DoorCallbackRow.attempts == row.attempts,
+                    DoorCallbackRow.due_at <= now,
                 )
                 .values(claimed_by=token, claimed_until=now + timedelta(seconds=CLAIM_TTL_S))
             )
