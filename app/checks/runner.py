@@ -41,7 +41,7 @@ import structlog
 
 from app.checks import repository as repo
 from app.core.clock import Clock
-from app.core.db import CheckRow, Database, SampleRow, SignoffRow
+from app.core.db import CheckRow, Database, SampleRow, SignoffRow, after_commit
 from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate, PinnedVersionUnavailable
@@ -480,53 +480,69 @@ class CheckRunner:
             previous = run.verdict
             body = _body(verdict, gate)
             final = verdict.decision in (Decision.GO, Decision.ROLLBACK)
-            row: CheckRow | None = None
-            async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
-                if not await repo.update_running_verdict(session, run.id, body):
-                    run.ended = True  # ended by a request; its own hook does the rest
-                    return
-                sample_id = await gate_repo.add_sample(
-                    session,
-                    gate=gate.name,
-                    check_id=run.id,
-                    evaluated_at=sample.evaluated_at,
-                    decision=verdict.decision.value,
-                    body=body,
-                    measurements=measurements_of(sample),
-                    gate_version=run.gate_version,
-                )
-                await repo.add_event(
-                    session,
-                    run.id,
-                    "sample",
-                    at=sample.evaluated_at,
-                    actor=ENGINE,
-                    data={
-                        "sample_id": sample_id,
-                        "gate_version": run.gate_version,
-                        "decision": verdict.decision.value,
-                        "reasons": list(verdict.reasons),
-                    },
-                )
-                if verdict.decision is not previous.decision:
+            stored = list(run.history)
+            committed: list[CheckRow | None] = []
+
+            def on_commit(row: CheckRow | None) -> None:
+                # Run by the session once the database has committed, even when the write
+                # budget ran out meanwhile: what is stored is what the run goes on from.
+                committed.append(row)
+                run.verdict = verdict
+                if row is not None:
+                    self._after_engine_end(run, row, verdict, previous.decision)
+
+            try:
+                async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
+                    if not await repo.update_running_verdict(session, run.id, body):
+                        run.ended = True  # ended by a request; its own hook does the rest
+                        return
+                    sample_id = await gate_repo.add_sample(
+                        session,
+                        gate=gate.name,
+                        check_id=run.id,
+                        evaluated_at=sample.evaluated_at,
+                        decision=verdict.decision.value,
+                        body=body,
+                        measurements=measurements_of(sample),
+                        gate_version=run.gate_version,
+                    )
                     await repo.add_event(
                         session,
                         run.id,
-                        "decision_changed",
+                        "sample",
                         at=sample.evaluated_at,
                         actor=ENGINE,
                         data={
-                            "from": previous.decision.value,
-                            "to": verdict.decision.value,
+                            "sample_id": sample_id,
+                            "gate_version": run.gate_version,
+                            "decision": verdict.decision.value,
                             "reasons": list(verdict.reasons),
                         },
                     )
-                run.history.append((sample_id, sample))
-                if final:
-                    row = await self._finish(session, run, gate, verdict)
-            run.verdict = verdict
-            if row is not None:
-                self._after_engine_end(run, row, verdict, previous.decision)
+                    if verdict.decision is not previous.decision:
+                        await repo.add_event(
+                            session,
+                            run.id,
+                            "decision_changed",
+                            at=sample.evaluated_at,
+                            actor=ENGINE,
+                            data={
+                                "from": previous.decision.value,
+                                "to": verdict.decision.value,
+                                "reasons": list(verdict.reasons),
+                            },
+                        )
+                    run.history.append((sample_id, sample))
+                    row = await self._finish(session, run, gate, verdict) if final else None
+                    after_commit(session, lambda: on_commit(row))
+            except BaseException:
+                if not committed:
+                    # Not committed, so never stored: the sample leaves the history again
+                    # (a steady run of samples nobody can see would otherwise build up,
+                    # one per retry, and go long before its intervals had passed).
+                    run.history.clear()
+                    run.history.extend(stored)
+                raise
 
     def _decide(self, run: _CheckRun, gate: Gate, samples: Sequence[Sample]) -> Verdict:
         return decide_safely(

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks import repository as repo
+from app.gates import repository as gate_repo
 from tests.app.conftest import Service
 
 
@@ -72,6 +74,51 @@ async def test_a_fault_after_healthy_samples_is_retried_at_the_first_backoff(
     await service.advance(0.5)  # t=30.5: retried at the first backoff
     await service.until(lambda: _failed(outage, 8), seconds=3)
     assert outage.failures == 8
+
+
+async def test_samples_whose_commit_failed_never_count_toward_go(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample whose transaction did not commit was never stored: it must not stay in
+    the run's history, or the retries (half a second apart) would build a steady run of
+    samples nobody can see and go long before two intervals have passed."""
+    failing = {"left": 2, "failures": 0}
+    poisoned: set[int] = set()
+    real_add, real_commit = gate_repo.add_sample, AsyncSession.commit
+
+    async def add_sample(session: Any, *args: Any, **kwargs: Any) -> Any:
+        if failing["left"] > 0:
+            failing["left"] -= 1
+            poisoned.add(id(session))
+        return await real_add(session, *args, **kwargs)
+
+    async def commit(self: AsyncSession) -> None:
+        if id(self) in poisoned:
+            poisoned.discard(id(self))
+            failing["failures"] += 1
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        await real_commit(self)
+
+    monkeypatch.setattr(gate_repo, "add_sample", add_sample)
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+    check = await service.start_check()  # portal: interval 10s, steady_for 2
+    await service.until(lambda: _count(failing, 1))  # t=0
+    await service.advance(0.5)
+    await service.until(lambda: _count(failing, 2))  # t=0.5
+    await service.advance(1)  # t=1.5: the retry's sample commits
+    await service.samples_reach(check["id"], 1)
+    await service.advance(5)  # t=6.5: still before the second tick
+    body = await service.check(check["id"])
+    assert body["state"] == "running", body
+    assert body["steady"]["passes"] == 1, body["steady"]
+    await service.advance(3.5)  # t=10: the second stored sample, two in a row
+    final = await service.final(check["id"])
+    assert final["decision"] == "go"
+    assert len(set(final["deciding_samples"])) == 2, final["deciding_samples"]
+
+
+async def _count(failing: dict[str, int], times: int) -> bool:
+    return failing["failures"] >= times
 
 
 async def test_the_deadline_is_enforced_as_soon_as_gonogo_can_write(
