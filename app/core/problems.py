@@ -183,6 +183,7 @@ async def _on_database_outage(request: Request, error: Exception) -> JSONRespons
         method=request.method,
         path=request.url.path,
         error_type=type(error).__name__,
+        error=str(error)[:500],  # "database is locked" is not "no such column": say which
     )
     return problem_response(
         503, "the database is not answering; try again later", headers={"Retry-After": "5"}

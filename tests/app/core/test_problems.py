@@ -42,4 +42,5 @@ async def test_a_database_outage_during_a_request_is_a_503_with_retry_after(
     assert response.json()["detail"] == "the database is not answering; try again later"
     logs = captured_logs.getvalue()
     assert "database not answering" in logs
+    assert f'"error_type": "{type(outage).__name__}"' in logs  # and its own words beside it
     assert "Traceback" not in logs and "unhandled error" not in logs
