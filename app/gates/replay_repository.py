@@ -11,14 +11,22 @@ from app.core.db import SampleRow
 
 
 async def continuous_samples_between(
-    session: AsyncSession, gate: str, start: datetime, end: datetime, *, limit: int
+    session: AsyncSession,
+    gate: str,
+    version: str,
+    start: datetime,
+    end: datetime,
+    *,
+    limit: int,
 ) -> list[SampleRow]:
-    """Continuous samples of ``gate`` evaluated in ``[start, end]``, oldest first, at most
-    ``limit`` (the oldest ones)."""
+    """Continuous samples of ``gate`` judged by ``version`` and evaluated in
+    ``[start, end]``, oldest first, at most ``limit`` (the oldest ones): a sample another
+    definition took measured another query, URL or matcher."""
     query = (
         select(SampleRow)
         .where(
             SampleRow.gate == gate,
+            SampleRow.gate_version == version,
             SampleRow.check_id.is_(None),
             SampleRow.evaluated_at >= start,
             SampleRow.evaluated_at <= end,

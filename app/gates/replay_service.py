@@ -11,13 +11,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.problems import Invalid, Problem
-from app.gates.catalog import GateCatalog
+from app.gates.catalog import GateCatalog, LoadedGate
 from app.gates.replay_repository import continuous_samples_between
 from app.gates.samples import samples_from_rows
 from app.gates.service import loaded_or_404
 from gates.conditions import format_duration
 from gates.engine import Sample
-from gates.model import Gate
 from gates.placeholders import check_value_problem, gate_placeholders, reserved_name_problem
 from gates.replay import ReplayError, not_replayable_reason, replay, replay_instants
 from gates.sampler import placeholder_values
@@ -76,12 +75,16 @@ def _checked_vars(vars: Mapping[str, str], used: set[str]) -> dict[str, str]:
 
 async def _stored_samples(
     session: AsyncSession,
-    gate: Gate,
-    probes: Mapping[str, Any],
+    loaded: LoadedGate,
+    supplied: Mapping[str, str],
     span: tuple[datetime, datetime, timedelta],
 ) -> list[Sample]:
-    """gonogo's own samples of ``gate`` over the range, when a criterion needs them (its
-    probe cannot read its history back)."""
+    """gonogo's own samples of the gate over the range, when a criterion needs them (its
+    probe cannot read its history back). They were taken by the gate's current version
+    with its own ``vars``: a replay for other values (``supplied``) cannot use them."""
+    gate, probes = loaded.gate, loaded.probes
+    if supplied:
+        return []
     needed = any(
         c.compare is None and not_replayable_reason(gate, c, probes.get(c.probe)) is not None
         for c in gate.criteria
@@ -91,7 +94,7 @@ async def _stored_samples(
     start, end, step = span
     reach = max(gate.interval, step)  # the stored sample a first step may take
     rows = await continuous_samples_between(
-        session, gate.name, start - reach, end, limit=MAX_STORED_SAMPLES
+        session, gate.name, loaded.version, start - reach, end, limit=MAX_STORED_SAMPLES
     )
     return await asyncio.to_thread(samples_from_rows, rows, owner=gate.name)
 
@@ -121,7 +124,7 @@ async def replay_gate(
         raise _invalid(bad.field, str(bad)) from None
     limiter.claim(name)
     try:
-        stored = await _stored_samples(session, gate, loaded.probes, (start, end, every))
+        stored = await _stored_samples(session, loaded, supplied, (start, end, every))
         replayed = await replay(
             gate,
             loaded.probes,

@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from app.core.clock import ManualClock
+from app.core.db import SampleRow
 from app.core.migrate import upgrade_database
 from probes.base import Measurement, ProbeConfig, ProbeContext, ProbeQuery, Series
 from tests.app.conftest import PORTAL, TOKENS, Service, open_service
@@ -224,3 +226,30 @@ async def test_a_stored_stretch_of_live_samples_replays_to_the_decisions_made_li
     ]
     assert replayed == made
     assert {s["decision"] for s in live} == {"go", "no_go", "rollback"}
+
+
+async def test_stored_samples_of_another_version_or_for_other_values_are_never_replayed(
+    service: Service,
+) -> None:
+    """Samples another definition took measured another URL or query, and the gate's
+    own samples measured its default values, not a replay's ``vars``: neither may stand
+    in for what the replayed definition would have seen."""
+    service.probe("p").answer = 1.0
+    for _ in range(4):
+        await service.advance(10)
+
+    async def stored() -> bool:
+        page = (await service.get("/api/v1/gates/portal/samples?limit=1")).json()
+        return bool(page["items"])
+
+    await service.until(stored)
+    items = (await service.get("/api/v1/gates/portal/samples?limit=100")).json()["items"]
+    span = {"from": items[-1]["evaluated_at"], "to": items[0]["evaluated_at"], "step": "10s"}
+    db = service.app.state.db
+    async with db.session() as session:  # as if an older definition had taken them
+        await session.execute(update(SampleRow).values(gate_version="0ld0ld0ld0ld"))
+    response = await service.post("/api/v1/gates/portal/replay", "viewer", json=span)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["criteria"][0]["replayable"] is False, body["criteria"][0]
+    assert {s["decision"] for s in body["timeline"]} == {"no_go"}
