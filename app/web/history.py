@@ -346,7 +346,8 @@ async def read_history(
 
 class HistoryCache:
     """The last history read, served to every page render for ``HISTORY_CACHE_S``, so
-    the number of viewers does not multiply the reads; one read at a time."""
+    the number of viewers does not multiply the reads; one read at a time. A failed read
+    is kept as long: the page shows no history for that long, then tries again."""
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -362,6 +363,7 @@ class HistoryCache:
                 if shown == names and timedelta(0) <= now - at < timedelta(seconds=HISTORY_CACHE_S):
                     return history
             history = await read_history(db, loaded, now=now)
-            if history["available"]:
-                self._read = (now, names, history)
+            # An unavailable read is kept too: while the database is away, renders queued
+            # behind this lock would otherwise each wait out their own failed read.
+            self._read = (now, names, history)
             return history

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from app.core.db import Database
-from app.web import check_page
+from app.web import check_page, history
 from app.web.history import (
     BAND_SLOTS,
     GAP,
@@ -382,3 +382,32 @@ async def test_a_database_that_does_not_answer_gives_the_page_without_history(
     assert "No history shown: the database did not answer in time." in response.text
     assert "Recent checks are not shown" in response.text
     assert 'data-gate="portal"' in response.text
+
+
+async def test_a_failed_history_read_is_kept_so_renders_do_not_queue_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the database is away each read waits out its timeout; renders queued behind
+    the one read at a time would wait out one each. The failed read is kept instead."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'gonogo.db'}")
+    reads: list[object] = []
+    real = history.read_history
+
+    async def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        reads.append(args)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(history, "read_history", counted)
+    app = status_app(
+        FakeCatalog([FakeLoaded(slow_gate("portal"))]),
+        FakeScheduler({"portal": verdict("portal", Decision.GO, 0.9995)}),
+    )
+    app.state.db = db
+    try:
+        async with _client(app) as client:
+            pages = [await client.get("/") for _ in range(3)]
+    finally:
+        await db.dispose()
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    assert all("No history shown" in p.text for p in pages)
+    assert len(reads) == 1
