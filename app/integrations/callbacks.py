@@ -65,6 +65,16 @@ class GiveUp(Exception):
     """The answer can never be delivered as it is (a 4xx, a refused host)."""
 
 
+def worth_retrying(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether a forge's refusal is for now, not for good: a 5xx, a 429, or a rate limit
+    answered as 403 (GitHub's secondary limit sends ``Retry-After``; a spent primary limit
+    ``X-RateLimit-Remaining: 0``)."""
+    if status >= 500 or status == 429:
+        return True
+    limited = "retry-after" in headers or headers.get("x-ratelimit-remaining") == "0"
+    return status == 403 and limited
+
+
 class Sender(Protocol):
     """Delivers one door's answers; raises ``RetryLater`` or ``GiveUp`` when it could not."""
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from app.core.clock import Clock
 from app.core.db import CheckRow
 from app.core.problems import Invalid, NotFound, Unauthorized
-from app.integrations.callbacks import GiveUp, RetryLater, approved, bounded
+from app.integrations.callbacks import GiveUp, RetryLater, approved, bounded, worth_retrying
 from app.integrations.doors import (
     ACCEPTED,
     IGNORED,
@@ -357,9 +357,10 @@ class GitHubApp:
 
 
 def _failure(what: str, response: httpx.Response) -> Exception:
-    """``RetryLater`` for a 5xx or 429, ``GiveUp`` for any other status, with GitHub's message."""
+    """``RetryLater`` for a refusal for now (``worth_retrying``), ``GiveUp`` for any other
+    status, with GitHub's message."""
     text = bounded(f"{what}: HTTP {response.status_code} {_message(response)}".strip(), 300)
-    if response.status_code >= 500 or response.status_code == 429:
+    if worth_retrying(response.status_code, response.headers):
         return RetryLater(text)
     return GiveUp(text)
 

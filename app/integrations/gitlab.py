@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.core.db import CheckRow
 from app.core.problems import Invalid, NotFound, Unauthorized
-from app.integrations.callbacks import GiveUp, RetryLater, approved, bounded
+from app.integrations.callbacks import GiveUp, RetryLater, approved, bounded, worth_retrying
 from app.integrations.doors import (
     ACCEPTED,
     IGNORED,
@@ -195,7 +195,7 @@ class GitLabApprovals:
         except ValueError:
             message = ""
         text = bounded(f"deployment approval: HTTP {response.status_code} {message}".strip(), 300)
-        if response.status_code >= 500 or response.status_code == 429:
+        if worth_retrying(response.status_code, response.headers):
             raise RetryLater(text)
         raise GiveUp(text)
 

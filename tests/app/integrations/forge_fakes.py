@@ -143,6 +143,10 @@ class FakeGitHub:
             return web.Response(status=204)
         if status == 422:
             return _github_error(422, "No pending deployment requests to approve or reject")
+        if status == 403:  # GitHub's secondary rate limit
+            limited = _github_error(403, "You have exceeded a secondary rate limit")
+            limited.headers["Retry-After"] = "60"
+            return limited
         return _github_error(status, "Server Error")
 
 

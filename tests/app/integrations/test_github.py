@@ -234,6 +234,16 @@ async def test_a_callback_answering_5xx_is_retried_and_delivered_once(forges: Fo
     assert (row.state, row.attempts) == (CALLBACK_DELIVERED, 3)
 
 
+async def test_a_rate_limited_callback_is_retried_not_given_up(forges: Forges) -> None:
+    forges.github.review_statuses = [403, 204]  # a secondary rate limit, with Retry-After
+    response = await forges.github_hook(protection_rule(forges.github.url))
+    assert response.status_code == 202
+    await _delivered(forges)
+    assert forges.github.review_attempts == 2
+    [row] = await forges.callbacks()
+    assert (row.state, row.attempts) == (CALLBACK_DELIVERED, 2)
+
+
 async def test_a_422_from_github_is_logged_and_not_retried(forges: Forges) -> None:
     forges.github.review_statuses = [422]
     with capture_logs() as logs:
