@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.gates.freshness import DecisionView, current_check_body
 from app.web import check_page
 from app.web.history import DECISION_WORDS, HistoryCache, worst_first
+from app.web.rendering import render_template
 from gates.conditions import format_duration
 from gates.engine import Decision
 from gates.judgements import comparison_summary, judged_conditions, judged_value_text
@@ -46,13 +46,6 @@ DECISION_LABELS: Final = {
     Decision.NO_GO.value: ("NO GO", "Yellow"),
     Decision.ROLLBACK.value: ("ROLLBACK", "Red"),
 }
-
-_templates = Environment(
-    loader=FileSystemLoader(PACKAGE_DIR / "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 router = APIRouter()
 router.include_router(check_page.router)
@@ -227,8 +220,8 @@ async def _history(request: Request) -> dict[str, Any] | None:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def status_page(request: Request) -> HTMLResponse:
     status = _snapshot(request)
-    html = _templates.get_template("status.html").render(
-        status=status, history=await _history(request), words=DECISION_WORDS
+    html = render_template(
+        "status.html", status=status, history=await _history(request), words=DECISION_WORDS
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
