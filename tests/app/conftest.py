@@ -88,6 +88,19 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+async def postgres_url() -> str:
+    """LISTEN/NOTIFY across replicas is PostgreSQL's (SQLite serves one process)."""
+    url = os.environ.get(POSTGRES_ENV, "")
+    if not url:
+        if in_ci():
+            pytest.fail(f"{POSTGRES_ENV} is not set; CI=true, so PostgreSQL must be tested")
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+asyncpg://...)")
+    await reset_postgres(url)
+    await upgrade_database(url)
+    return url
+
+
+@pytest.fixture
 def gates_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "gates"
     directory.mkdir()
