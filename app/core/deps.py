@@ -23,6 +23,14 @@ T = TypeVar("T")
 MAX_ROW_ID = 2**63 - 1
 
 
+def state_part(request: Request, name: str, kind: type[T]) -> T:
+    """``app.state.<name>``, checked to be a ``kind``: the one typed read of app state."""
+    value = getattr(request.app.state, name, None)
+    if not isinstance(value, kind):
+        raise RuntimeError(f"app.state.{name} is not a {kind.__name__} (not started?)")
+    return value
+
+
 def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """A dependency that reads ``app.state.<name>`` and checks that it is a ``kind``.
 
@@ -31,10 +39,7 @@ def from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
     """
 
     async def get(request: Request) -> T:
-        value = getattr(request.app.state, name, None)
-        if not isinstance(value, kind):
-            raise RuntimeError(f"app.state.{name} is not a {kind.__name__} (not started?)")
-        return value
+        return state_part(request, name, kind)
 
     get.__name__ = f"state_{name}"
     return get
@@ -123,9 +128,7 @@ class AuthFirstRoute(APIRoute):
             return handler
 
         async def authenticated(request: Request) -> Response:
-            authenticator = getattr(request.app.state, "authenticator", None)
-            if not isinstance(authenticator, TokenAuthenticator):
-                raise RuntimeError("app.state.authenticator is not set (not started?)")
+            authenticator = state_part(request, "authenticator", TokenAuthenticator)
             principal = authenticator.authenticate(request.headers.get("authorization"))
             require(principal, role, action=_ACTIONS[role])
             return await handler(request)

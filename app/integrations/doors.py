@@ -6,19 +6,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.checks.runner import CheckRunner
 from app.checks.schemas import CheckRequest
 from app.checks.service import create_check
-from app.core.auth import Principal
+from app.core.auth import Principal, TokenAuthenticator
 from app.core.clock import Clock
 from app.core.db import Database
+from app.core.deps import state_part
 from app.core.problems import Invalid, validation_errors
 from app.gates.catalog import GateCatalog
 from app.integrations.callbacks import callback_for, enqueue
+from app.integrations.forges import Doors
 from gates.placeholders import check_value_problem
+
+
+@dataclass(frozen=True)
+class DoorParts:
+    """What a front door needs of the running service, each part checked for its type."""
+
+    db: Database
+    catalog: GateCatalog
+    runner: CheckRunner
+    clock: Clock
+    authenticator: TokenAuthenticator
+    doors: Doors
+
+    @classmethod
+    def of(cls, request: Request) -> DoorParts:
+        return cls(
+            db=state_part(request, "db", Database),
+            catalog=state_part(request, "catalog", GateCatalog),
+            runner=state_part(request, "checks", CheckRunner),
+            clock=state_part(request, "clock", Clock),  # type: ignore[type-abstract]
+            authenticator=state_part(request, "authenticator", TokenAuthenticator),
+            doors=state_part(request, "doors", Doors),
+        )
 
 
 @dataclass(frozen=True)
@@ -61,14 +87,7 @@ def invalid_payload(invalid: ValidationError) -> Invalid:
     return Invalid(f"the payload is invalid: {fields}", errors=errors)
 
 
-async def open_check(
-    *,
-    db: Database,
-    catalog: GateCatalog,
-    runner: CheckRunner,
-    clock: Clock,
-    request: DoorRequest,
-) -> Opened:
+async def open_check(parts: DoorParts, request: DoorRequest) -> Opened:
     """Start the check (or find the one this request already started) and queue the
     forge's answer with it, in one transaction."""
     try:
@@ -81,11 +100,12 @@ async def open_check(
         )
     except ValidationError as invalid:
         raise invalid_payload(invalid) from None
-    async with db.session() as session:
+    clock = parts.clock
+    async with parts.db.session() as session:
         body, created = await create_check(
             session,
-            catalog,
-            runner,
+            parts.catalog,
+            parts.runner,
             clock,
             gate_name=request.gate,
             request=check_request,

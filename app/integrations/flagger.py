@@ -43,9 +43,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.checks import service as checks
 from app.checks.schemas import MAX_IDEMPOTENCY_KEY, CheckRequest, NoControlChars
 from app.core.auth import Principal, TokenAuthenticator, require
-from app.core.clock import Clock
-from app.core.db import Database
 from app.core.problems import Invalid, Unavailable, validation_errors
+from app.integrations.doors import DoorParts
 from gates.engine import Decision
 
 log = structlog.get_logger(__name__)
@@ -159,10 +158,10 @@ def hook_answer(check: dict[str, Any], *, hook: str, succeeds_on: str) -> JSONRe
 
 
 async def _answer_hook(gate: str, request: Request, *, hook: str, succeeds_on: str) -> JSONResponse:
-    state = request.app.state
+    parts = DoorParts.of(request)
     raw = await request.body()
     principal = _authorize(
-        state.authenticator, request.headers.get("authorization"), _body_token(raw)
+        parts.authenticator, request.headers.get("authorization"), _body_token(raw)
     )
     if "version" in request.query_params:
         raise Invalid(
@@ -172,15 +171,13 @@ async def _answer_hook(gate: str, request: Request, *, hook: str, succeeds_on: s
     payload = _payload(raw)
     wanted = check_request(payload)
     key = idempotency_key(payload)
-    db: Database = state.db
-    clock: Clock = state.clock
     try:
-        async with db.session() as session:
+        async with parts.db.session() as session:
             check, created = await checks.create_check(
                 session,
-                state.catalog,
-                state.checks,
-                clock,
+                parts.catalog,
+                parts.runner,
+                parts.clock,
                 gate_name=gate,
                 request=wanted,
                 idempotency_key=key,

@@ -41,12 +41,13 @@ from app.integrations.callbacks import GiveUp, RetryLater, approved, bounded, wo
 from app.integrations.doors import (
     ACCEPTED,
     IGNORED,
+    DoorParts,
     DoorRequest,
     check_value,
     invalid_payload,
     open_check,
 )
-from app.integrations.forges import Doors, GitHubDoor
+from app.integrations.forges import GitHubDoor
 from probes.timefmt import iso
 
 log = structlog.get_logger(__name__)
@@ -154,9 +155,8 @@ def release_version(payload: ProtectionRuleRequest, version_from: str) -> tuple[
     },
 )
 async def github_webhook(request: Request) -> Any:
-    state = request.app.state
-    doors: Doors = state.doors
-    door = doors.github
+    parts = DoorParts.of(request)
+    door = parts.doors.github
     if door is None:
         # Nobody can be authenticated without the secret: 401, like a wrong signature.
         raise Unauthorized(
@@ -207,11 +207,8 @@ async def github_webhook(request: Request) -> Any:
         )
     deployment = payload.deployment or _Deployment()
     opened = await open_check(
-        db=state.db,
-        catalog=state.catalog,
-        runner=state.checks,
-        clock=state.clock,
-        request=DoorRequest(
+        parts,
+        DoorRequest(
             door=DOOR,
             key=delivery,
             gate=rule.gate,

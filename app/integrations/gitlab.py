@@ -30,12 +30,13 @@ from app.integrations.callbacks import GiveUp, RetryLater, approved, bounded, wo
 from app.integrations.doors import (
     ACCEPTED,
     IGNORED,
+    DoorParts,
     DoorRequest,
     check_value,
     invalid_payload,
     open_check,
 )
-from app.integrations.forges import Doors, GitLabDoor
+from app.integrations.forges import GitLabDoor
 
 log = structlog.get_logger(__name__)
 
@@ -98,9 +99,8 @@ def release_version(hook: DeploymentHook, version_from: str) -> tuple[str, str]:
     },
 )
 async def gitlab_webhook(request: Request) -> Any:
-    state = request.app.state
-    doors: Doors = state.doors
-    door = doors.gitlab
+    parts = DoorParts.of(request)
+    door = parts.doors.gitlab
     if door is None:
         # Nobody can be authenticated without the secret: 401, like a wrong signature.
         raise Unauthorized(
@@ -133,11 +133,8 @@ async def gitlab_webhook(request: Request) -> Any:
     version, source = release_version(hook, rule.version_from)
     key = f"{hook.project.id}:{hook.deployment_id}"
     opened = await open_check(
-        db=state.db,
-        catalog=state.catalog,
-        runner=state.checks,
-        clock=state.clock,
-        request=DoorRequest(
+        parts,
+        DoorRequest(
             door=DOOR,
             key=key,
             gate=rule.gate,
