@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,3 +95,53 @@ def real_prometheus(work: Path, target_url: str, *, scrape: str = "1s") -> Itera
     ]
     with server_process(argv, ready_url=f"{url}/-/ready", log_path=work / "prometheus.log"):
         yield url
+
+
+# How long a real Prometheus may take to have a rate() for every served series.
+RATES_DEADLINE = 30.0
+
+
+@contextmanager
+def prometheus_scraping_requests(
+    work: Path, traffic: Mapping[tuple[str, str], float]
+) -> Iterator[str]:
+    """A real Prometheus scraping a target that serves ``http_requests_total`` growing at
+    ``traffic[(version, code)]`` requests per second; yields its URL once ``rate()`` has a
+    value for every series (two scrapes each)."""
+    from aiohttp import web
+
+    from tests.fakes.server import ThreadedServer
+
+    started = time.time()
+
+    async def metrics(_: web.Request) -> web.Response:
+        elapsed = time.time() - started
+        lines = ["# TYPE http_requests_total counter"]
+        for (version, code), per_second in traffic.items():
+            lines.append(
+                f'http_requests_total{{version="{version}",code="{code}"}}'
+                f" {per_second * elapsed:.3f}"
+            )
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    with ThreadedServer(app) as target, real_prometheus(work, target.url) as url:
+        _wait_for_rates(url, len(traffic))
+        yield url
+
+
+def _wait_for_rates(url: str, series: int) -> None:
+    deadline = time.monotonic() + RATES_DEADLINE
+    query = "count(rate(http_requests_total[5m]))"
+    while True:
+        try:
+            answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=1)
+            result = answer.json()["data"]["result"] if answer.status_code == 200 else []
+            if result and float(result[0]["value"][1]) == series:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"prometheus had no rates within {RATES_DEADLINE}s")
+        time.sleep(0.2)  # bounded poll of a child process until its second scrape

@@ -12,21 +12,16 @@ Needs the ``prometheus`` binary; skipped without it, except in CI.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
-import httpx
 import pytest
-from aiohttp import web
 
 from gates.engine import CriterionOutcome, Decision, decide
 from gates.model import Gate
 from gates.sampler import placeholder_values, take_sample
 from probes.prometheus import PrometheusConfig, PrometheusProbe
-from tests.fakes.server import ThreadedServer
-from tests.probes.test_prometheus_real import READY_DEADLINE
-from tests.support import real_prometheus
+from tests.support import prometheus_scraping_requests
 
 pytestmark = pytest.mark.prometheus
 
@@ -47,43 +42,10 @@ ERROR_RATE = (
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    started = time.time()
-
-    async def metrics(_: web.Request) -> web.Response:
-        elapsed = time.time() - started
-        lines = ["# TYPE http_requests_total counter"]
-        for (version, code), per_second in TRAFFIC.items():
-            lines.append(
-                f'http_requests_total{{version="{version}",code="{code}"}}'
-                f" {per_second * elapsed:.3f}"
-            )
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    with (
-        ThreadedServer(app) as target,
-        real_prometheus(tmp_path_factory.mktemp("prometheus-baseline"), target.url) as url,
-    ):
-        _wait_for_rates(url)
+    with prometheus_scraping_requests(
+        tmp_path_factory.mktemp("prometheus-baseline"), TRAFFIC
+    ) as url:
         yield url
-
-
-def _wait_for_rates(url: str) -> None:
-    """Until every series has two scrapes, so rate() has a value for each."""
-    deadline = time.monotonic() + READY_DEADLINE
-    query = "count(rate(http_requests_total[5m]))"
-    while True:
-        try:
-            answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=1)
-            result = answer.json()["data"]["result"] if answer.status_code == 200 else []
-            if result and float(result[0]["value"][1]) == len(TRAFFIC):
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"prometheus had no rates within {READY_DEADLINE}s")
-        time.sleep(0.2)  # bounded poll of a child process until its second scrape
 
 
 @pytest.fixture

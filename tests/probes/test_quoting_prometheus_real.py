@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 
 from app.core.clock import ManualClock
 from app.core.migrate import upgrade_database
@@ -32,9 +31,7 @@ from probes.base import ProbeConfig, ProbeContext, ProbeQuery, QuoteContext
 from probes.prometheus import PrometheusConfig, PrometheusProbe
 from probes.quoting import quote_promql
 from tests.app.conftest import TOKENS, open_service
-from tests.fakes.server import ThreadedServer
-from tests.probes.test_prometheus_real import READY_DEADLINE
-from tests.support import real_prometheus
+from tests.support import prometheus_scraping_requests
 
 pytestmark = pytest.mark.prometheus
 
@@ -57,43 +54,10 @@ CRAFTED_IN_CHARSET = [".+", "1.4..", "..4.2", "1.4.+", "1+4+2", "1.4.2+", "1.+"]
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    started = time.time()
-
-    async def metrics(_: web.Request) -> web.Response:
-        elapsed = time.time() - started
-        lines = ["# TYPE http_requests_total counter"]
-        for (version, code), per_second in TRAFFIC.items():
-            lines.append(
-                f'http_requests_total{{version="{version}",code="{code}"}}'
-                f" {per_second * elapsed:.3f}"
-            )
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    with (
-        ThreadedServer(app) as target,
-        real_prometheus(tmp_path_factory.mktemp("prometheus-quoting"), target.url) as url,
-    ):
-        _wait_for_rates(url)
+    with prometheus_scraping_requests(
+        tmp_path_factory.mktemp("prometheus-quoting"), TRAFFIC
+    ) as url:
         yield url
-
-
-def _wait_for_rates(url: str) -> None:
-    """Until every series has two scrapes, so rate() has a value for each."""
-    deadline = time.monotonic() + READY_DEADLINE
-    query = "count(rate(http_requests_total[5m]))"
-    while True:
-        try:
-            answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=1)
-            result = answer.json()["data"]["result"] if answer.status_code == 200 else []
-            if result and float(result[0]["value"][1]) == len(TRAFFIC):
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"prometheus had no rates within {READY_DEADLINE}s")
-        time.sleep(0.2)  # bounded poll of a child process until its second scrape
 
 
 @pytest.fixture
