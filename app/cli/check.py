@@ -90,13 +90,15 @@ def follow(
     show: Callable[[dict[str, Any]], None],
     poll_seconds: float = POLL_SECONDS,
     client_deadline: float,
+    notice: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Long-poll until the check is no longer running (bounded by ``client_deadline``)."""
+    """Long-poll until the check is no longer running (bounded by ``client_deadline``),
+    riding out a server that is away for a while (``GonogoClient.poll``)."""
     show(check)
     while check.get("state") == "running":
         if time.monotonic() > client_deadline:
             raise ClientError(f"check {check['id']} did not finish in time; it keeps running")
-        check = client.get(check["id"], wait=poll_seconds)
+        check = client.poll(check["id"], wait=poll_seconds, notice=notice)
         show(check)
     return check
 
@@ -120,6 +122,7 @@ def follow_to_the_end(
                 check,
                 show=lambda c: display.update(criteria_table(c)),
                 client_deadline=limit,
+                notice=lambda line: console.print(line, markup=False),
             )
     seen: list[str] = []
 
@@ -129,7 +132,13 @@ def follow_to_the_end(
             seen.append(line)
             console.print(line, markup=False)
 
-    return follow(client, check, show=show, client_deadline=limit)
+    return follow(
+        client,
+        check,
+        show=show,
+        client_deadline=limit,
+        notice=lambda line: console.print(line, markup=False),
+    )
 
 
 def report_final(final: dict[str, Any], *, console: Console, as_json: bool) -> int:

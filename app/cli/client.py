@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -10,6 +11,12 @@ import httpx
 
 POLL_SECONDS = 5.0  # each long poll returns at once when the check ends
 START_ATTEMPTS = 4
+# Answers that mean "not now" (a replica restarting, a database outage behind it, a
+# gateway between): following a check asks again, for up to RIDE_OUT_SECONDS in a row.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+RIDE_OUT_SECONDS = 300.0
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 8.0
 
 
 class ClientError(Exception):
@@ -45,6 +52,14 @@ def _body(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ClientError(f"the server answered HTTP {response.status_code} with unexpected JSON")
     return body
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The answer's ``Retry-After`` in seconds (the delta-seconds form), else 0."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0
 
 
 class GonogoClient:
@@ -112,6 +127,43 @@ class GonogoClient:
         params = {"wait": wait} if wait else {}
         response = self._request("GET", f"/checks/{_part(check_id)}", params=params)
         return self._expect(response, "reading the check", 200)
+
+    def poll(
+        self,
+        check_id: str,
+        *,
+        wait: float,
+        ride_out: float = RIDE_OUT_SECONDS,
+        notice: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Any]:
+        """``get``, riding out a server that is away for now: unreachable, or answering
+        429, 502, 503 or 504. It is asked again with a doubling backoff (or its
+        ``Retry-After``, when longer) for up to ``ride_out`` seconds in a row; then the
+        last failure is the error. Any other refusal is an error at once."""
+        gives_up = time.monotonic() + ride_out
+        backoff = FIRST_BACKOFF_SECONDS
+        while True:
+            params = {"wait": wait} if wait else {}
+            try:
+                response = self._http.get(f"/checks/{_part(check_id)}", params=params)
+            except httpx.TransportError as error:
+                failure, delay = f"cannot reach the server: {type(error).__name__}: {error}", 0.0
+            except httpx.InvalidURL as error:
+                raise ClientError(f"bad --server URL: {error}") from None
+            else:
+                if response.status_code not in TRANSIENT_STATUSES:
+                    return self._expect(response, "reading the check", 200)
+                failure = f"reading the check failed: {problem_text(response)}"
+                delay = _retry_after(response)
+            remaining = gives_up - time.monotonic()
+            if remaining <= 0:
+                raise ClientError(f"{failure} (asked again for {ride_out:g}s)")
+            pause = min(max(delay, backoff), MAX_BACKOFF_SECONDS, remaining)
+            if notice is not None:
+                notice(f"{failure}; asking again in {pause:.1f}s")
+            sleep(pause)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     def list(self, *, gate: str | None, state: str | None, limit: int) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
