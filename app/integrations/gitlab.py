@@ -164,8 +164,34 @@ async def gitlab_webhook(request: Request) -> Any:
     return ACCEPTED.answer("check started" if opened.created else "deployment seen before", opened)
 
 
+def release_mismatch(deployment: Mapping[str, Any], check: CheckRow) -> str | None:
+    """Why GitLab's own record of the deployment is not the release the check judged, or
+    None when it is: the commit (``sha``, of which a ``short_sha`` version is a prefix,
+    or ``ref``) and the environment's name must both match. The hook's body named them;
+    the approval trusts only what GitLab's API says."""
+    sha, ref = deployment.get("sha"), deployment.get("ref")
+    version = check.version
+    commit_matches = (isinstance(sha, str) and len(version) >= 7 and sha.startswith(version)) or (
+        isinstance(ref, str) and ref == version
+    )
+    if not commit_matches:
+        shown = sha[:12] if isinstance(sha, str) else "none"
+        return f"the deployment is of commit {shown} (ref {str(ref)[:64]}), not {version}"
+    environment = deployment.get("environment")
+    name = environment.get("name") if isinstance(environment, dict) else None
+    expected = check.meta.get("environment") if isinstance(check.meta, dict) else None
+    if expected is not None and name != expected:
+        return f"the deployment is to environment {str(name)[:64]}, not {str(expected)[:64]}"
+    return None
+
+
 class GitLabApprovals:
-    """The outbox's GitLab sender: approves or rejects a blocked deployment."""
+    """The outbox's GitLab sender: approves or rejects a blocked deployment.
+
+    Before approving, it reads the deployment from GitLab's API (``GET
+    /projects/:id/deployments/:deployment_id``): one that is no longer ``blocked`` needs
+    no answer, and one whose commit or environment is not the release the check judged is
+    rejected with the reason, whatever the hook's body said."""
 
     def __init__(self, door: GitLabDoor, *, client: httpx.AsyncClient | None = None) -> None:
         self._door = door
@@ -174,24 +200,45 @@ class GitLabApprovals:
 
     async def send(self, target: Mapping[str, Any], check: CheckRow, comment: str) -> None:
         project, deployment = int(target["project_id"]), int(target["deployment_id"])
-        url = f"{self._door.config.url}/api/v4/projects/{project}/deployments/{deployment}/approval"
-        body = {"status": "approved" if approved(check) else "rejected", "comment": comment}
+        url = f"{self._door.config.url}/api/v4/projects/{project}/deployments/{deployment}"
+        status = "approved" if approved(check) else "rejected"
+        if status == "approved":
+            record = await self._call("GET", url, "reading the deployment")
+            if record.get("status") != BLOCKED:
+                raise GiveUp(
+                    f"the deployment is {str(record.get('status'))[:32]}, no longer blocked"
+                )
+            mismatch = release_mismatch(record, check)
+            if mismatch is not None:
+                log.warning("gitlab deployment is not the judged release", check=check.id)
+                status, comment = (
+                    "rejected",
+                    bounded(f"gonogo rejects it: {mismatch}. {comment}", 1000),
+                )
+        await self._call(
+            "POST",
+            f"{url}/approval",
+            "deployment approval",
+            json={"status": status, "comment": comment},
+        )
+
+    async def _call(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"PRIVATE-TOKEN": self._door.token, "User-Agent": "gonogo"}
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                response = await self._client.post(url, json=body, headers=headers)
+                response = await self._client.request(method, url, headers=headers, **kwargs)
         except TimeoutError:
-            raise RetryLater("no answer in time") from None
+            raise RetryLater(f"{what}: no answer in time") from None
         except httpx.HTTPError as error:
-            raise RetryLater(type(error).__name__) from None
-        if 200 <= response.status_code < 300:
-            return
+            raise RetryLater(f"{what}: {type(error).__name__}") from None
         try:
             answer = response.json()
-            message = str(answer.get("message", "") if isinstance(answer, dict) else "")
         except ValueError:
-            message = ""
-        text = bounded(f"deployment approval: HTTP {response.status_code} {message}".strip(), 300)
+            answer = None
+        if 200 <= response.status_code < 300:
+            return answer if isinstance(answer, dict) else {}
+        message = str(answer.get("message", "") if isinstance(answer, dict) else "")
+        text = bounded(f"{what}: HTTP {response.status_code} {message}".strip(), 300)
         if worth_retrying(response.status_code, response.headers):
             raise RetryLater(text)
         raise GiveUp(text)

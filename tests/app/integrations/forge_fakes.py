@@ -11,9 +11,14 @@ access token for an app", "Review custom deployment protection rules for a workf
   unknown, revoked or expired token, and whatever the test scripts (5xx, 422 with GitHub's
   ``{"message", "documentation_url"}`` error body).
 
-GitLab (``doc/api/deployments.md`` "Approve or reject a blocked deployment"):
-``POST /api/v4/projects/:id/deployments/:deployment_id/approval`` with ``PRIVATE-TOKEN``
-answers 201 with the approval, 401 ``{"message": "401 Unauthorized"}`` without a valid token.
+GitLab (``doc/api/deployments.md`` "Get a specific deployment" and "Approve or reject a
+blocked deployment"), both with ``PRIVATE-TOKEN``, 401 ``{"message": "401 Unauthorized"}``
+without a valid one:
+- ``GET /api/v4/projects/:id/deployments/:deployment_id`` answers 200 with the deployment
+  (``id``, ``iid``, ``ref``, ``sha``, ``status``, ``environment`` {``id``, ``name``}, ...),
+  404 ``{"message": "404 Not found"}`` for one it does not know;
+- ``POST /api/v4/projects/:id/deployments/:deployment_id/approval`` answers 201 with the
+  approval.
 """
 
 from __future__ import annotations
@@ -154,6 +159,31 @@ def _github_error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message, "documentation_url": DOCS}, status=status)
 
 
+def gitlab_deployment(
+    *,
+    deployment_id: int = 107,
+    sha: str = "7638417d0d7e4c3b9a1f2e5d6c7b8a9f0e1d2c3b",
+    ref: str = "main",
+    status: str = "blocked",
+    environment: str = "production",
+) -> dict[str, Any]:
+    """A deployment as GitLab's API answers it (the fields gonogo reads, and some more)."""
+    return {
+        "id": deployment_id,
+        "iid": 12,
+        "ref": ref,
+        "sha": sha,
+        "created_at": "2026-11-24T09:58:00.000Z",
+        "updated_at": "2026-11-24T10:00:00.000Z",
+        "status": status,
+        "user": {"id": 3, "username": "release-bot", "name": "Release bot", "state": "active"},
+        "environment": {"id": 9, "name": environment, "external_url": "https://portal.example"},
+        "deployable": {"id": 796, "status": "success", "ref": ref, "name": "deploy"},
+        "pending_approval_count": 1,
+        "approvals": [],
+    }
+
+
 @dataclass
 class FakeGitLab:
     token: str
@@ -161,13 +191,31 @@ class FakeGitLab:
     approvals: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     attempts: int = 0
     url: str = ""
+    # GitLab's record of each deployment by (project id, deployment id).
+    deployments: dict[tuple[int, int], dict[str, Any]] = field(
+        default_factory=lambda: {(30, 107): gitlab_deployment()}
+    )
+    reads: int = 0
 
     def app(self) -> web.Application:
         application = web.Application()
+        application.router.add_get(
+            "/api/v4/projects/{project}/deployments/{deployment}", self._deployment
+        )
         application.router.add_post(
             "/api/v4/projects/{project}/deployments/{deployment}/approval", self._approval
         )
         return application
+
+    async def _deployment(self, request: web.Request) -> web.Response:
+        self.reads += 1
+        if not hmac.compare_digest(request.headers.get("PRIVATE-TOKEN", ""), self.token):
+            return web.json_response({"message": "401 Unauthorized"}, status=401)
+        key = (int(request.match_info["project"]), int(request.match_info["deployment"]))
+        found = self.deployments.get(key)
+        if found is None:
+            return web.json_response({"message": "404 Not found"}, status=404)
+        return web.json_response(found)
 
     async def _approval(self, request: web.Request) -> web.Response:
         self.attempts += 1

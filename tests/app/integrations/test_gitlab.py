@@ -3,9 +3,11 @@ blocked deployment is approved or rejected by gonogo's decision about that relea
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from app.core.db import CALLBACK_DELIVERED
+from app.core.db import CALLBACK_DELIVERED, CALLBACK_FAILED
 from tests.app.conftest import Service
 from tests.app.integrations.conftest import (
     GITLAB_API_TOKEN,
@@ -14,6 +16,7 @@ from tests.app.integrations.conftest import (
     Forges,
     deployment_hook,
 )
+from tests.app.integrations.forge_fakes import gitlab_deployment
 
 
 async def _approved(forges: Forges, count: int = 1) -> None:
@@ -124,6 +127,45 @@ async def test_an_approval_answering_5xx_is_retried_and_made_once(forges: Forges
     assert forges.gitlab.attempts == 2
     [row] = await forges.callbacks()
     assert (row.state, row.attempts) == (CALLBACK_DELIVERED, 2)
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (gitlab_deployment(sha="0badc0de" + "0" * 32), "commit 0badc0de"),
+        (gitlab_deployment(environment="staging"), "environment staging"),
+    ],
+)
+async def test_a_hook_naming_another_release_than_gitlab_records_is_rejected(
+    forges: Forges, record: dict[str, Any], why: str
+) -> None:
+    forges.gitlab.deployments[(30, 107)] = record
+    response = await forges.gitlab_hook(deployment_hook())
+    assert response.status_code == 202
+    check = await forges.service.check(response.json()["check"])
+    await _approved(forges)
+    assert check["version"] == "7638417d"
+    body = forges.gitlab.approvals[0][1]
+    assert body["status"] == "rejected"
+    assert why in body["comment"]
+
+
+async def test_a_deployment_no_longer_blocked_is_not_answered(forges: Forges) -> None:
+    forges.gitlab.deployments[(30, 107)] = gitlab_deployment(status="canceled")
+    await forges.gitlab_hook(deployment_hook())
+    await forges.advance_until(lambda: forges.gitlab.reads >= 1)
+    await forges.settled(1, CALLBACK_FAILED)
+    assert forges.gitlab.approvals == []
+    [row] = await forges.callbacks()
+    assert "no longer blocked" in (row.last_error or "")
+
+
+async def test_a_deployment_gitlab_does_not_know_is_given_up_not_approved(forges: Forges) -> None:
+    forges.gitlab.deployments.clear()
+    await forges.gitlab_hook(deployment_hook())
+    await forges.advance_until(lambda: forges.gitlab.reads >= 1)
+    await forges.settled(1, CALLBACK_FAILED)
+    assert forges.gitlab.approvals == []
 
 
 async def test_the_token_is_checked_before_the_body_is_read(forges: Forges) -> None:
