@@ -14,8 +14,7 @@ place that shapes those answers.
 
 from __future__ import annotations
 
-from typing import Any
-
+from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.problems import Problem
@@ -26,7 +25,7 @@ READ_ROLE = "viewer"
 
 
 class DecisionReadLane:
-    def __init__(self, app: ASGIApp, *, state: Any) -> None:
+    def __init__(self, app: ASGIApp, *, state: State) -> None:
         self.app = app
         self.state = state
 
