@@ -3,48 +3,36 @@
 
 Every problem is reported, not just the first, each with its file, line and column, its
 place in the gate (``criteria[1].go``) and a hint. Composing the text with positions is
-in ``gates.yaml_source``, collecting the problems in ``gates.problems`` and the
-placeholder checks in ``gates.placeholders``; this module checks the gate's keys, probes
-and criteria and is the entry point.
+in ``gates.yaml_source``, collecting the problems in ``gates.problems``, the rules about
+secrets and environment variables in ``gates.secret_rules``, the probe and criterion
+checks in ``gates.criteria_checks`` and the placeholder checks in ``gates.placeholders``;
+this module checks the gate as a whole (keys, sign-offs, templates, numbers) and is the
+entry point.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
-from gates.conditions import UnfilledPlaceholder, placeholder_names
+from gates.criteria_checks import check_criteria, check_dry_run_only, check_probes
 from gates.errors import GateFileError, GateProblem, Loc, format_loc
 from gates.model import (
     GATE_NAME,
-    BurnWindow,
-    Compare,
-    Criterion,
-    ErrorBudget,
     Gate,
-    MinVolume,
     Notify,
     Signoff,
-    Slo,
     history_problems,
 )
 from gates.placeholders import (
     CHECK_PLACEHOLDERS,
-    PlaceholderValues,
-    check_baseline,
-    check_no_probe_placeholders,
-    check_placeholders,
-    check_quoting,
-    fill_text,
-    reserved_name_problem,
 )
-from gates.problems import NAME_HINT, Problems, add_validation_errors, did_you_mean
+from gates.problems import NAME_HINT, Problems, add_validation_errors
+from gates.secret_rules import DEFAULT_ENV_POLICY, EnvPolicy, check_env_names, check_keys
 from gates.templates import (
     TEMPLATE_DIR,
     Template,
@@ -54,69 +42,8 @@ from gates.templates import (
     uses_templates,
 )
 from gates.yaml_source import MAX_DEFINITION_CHARS, collector_paused, compose, too_large
-from probes.base import ProbeConfig, ProbeFactory, QuoteRefused, quoter_of, range_reader_of
-from probes.registry import UnknownProbeType, probe_type
 
 GATE_FILE_SUFFIXES = (".yaml", ".yml")
-
-# Keys that would hold a secret in the file itself instead of naming an env variable.
-_SECRET_KEYS = frozenset(
-    {
-        "token",
-        "api_key",
-        "apikey",
-        "app_key",
-        "application_key",
-        "password",
-        "secret",
-        "access_token",
-        "auth_token",
-        "bearer",
-        "client_secret",
-        "private_key",
-    }
-)
-_SECRET_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "x-api-key",
-        "api-key",
-        "dd-api-key",
-        "dd-application-key",
-        "private-token",
-        "x-auth-token",
-    }
-)
-
-
-@dataclass(frozen=True)
-class EnvPolicy:
-    """Which environment variables a gate's ``*_env`` keys may name (docs/operations.md).
-
-    ``allow`` holds names or globs (``GONOGO_PROBE_*``); ``reserved`` the service's own
-    settings, which no gate may read whatever ``allow`` says. Names are compared without
-    regard to case, as the settings themselves are read.
-    """
-
-    allow: tuple[str, ...] = ("GONOGO_PROBE_*", "GONOGO_NOTIFY_*")
-    reserved: frozenset[str] = frozenset(
-        {"GONOGO_TOKENS", "GONOGO_DATABASE_URL", "GONOGO_ENV_ALLOW"}
-    )
-    setting: str = "GONOGO_ENV_ALLOW"
-
-    def refusal(self, name: str) -> str | None:
-        """Why a gate may not read the variable ``name``; ``None`` when it may."""
-        upper = name.upper()
-        if upper in {r.upper() for r in self.reserved}:
-            return f"{name} is one of gonogo's own settings; a gate may never read it"
-        if any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in self.allow):
-            return None
-        allowed = ", ".join(self.allow) or "nothing"
-        return f"{name} is not allowed by {self.setting} (it allows {allowed})"
-
-
-DEFAULT_ENV_POLICY = EnvPolicy()
 
 
 class CheckedGate(NamedTuple):
@@ -129,359 +56,6 @@ class CheckedGate(NamedTuple):
 # -- checks --------------------------------------------------------------------------------
 
 
-def _env_field_for(secret_key: str, fields: Iterable[str]) -> str:
-    names = list(fields)
-    wanted = f"{secret_key}_env"
-    if wanted in names:
-        return wanted
-    env_fields = [n for n in names if n.endswith("_env")]
-    return env_fields[0] if env_fields else wanted
-
-
-def _check_keys(
-    raw: Mapping[str, Any],
-    model: type[BaseModel],
-    location: Loc,
-    problems: Problems,
-    *,
-    secrets: bool = False,
-) -> None:
-    known = list(model.model_fields)
-    open_model = model.model_config.get("extra") == "allow"
-    for key in raw:
-        if key in known:
-            continue
-        if open_model and not (secrets and key.lower() in _SECRET_KEYS):
-            continue
-        if secrets and key.lower() in _SECRET_KEYS:
-            env_field = _env_field_for(key.lower(), known)
-            problems.add(
-                (*location, key),
-                f"{key!r} would hold a secret; secrets never go in gate files",
-                f"set {env_field}: NAME, the environment variable that holds it",
-                at_key=True,
-            )
-            continue
-        suggestion = did_you_mean(key, known)
-        hint = (
-            f"did you mean {suggestion!r}?"
-            if suggestion
-            else f"known keys: {', '.join(sorted(known))}"
-        )
-        problems.add((*location, key), f"unknown key {key!r}", hint, at_key=True)
-
-
-def _check_inline_secrets(raw: Mapping[str, Any], location: Loc, problems: Problems) -> None:
-    """Secrets in a probe whose type is unknown: its other keys cannot be judged."""
-    secret_keys = {key: None for key in raw if key.lower() in _SECRET_KEYS}
-    _check_keys(secret_keys, ProbeConfig, location, problems, secrets=True)
-    _check_headers(raw.get("headers"), (*location, "headers"), problems)
-
-
-def _check_headers(raw: Any, location: Loc, problems: Problems) -> None:
-    if not isinstance(raw, Mapping):
-        return
-    for header in raw:
-        if str(header).lower() in _SECRET_HEADERS:
-            problems.add(
-                (*location, header),
-                f"header {header!r} would hold a secret; secrets never go in gate files",
-                "set token_env: NAME (or the probe's other *_env key) instead",
-                at_key=True,
-            )
-
-
-def _check_env_names(raw: Any, location: Loc, policy: EnvPolicy, problems: Problems) -> None:
-    """Every ``*_env`` key under ``raw`` (a probe or a notify target) names a variable
-    ``policy`` allows: a gate that could name any variable could send the server's own
-    secrets to a URL of its choosing."""
-    if isinstance(raw, Mapping):
-        for key, value in raw.items():
-            at: Loc = (*location, str(key))
-            if str(key).endswith("_env") and isinstance(value, str):
-                refusal = policy.refusal(value)
-                if refusal is not None:
-                    example = "GONOGO_PROBE_" if location[:1] == ("probes",) else "GONOGO_NOTIFY_"
-                    problems.add(
-                        at,
-                        refusal,
-                        f"name a variable {policy.setting} allows, e.g. {example}"
-                        f"{str(key).removesuffix('_env').upper()}",
-                    )
-            else:
-                _check_env_names(value, at, policy, problems)
-    elif isinstance(raw, list):
-        for index, item in enumerate(raw):
-            _check_env_names(item, (*location, index), policy, problems)
-
-
-@dataclass
-class _Probes:
-    configs: dict[str, ProbeConfig] = field(default_factory=dict)
-    factories: dict[str, ProbeFactory] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-    # False when probes: itself is malformed: references to probes cannot be judged then.
-    readable: bool = True
-
-
-def _factory(type_name: str, location: Loc, problems: Problems) -> ProbeFactory | None:
-    try:
-        factory = probe_type(type_name)
-    except UnknownProbeType as unknown:
-        suggestion = did_you_mean(type_name, unknown.known)
-        hint = f"did you mean {suggestion!r}? " if suggestion else ""
-        problems.add(
-            location,
-            f"unknown probe type {type_name!r}",
-            f"{hint}known types: {', '.join(unknown.known) or 'none installed'}",
-        )
-        return None
-    except Exception as broken:  # a plugin that fails to import must not crash validation
-        problems.add(
-            location,
-            f"probe type {type_name!r} could not be loaded: {type(broken).__name__}: {broken}",
-            "is the package that provides it installed and working?",
-        )
-        return None
-    config_model = getattr(factory, "config_model", None)
-    if not (isinstance(config_model, type) and issubclass(config_model, ProbeConfig)):
-        problems.add(location, f"probe type {type_name!r} has no usable config_model")
-        return None
-    return factory
-
-
-def _check_probes(raw: Any, problems: Problems) -> _Probes:
-    found = _Probes()
-    if raw is None:
-        return found
-    if not isinstance(raw, Mapping):
-        problems.add(
-            ("probes",),
-            "probes must map each probe name to its config",
-            "e.g. probes: {prom: {type: prometheus, url: 'http://prometheus:9090'}}",
-        )
-        found.readable = False
-        return found
-    for name, entry in raw.items():
-        found.names.append(name)
-        at: Loc = ("probes", name)
-        if not isinstance(entry, Mapping):
-            problems.add(
-                at, "a probe is a mapping with at least type:", "e.g. {type: http, url: ...}"
-            )
-            continue
-        type_name = entry.get("type")
-        if not isinstance(type_name, str) or not type_name:
-            problems.add((*at, "type"), "every probe needs type: (the kind of source)")
-            _check_inline_secrets(entry, at, problems)
-            continue
-        factory = _factory(type_name, (*at, "type"), problems)
-        if factory is None:
-            _check_inline_secrets(entry, at, problems)
-            continue
-        _check_keys(entry, factory.config_model, at, problems, secrets=True)
-        _check_headers(entry.get("headers"), (*at, "headers"), problems)
-        check_no_probe_placeholders(entry, at, problems)
-        try:
-            config = factory.config_model.model_validate(dict(entry))
-        except ValidationError as invalid:
-            # Each probe type documents its own keys; the gate-level hints would mislead.
-            add_validation_errors(invalid, at, problems, hints={})
-            continue
-        found.configs[name] = config
-        found.factories[name] = factory
-    return found
-
-
-def _check_query(factory: ProbeFactory, criterion: Criterion, at: Loc, problems: Problems) -> None:
-    check = getattr(factory, "check_query", None)
-    if check is None:
-        return
-    query = criterion.probe_query()
-    if criterion.slo is not None:
-        # An slo: criterion's queries are its errors: and total:; the probe checks one.
-        query = query.model_copy(update={"query": criterion.slo.errors})
-    try:
-        found: Sequence[tuple[str, str]] = check(query)
-    except Exception as broken:  # a plugin's bug is reported, not raised
-        problems.add(
-            at, f"probe type could not check this query: {type(broken).__name__}: {broken}"
-        )
-        return
-    for field_name, message in found:
-        problems.add((*at, field_name) if field_name else at, message)
-
-
-def _check_criteria(
-    raw: Any, probes: _Probes, declared_vars: Sequence[str], problems: Problems
-) -> list[Criterion]:
-    if raw is None:
-        problems.add(
-            (),
-            "criteria: is missing; a gate needs at least one criterion",
-            "criteria: [{name: availability, probe: health, go: '> 99.9%'}]",
-        )
-        return []
-    if not isinstance(raw, list):
-        problems.add(("criteria",), "criteria must be a list (each item starts with '- name:')")
-        return []
-    if not raw:
-        problems.add(("criteria",), "criteria is empty; a gate needs at least one criterion")
-        return []
-    valid: list[Criterion] = []
-    first_index: dict[str, int] = {}
-    for index, entry in enumerate(raw):
-        at: Loc = ("criteria", index)
-        if not isinstance(entry, Mapping):
-            problems.add(at, "a criterion is a mapping with name:, probe: and go:")
-            continue
-        _check_keys(entry, Criterion, at, problems)
-        if isinstance(entry.get("min_volume"), Mapping):
-            _check_keys(entry["min_volume"], MinVolume, (*at, "min_volume"), problems)
-        _check_judged_keys(entry, at, problems)
-        name = entry.get("name")
-        if isinstance(name, str):
-            if name in first_index:
-                problems.add(
-                    (*at, "name"),
-                    f"duplicate criterion name {name!r} (also criteria[{first_index[name]}])",
-                    "criterion names must be unique within a gate",
-                )
-            else:
-                first_index[name] = index
-        reference = entry.get("probe")
-        if isinstance(reference, str) and probes.readable and reference not in probes.names:
-            suggestion = did_you_mean(reference, probes.names)
-            known = ", ".join(probes.names) or "none defined"
-            problems.add(
-                (*at, "probe"),
-                f"unknown probe {reference!r}",
-                f"did you mean {suggestion!r}?"
-                if suggestion
-                else f"define it under probes: (defined: {known})",
-            )
-        check_placeholders(entry, at, declared_vars, problems)
-        check_baseline(entry, at, declared_vars, problems)
-        try:
-            criterion = Criterion.model_validate(dict(entry))
-        except ValidationError as invalid:
-            add_validation_errors(invalid, at, problems)
-            continue
-        _check_relative(entry, criterion, at, problems)
-        factory = probes.factories.get(criterion.probe)
-        if factory is not None:
-            _check_query(factory, criterion, at, problems)
-            check_quoting(entry, at, factory, problems)
-            _check_judged(criterion, at, factory, declared_vars, problems)
-        valid.append(criterion)
-    return valid
-
-
-def _check_judged_keys(entry: Mapping[str, Any], at: Loc, problems: Problems) -> None:
-    """Unknown keys inside ``compare:`` and ``slo:`` (and its windows and budget)."""
-    if isinstance(entry.get("compare"), Mapping):
-        _check_keys(entry["compare"], Compare, (*at, "compare"), problems)
-    slo = entry.get("slo")
-    if not isinstance(slo, Mapping):
-        return
-    _check_keys(slo, Slo, (*at, "slo"), problems)
-    if isinstance(slo.get("budget"), Mapping):
-        _check_keys(slo["budget"], ErrorBudget, (*at, "slo", "budget"), problems)
-    if isinstance(slo.get("windows"), list):
-        for index, pair in enumerate(slo["windows"]):
-            if isinstance(pair, Mapping):
-                _check_keys(pair, BurnWindow, (*at, "slo", "windows", index), problems)
-
-
-def _check_judged(
-    criterion: Criterion,
-    at: Loc,
-    factory: ProbeFactory,
-    declared_vars: Sequence[str],
-    problems: Problems,
-) -> None:
-    """``compare:`` needs a probe type that reads ranges; ``slo:`` queries may use
-    ``${window}``, the placeholders any query may, and values a check supplies only where
-    the probe can quote them."""
-    type_name = getattr(factory, "type_name", "?")
-    if criterion.compare is not None and range_reader_of(factory) is None:
-        problems.add(
-            (*at, "compare"),
-            f"probe type {type_name!r} cannot read a series of points (no measure_range),"
-            " which compare: needs",
-            "use a probe of a type with range reads (prometheus, datadog, newrelic)",
-        )
-    if criterion.slo is None:
-        return
-    known = [*CHECK_PLACEHOLDERS, *declared_vars, "window"]
-    quote = quoter_of(factory)
-    for key, text in (("errors", criterion.slo.errors), ("total", criterion.slo.total)):
-        location: Loc = (*at, "slo", key)
-        names = placeholder_names(text)
-        for name in sorted(names - set(known)):
-            suggestion = did_you_mean(name, known)
-            problems.add(
-                location,
-                f"placeholder ${{{name}}} is not window, version, environment, stage or a key"
-                " of vars",
-                f"did you mean ${{{suggestion}}}?"
-                if suggestion
-                else "declare it under vars: with a default",
-            )
-        supplied = sorted(n for n in names & set(known) if reserved_name_problem(n) is None)
-        if not supplied:
-            continue
-        if quote is None:
-            problems.add(
-                location,
-                f"probe type {type_name!r} cannot quote values a check supplies, and a check"
-                f" may set {', '.join(f'${{{n}}}' for n in supplied)}",
-                "use a probe type with quote(value, context)",
-            )
-            continue
-        trial = PlaceholderValues(
-            gate={**{n: "" for n in names}, "window": "5m"},
-            check={n: "x" for n in supplied if n in CHECK_PLACEHOLDERS},
-        )
-        try:
-            fill_text(text, trial, field=f"slo.{key}", quote=quote)
-        except (QuoteRefused, UnfilledPlaceholder) as refused:
-            problems.add(location, str(refused), "see docs/probes.md for where a value may go")
-        except Exception as broken:  # a plugin's bug is reported, not raised
-            problems.add(location, f"probe type could not quote: {type(broken).__name__}: {broken}")
-
-
-def _check_relative(
-    raw: Mapping[str, Any], criterion: Criterion, at: Loc, problems: Problems
-) -> None:
-    """A signed condition (``<= +10%``) is relative to a baseline: without ``baseline:``
-    it has nothing to be relative to."""
-    if criterion.baseline is not None:
-        return
-    for key, conditions in (("go", criterion.go), ("rollback", criterion.rollback or ())):
-        written = raw.get(key)
-        for index, condition in enumerate(conditions):
-            if condition.relative is None:
-                continue
-            absolute = f"{condition.op} {condition.offset.lstrip('+-')}"
-            problems.add(
-                (*at, key, index) if isinstance(written, list) else (*at, key),
-                f"{condition.text!r} is relative (a signed number), and the criterion has"
-                " no baseline: to compare with",
-                f"drop the sign for an absolute bound ({absolute!r}), or add"
-                " baseline: {vars: {...}} to judge it against a baseline",
-            )
-
-
-def _check_dry_run_only(criteria: Sequence[Criterion], problems: Problems) -> None:
-    if criteria and all(c.dry_run for c in criteria):
-        problems.add(
-            ("criteria",),
-            "every criterion is dry_run, so none decides and the gate could never be judged",
-            "set dry_run: false (or remove it) on at least one criterion",
-        )
-
-
 def _check_list_items(
     raw: Any, key: str, model: type[BaseModel], problems: Problems, *, secrets: bool = False
 ) -> None:
@@ -489,7 +63,7 @@ def _check_list_items(
         return
     for index, entry in enumerate(raw):
         if isinstance(entry, Mapping):
-            _check_keys(entry, model, (key, index), problems, secrets=secrets)
+            check_keys(entry, model, (key, index), problems, secrets=secrets)
 
 
 def _check_signoff_ids(raw: Any, problems: Problems) -> None:
@@ -526,17 +100,17 @@ def _validate(data: Any, name: str, policy: EnvPolicy, problems: Problems) -> Ga
             f"name {given_name!r} does not match the gate name {name!r}",
             "the file name (or the API path) names the gate; remove name:",
         )
-    _check_keys(data, Gate, (), problems)
+    check_keys(data, Gate, (), problems)
     declared_vars = (
         [k for k in data.get("vars") or {} if isinstance(k, str)]
         if isinstance(data.get("vars"), Mapping)
         else []
     )
-    probes = _check_probes(data.get("probes"), problems)
-    _check_env_names(data.get("probes"), ("probes",), policy, problems)
-    _check_env_names(data.get("notify"), ("notify",), policy, problems)
-    criteria = _check_criteria(data.get("criteria"), probes, declared_vars, problems)
-    _check_dry_run_only(criteria, problems)
+    probes = check_probes(data.get("probes"), problems)
+    check_env_names(data.get("probes"), ("probes",), policy, problems)
+    check_env_names(data.get("notify"), ("notify",), policy, problems)
+    criteria = check_criteria(data.get("criteria"), probes, declared_vars, problems)
+    check_dry_run_only(criteria, problems)
     _check_list_items(data.get("signoffs"), "signoffs", Signoff, problems)
     _check_list_items(data.get("notify"), "notify", Notify, problems, secrets=True)
     _check_signoff_ids(data.get("signoffs"), problems)
@@ -803,11 +377,9 @@ def load_gate_dir(
 
 __all__ = [
     "CHECK_PLACEHOLDERS",
-    "DEFAULT_ENV_POLICY",
     "GATE_FILE_SUFFIXES",
     "MAX_DEFINITION_CHARS",
     "CheckedGate",
-    "EnvPolicy",
     "check_gate_file",
     "check_gate_text",
     "format_loc",

@@ -20,10 +20,11 @@ from app.core.settings import SettingsError, env_policy_from_environment
 from gates.engine import CriterionOutcome, CriterionResult, Decision, Verdict, decide_safely
 from gates.errors import GateProblem, count_of
 from gates.judgements import comparison_summary, judged_value_text
-from gates.loader import EnvPolicy, check_gate_file, gate_files, templates_beside
+from gates.loader import check_gate_file, gate_files, templates_beside
 from gates.model import Gate
 from gates.placeholders import gate_placeholders
 from gates.sampler import placeholder_values, take_sample
+from gates.secret_rules import EnvPolicy
 from gates.templates import Template, load_template_dir
 from gates.units import Unit, format_value
 from probes.base import Probe

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gates.conditions import ConditionError, parse_duration
 from gates.errors import count_of
-from gates.loader import EnvPolicy
+from gates.secret_rules import EnvPolicy
 
 Role = Literal["viewer", "pipeline", "approver", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "pipeline", "approver", "admin")

@@ -39,9 +39,10 @@ import structlog
 
 from app.core.logging import redactor
 from gates.errors import GateFileError, GateProblem, count_of
-from gates.loader import DEFAULT_ENV_POLICY, EnvPolicy, ResolvedGate, load_gate_definition
+from gates.loader import ResolvedGate, load_gate_definition
 from gates.model import Gate
 from gates.sampler import probe_budget
+from gates.secret_rules import DEFAULT_ENV_POLICY, EnvPolicy
 from gates.templates import TEMPLATE_DIR, Template, check_template_text, template_files
 from probes.base import Probe, ProbeConfig, declared_secrets
 from probes.registry import probe_type

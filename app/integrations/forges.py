@@ -31,8 +31,8 @@ from pydantic import (
 from app.checks.schemas import CheckValue, VarName
 from app.core.settings import SettingsError
 from gates.errors import GateProblem, Loc, count_of
-from gates.loader import EnvPolicy
 from gates.problems import Problems
+from gates.secret_rules import EnvPolicy
 from gates.yaml_source import compose
 
 GITHUB_API = "https://api.github.com"

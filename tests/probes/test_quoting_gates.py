@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-import gates.loader
+import gates.criteria_checks
 from gates.engine import CriterionOutcome, Decision, decide
 from gates.loader import check_gate_text
 from gates.model import Criterion, Gate
@@ -154,7 +154,7 @@ def test_a_probe_type_without_quote_refuses_placeholders_a_check_may_set(
     def types(name: str) -> Any:
         return Unquoting if name == "plain" else real(name)
 
-    monkeypatch.setattr(gates.loader, "probe_type", types)
+    monkeypatch.setattr(gates.criteria_checks, "probe_type", types)
     problems = load(
         """\
         vars: {region: eu}
