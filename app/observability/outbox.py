@@ -420,7 +420,12 @@ class NotificationOutbox:
         try:
             if outcome.error is None:
                 if await self._settle(
-                    row, token, state=NOTIFICATION_DELIVERED, attempts=attempts, settled_at=now
+                    row,
+                    token,
+                    state=NOTIFICATION_DELIVERED,
+                    attempts=attempts,
+                    last_error=None,
+                    settled_at=now,
                 ):
                     metrics.notification_sent("ok")
                     log.info("notification delivered", status=outcome.status, **context)
