@@ -209,6 +209,7 @@ def watch_gates_loaded(source: Callable[[], int]) -> None:
     """Read the number of loaded gates from ``source`` at each scrape."""
     GATES_LOADED.set_function(lambda: float(source()))
 
+
 _lock = threading.Lock()
 # Criterion names last exported per gate, so a redefined gate's vanished criteria go away.
 _criteria_by_gate: dict[str, set[str]] = {}

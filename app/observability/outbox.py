@@ -76,6 +76,7 @@ MAX_ATTEMPTS = 8
 CONCURRENCY = 8
 RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 3600.0
+RECHECK_S = 0.1
 ERROR_LIMIT = 200
 
 # A key goes into a header: printable ASCII, no spaces, bounded.
@@ -315,7 +316,10 @@ class NotificationOutbox:
             send.add_done_callback(self._sent)
         if len(claimed) == free:
             return self._poll
-        return await self._next_due()
+        delay = await self._next_due()
+        # Rows due but not claimed are being claimed by another sender right now (their
+        # claim is not committed yet): look again shortly rather than at once.
+        return delay if claimed else max(delay, RECHECK_S)
 
     def _sent(self, send: asyncio.Task[None]) -> None:
         self._inflight.discard(send)
