@@ -342,11 +342,14 @@ class NotificationOutbox:
             )
             if session.get_bind().dialect.name == "postgresql":
                 candidates = candidates.with_for_update(skip_locked=True)
+            # MATERIALIZED: the pick runs once; as a plain subquery PostgreSQL may run it
+            # again per row and claim more rows than ``limit``.
+            picked = candidates.cte("picked").prefix_with("MATERIALIZED")
             result = await session.execute(
                 update(OUTBOX)
                 # The conditions again: a row another sender claimed since this statement
                 # began is not taken from it.
-                .where(OUTBOX.c.id.in_(candidates.scalar_subquery()), *self._claimable(now))
+                .where(OUTBOX.c.id.in_(select(picked.c.id)), *self._claimable(now))
                 .values(claimed_by=token, claimed_until=now + timedelta(seconds=self._claim_ttl))
                 .returning(
                     OUTBOX.c.id,

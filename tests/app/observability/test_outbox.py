@@ -394,3 +394,21 @@ async def test_a_key_that_cannot_be_a_header_is_refused(db: Database) -> None:
     with pytest.raises(ValueError, match="printable ASCII"):
         await enqueue(db, gate, "gate:portal\r\nX-Injected: 1")
     assert await rows(db) == []
+
+
+async def test_a_sender_claims_no_more_rows_than_it_has_slots(
+    db: Database, receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    receiver.script["/hook"] = ["hang"] * 20
+    for index in range(20):
+        await enqueue(db, gate_to(receiver.url + "/hook"), f"gate:portal:sample:{index}")
+    clock = ManualClock(T0)
+    box = outbox(db, clock, client, concurrency=3)
+    await box.run_due()
+    await eventually(lambda: receiver.hanging == 3)
+    claimed = [row for row in await rows(db) if row.claimed_by is not None]
+    assert (box.sending, len(claimed)) == (3, 3)
+    await box.run_due()  # no free slot: claims nothing more
+    assert len([row for row in await rows(db) if row.claimed_by is not None]) == 3
+    receiver.release.set()
+    await box.idle()
