@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -244,6 +245,49 @@ class DoorCallbackRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# A notification waits until it is delivered, or given up after retries.
+NOTIFICATION_WAITING = "waiting"
+NOTIFICATION_DELIVERED = "delivered"
+NOTIFICATION_FAILED = "failed"
+
+
+class NotificationOutboxRow(Base):
+    """One webhook request owed for one decision change (``app/observability/outbox.py``),
+    written in the transaction that records the change, so a change rolled back (or
+    refused by its lease) notifies nobody. It holds the request as built (URL, headers
+    with the signature, body), so any replica can send it without the gate's definition.
+    ``(key, target)`` is unique: a replayed write of the same change adds nothing. A
+    sender claims a row with a fencing token before sending it and writes the outcome
+    only while its claim holds."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        UniqueConstraint("key", "target"),
+        Index("ix_notification_outbox_state_due_at", "state", "due_at"),
+        Index("ix_notification_outbox_settled_at", "settled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # The decision change (e.g. gate:<name>:sample:<id>, check:<id>:final).
+    key: Mapped[str] = mapped_column(String(255))
+    # Which of the gate's notify targets, by position.
+    target: Mapped[int] = mapped_column(Integer)
+    gate: Mapped[str] = mapped_column(String(63))
+    # A secret (a Slack incoming-webhook URL is one): never logged or shown.
+    url: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When it was delivered or given up; settled rows are pruned after a retention.
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 LEASE_KINDS = ("gate", "check")

@@ -194,6 +194,21 @@ LEASE_RENEW_FAILURES = Counter(
     "Renewals of this replica's leases that failed or were cut off by the local deadline.",
     registry=REGISTRY,
 )
+for _kind in LEASE_KINDS:
+    LEASE_TAKEOVERS.labels(_kind)
+# Every replica loads every gate, so the alert on gates no replica owns compares the sum
+# of gonogo_gates_owned over replicas with this gauge's max over them.
+GATES_LOADED = Gauge(
+    "gonogo_gates_loaded",
+    "Gates this process has loaded (from files and the API), sampled or not by it.",
+    registry=REGISTRY,
+)
+
+
+def watch_gates_loaded(source: Callable[[], int]) -> None:
+    """Read the number of loaded gates from ``source`` at each scrape."""
+    GATES_LOADED.set_function(lambda: float(source()))
+
 
 _lock = threading.Lock()
 # Criterion names last exported per gate, so a redefined gate's vanished criteria go away.

@@ -72,8 +72,7 @@ class Delivery:
     @property
     def receiver(self) -> str:
         """Scheme and host only: the rest of a webhook URL may be a secret."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname or '?'}"
+        return receiver_of(self.url)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -182,6 +181,49 @@ def slack_body(
     return {"text": text, "blocks": blocks}
 
 
+def receiver_of(url: str) -> str:
+    """Scheme and host of a webhook URL, the only part of it that logs may show."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}"
+
+
+def build_delivery(
+    gate: Gate,
+    target: Notify,
+    verdict: Verdict,
+    *,
+    previous: Decision | None,
+    check: Mapping[str, Any] | None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> Delivery:
+    """The request announcing ``verdict`` to ``target``: its body in the target's format,
+    signed with the secret its ``secret_env`` names (unsigned, with a warning, when that
+    variable is unset). Every path that notifies builds its requests here."""
+    if target.format == "slack":
+        payload = slack_body(gate, verdict, previous=previous, check=check)
+    else:
+        payload = json_body(verdict, previous=previous, check=check)
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    headers.update(extra_headers or {})
+    if target.secret_env is not None:
+        secret = os.environ.get(target.secret_env)
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(body, secret)
+        else:
+            log.warning(
+                "webhook secret variable is not set; sending unsigned",
+                gate=gate.name,
+                variable=target.secret_env,
+            )
+    return Delivery(gate.name, target.url, body, headers)
+
+
+def worth_retrying(status: int) -> bool:
+    """Whether a receiver's answer is a refusal for now (5xx, 429) rather than for good."""
+    return status >= 500 or status == 429
+
+
 class Notifier:
     def __init__(
         self,
@@ -221,7 +263,7 @@ class Notifier:
     ) -> None:
         """Queue a notification to each of ``gate.notify``; returns at once."""
         for target in gate.notify:
-            delivery = self._delivery(gate, target, verdict, previous=previous, check=check)
+            delivery = build_delivery(gate, target, verdict, previous=previous, check=check)
             try:
                 self._queue.put_nowait(delivery)
             except asyncio.QueueFull:
@@ -229,33 +271,6 @@ class Notifier:
                 log.warning(
                     "notification dropped: queue full", gate=gate.name, receiver=delivery.receiver
                 )
-
-    def _delivery(
-        self,
-        gate: Gate,
-        target: Notify,
-        verdict: Verdict,
-        *,
-        previous: Decision | None,
-        check: Mapping[str, Any] | None,
-    ) -> Delivery:
-        if target.format == "slack":
-            payload = slack_body(gate, verdict, previous=previous, check=check)
-        else:
-            payload = json_body(verdict, previous=previous, check=check)
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        if target.secret_env is not None:
-            secret = os.environ.get(target.secret_env)
-            if secret:
-                headers[SIGNATURE_HEADER] = sign(body, secret)
-            else:
-                log.warning(
-                    "webhook secret variable is not set; sending unsigned",
-                    gate=gate.name,
-                    variable=target.secret_env,
-                )
-        return Delivery(gate.name, target.url, body, headers)
 
     async def start(self) -> None:
         if self._workers:
@@ -321,7 +336,7 @@ class Notifier:
                 gate=delivery.gate,
                 receiver=delivery.receiver,
                 attempts=self._attempts,
-                error=_describe(cause),
+                error=describe_error(cause),
             )
             return
         if status >= 400:
@@ -343,12 +358,13 @@ class Notifier:
             response = await self._client.post(
                 delivery.url, content=delivery.body, headers=dict(delivery.headers)
             )
-        if response.status_code >= 500 or response.status_code == 429:
+        if worth_retrying(response.status_code):
             raise DeliveryFailed(f"HTTP {response.status_code}")
         return response.status_code
 
 
-def _describe(error: BaseException | None) -> str:
+def describe_error(error: BaseException | None) -> str:
+    """A failed attempt's cause for a log line, never quoting the URL."""
     if error is None:
         return "unknown"
     if isinstance(error, TimeoutError):

@@ -133,11 +133,37 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == present
 
 
-def test_one_replica_that_a_rollout_never_leaves_unavailable() -> None:
-    # Every process samples every gate and runs every running check: there is no lease.
-    spec = kube("Deployment")["spec"]
-    assert spec["replicas"] == 1
+def test_three_replicas_spread_over_nodes_that_a_drain_takes_one_at_a_time() -> None:
+    deployment = kube("Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 3
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod_labels = spec["template"]["metadata"]["labels"]
+    budget = kube("PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["spec"].get("maxUnavailable") == 1 or budget["spec"].get("minAvailable") == 2
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    pod = spec["template"]["spec"]
+    [preferred] = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    term = preferred["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+def test_each_replica_is_named_after_its_pod_and_has_time_to_hand_over() -> None:
+    env = {e["name"]: e for e in container()["env"]}
+    assert env["GONOGO_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["GONOGO_LEASE_TTL"]["value"] == "15s"
+    pod = kube("Deployment")["spec"]["template"]["spec"]
+    pre_stop = container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    # The longest long-poll (60 s) after the preStop pause, then the lease release.
+    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 60 + 15
 
 
 def container() -> dict[str, Any]:
@@ -320,6 +346,23 @@ def test_dashboard_covers_decisions_criteria_probes_and_checks() -> None:
         assert panel["datasource"]["uid"] == "${datasource}"
 
 
+def test_dashboard_shows_replicas_and_sums_per_gate_gauges_over_them() -> None:
+    exprs = dashboard_exprs()
+    names = {name for name, _ in referenced(exprs)}
+    assert {
+        "gonogo_gates_owned",
+        "gonogo_gates_loaded",
+        "gonogo_lease_takeovers_total",
+        "gonogo_lease_renew_failures_total",
+    } <= names
+    # Per-gate gauges come from the owning replica only: never read one bare in a panel.
+    for expr in (e for e in exprs if not e.startswith("label_values(")):
+        for gauge in ("gonogo_criterion_value", "gonogo_criterion_outcome", "gonogo_gate_decision"):
+            for match in re.finditer(gauge + r"\b", expr):
+                before = expr[: match.start()]
+                assert re.search(r"(max|sum) by \([^)]*gate[^)]*\) \($", before), expr
+
+
 def test_extraction_finds_names_and_labels() -> None:
     assert referenced(['max by (gate) (gonogo_gate_decision{gate=~"$gate", decision="go"})']) == [
         ("gonogo_gate_decision", {"gate", "decision"})
@@ -355,6 +398,9 @@ def test_alert_rules_cover_the_operational_failures() -> None:
         "GonogoProbeErrorsHigh",
         "GonogoDown",
         "GonogoChecksStuck",
+        "GonogoGatesUnowned",
+        "GonogoLeaseRenewFailures",
+        "GonogoLeaseTakeoversFrequent",
     } <= names
     for group in rules["groups"]:
         for rule in group["rules"]:

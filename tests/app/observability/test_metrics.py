@@ -71,6 +71,7 @@ def test_every_spec_metric_is_exported_with_its_type(gate_name: str) -> None:
         "gonogo_gates_owned": "gauge",
         "gonogo_lease_takeovers": "counter",
         "gonogo_lease_renew_failures": "counter",
+        "gonogo_gates_loaded": "gauge",
     }
 
 
@@ -213,3 +214,14 @@ def test_unbounded_label_values_are_refused(gate_name: str) -> None:
         metrics.notification_sent("HTTP 502 from https://hooks.example/abc")
     with pytest.raises(ValueError):
         metrics.decision_changed(gate_name, "maybe")
+
+
+def test_gates_loaded_is_read_from_its_source_at_each_scrape() -> None:
+    loaded = [3]
+    metrics.watch_gates_loaded(lambda: loaded[0])
+    try:
+        assert value("gonogo_gates_loaded") == 3
+        loaded[0] = 5
+        assert value("gonogo_gates_loaded") == 5
+    finally:
+        metrics.watch_gates_loaded(lambda: 0)
