@@ -58,8 +58,9 @@ from probes.timefmt import iso
 MAX_STEPS = 20_000
 # The most points one range read may ask of a probe type: Prometheus refuses more than
 # 11,000 points per series, New Relic gives at most 366 TIMESERIES buckets, and Datadog
-# picks its own rollup, coarser for longer ranges, so its reads stay short.
-POINTS_PER_READ = {"prometheus": 11_000, "newrelic": 366, "datadog": 300}
+# picks its own rollup, coarser for longer ranges, so its reads stay short. Sentry's stats
+# are hourly whatever the step, and its probe cuts its own reads by hours (probes/sentry.py).
+POINTS_PER_READ = {"prometheus": 11_000, "newrelic": 366, "datadog": 300, "sentry": MAX_STEPS}
 DEFAULT_POINTS_PER_READ = 1_000
 
 _RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
