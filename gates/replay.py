@@ -6,11 +6,14 @@ probe type's size limit asks for it. Each step then gets the measurements a live
 would have got at that instant, judged by ``judge`` and decided by ``decide`` on the
 growing history, bounded like the live one: the replay has no rules of its own.
 
-Alignment: a step at ``t`` takes the latest point in ``(t - step, t]``; no such point is
-no data there (judged by the criterion's ``no_data`` policy, as live). A criterion whose
-value cannot be rebuilt from range reads is replayed from gonogo's stored samples when the
-caller has them, and is otherwise "not replayable": inconclusive at every step, so a replay
-never shows a ``go`` the live gate could not have given (docs/replay.md).
+Alignment (``latest_reading``): a step at ``t`` takes the latest point in ``(t - step, t]``;
+no such point is no data there (judged by the criterion's ``no_data`` policy, as live). A
+reading serves one step at most and is never carried forward. Where gonogo's stored samples
+stand in and it took none at a step, that step is a gap, not a sample (``judge_steps``).
+
+A criterion whose value cannot be rebuilt from range reads is replayed from gonogo's stored
+samples when the caller has them, and is otherwise "not replayable": inconclusive at every
+step, so a replay never shows a ``go`` the live gate could not have given (docs/replay.md).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from gates.engine import (
     Sample,
     Verdict,
     decide_safely,
+    freshness_bound,
     inconclusive,
     judge,
+    no_sample_verdict,
 )
 from gates.judgements import evaluate_slo
 from gates.model import Criterion, Gate, history_size, history_window
@@ -279,15 +284,27 @@ def _chunks(instants: Sequence[datetime], size: int) -> list[tuple[int, int]]:
     ]
 
 
+def latest_reading(times: Sequence[datetime], at: datetime, step: timedelta) -> int | None:
+    """The index in ``times`` (sorted) of the reading step ``at`` takes: the latest in
+    ``(at - step, at]``, or None. The one rule of alignment, for range points and stored
+    samples alike: consecutive steps' spans do not overlap, so a reading serves one step
+    at most (a run never counts it twice) and is never carried past its step, which is
+    inside the freshness bound ``max(3 × step, 10s)``."""
+    # A source rounding its timestamps to the millisecond is still on the step.
+    slack = timedelta(milliseconds=1)
+    index = bisect.bisect_right(times, at + slack) - 1
+    if index >= 0 and times[index] > at - step + slack:
+        return index
+    return None
+
+
 def _aligned(series: Series, instants: Sequence[datetime], step: timedelta) -> list[Measurement]:
     points = series.points
     times = [at for at, _ in points]
-    # A source rounding its timestamps to the millisecond is still on the step.
-    slack = timedelta(milliseconds=1)
     found: list[Measurement] = []
     for at in instants:
-        index = bisect.bisect_right(times, at + slack) - 1
-        if index >= 0 and times[index] > at - step:
+        index = latest_reading(times, at, step)
+        if index is not None:
             found.append(Measurement.ok(points[index][1], at, detail=series.detail))
         else:
             found.append(
@@ -339,6 +356,8 @@ class _Plan:
     baseline_fixed: Measurement | None = None
     baseline_vars: dict[str, str] = field(default_factory=dict)
     per_step: list[CriterionResult] | None = None
+    # From stored samples: whether gonogo had a sample of its own at each step.
+    stored_at: list[bool] | None = None
 
 
 async def _plan(
@@ -474,12 +493,12 @@ def stored_plan(
     instants: Sequence[datetime],
     step: timedelta,
 ) -> _Plan:
-    """``plan``'s criterion replayed from stored samples: at each step the latest stored
-    result in ``(t - max(step, interval), t]``, its value judged again under the gate as it
-    is now (with its stored volume and baseline); a stored result with no value keeps its
-    outcome and reason. No stored result there: inconclusive."""
+    """``plan``'s criterion replayed from stored samples: at each step the stored result
+    ``latest_reading`` picks, its value judged again under the gate as it is now (with
+    its stored volume and baseline); a stored result with no value keeps its outcome and
+    reason. No stored result there: inconclusive, and the step is one where gonogo took
+    no sample of this criterion (``judge_steps`` treats it as a gap)."""
     criterion = plan.criterion
-    reach = max(step, gate.interval)
     found = [
         (sample.evaluated_at, result)
         for sample in stored
@@ -491,12 +510,14 @@ def stored_plan(
     found.sort(key=lambda item: item[0])
     times = [at for at, _ in found]
     missing = inconclusive(
-        criterion, f"no stored sample in the {format_duration(reach)} up to this step"
+        criterion, f"no stored sample in the {format_duration(step)} up to this step"
     )
     results: list[CriterionResult] = []
+    present: list[bool] = []
     for at in instants:
-        index = bisect.bisect_right(times, at) - 1
-        if index < 0 or times[index] <= at - reach:
+        index = latest_reading(times, at, step)
+        present.append(index is not None)
+        if index is None:
             results.append(missing)
             continue
         result = found[index][1]
@@ -523,7 +544,31 @@ def stored_plan(
         True,
         f"from {len(found):,} stored samples ({plan.report.reason})",
     )
-    return _Plan(criterion, report, per_step=results)
+    return _Plan(criterion, report, per_step=results, stored_at=present)
+
+
+def _no_sample_at(plans: Sequence[_Plan], index: int) -> bool:
+    """Whether gonogo took no sample at step ``index``: the gate's criteria are read only
+    from stored samples (or are not replayable), and none has one there. Steps of range
+    reads are always samples: a source with nothing to say gives a no-data sample live too."""
+    stored = [plan for plan in plans if plan.stored_at is not None]
+    return bool(stored) and all(
+        plan.fixed is not None or (plan.stored_at is not None and not plan.stored_at[index])
+        for plan in plans
+    )
+
+
+def _between_samples(gate: Gate, last: Verdict | None, at: datetime) -> Verdict:
+    """The decision a reader saw at ``at`` when gonogo took no sample then: the last one
+    while it is fresh (``freshness_bound`` after it), a stale ``no_go`` after that."""
+    if last is None or last.evaluated_at is None:
+        verdict = no_sample_verdict(gate.name, gate.steady_for)
+        return dataclasses.replace(verdict, reasons=("no sample yet: none stored up to here",))
+    expires = last.evaluated_at + freshness_bound(gate)
+    if at < expires:
+        return last
+    reason = f"stale since {iso(expires)}: no sample stored since {iso(last.evaluated_at)}"
+    return dataclasses.replace(last, decision=Decision.NO_GO, reasons=(reason, *last.reasons))
 
 
 def _result_at(plan: _Plan, index: int, at: datetime) -> CriterionResult:
@@ -553,14 +598,21 @@ def judge_steps(
     instants: Sequence[datetime],
     progress: Progress | None = None,
 ) -> list[ReplayStep]:
-    """Every step judged and decided, with the history bounded like the live one. Pure
-    and CPU-bound: callers on an event loop run it in a thread."""
+    """Every step judged and decided, with the history bounded like the live one. A step
+    where gonogo took no sample (``_no_sample_at``) adds none to the history: the
+    engine's own ``gap_bound`` then says whether the runs around it survive, as live.
+    Pure and CPU-bound: callers on an event loop run it in a thread."""
     history: deque[Sample] = deque(maxlen=history_size(gate))
     steps = []
+    last: Verdict | None = None
     for index, at in enumerate(instants):
-        sample = Sample(at, tuple(_result_at(plan, index, at) for plan in plans))
-        history.append(sample)
-        steps.append(ReplayStep(at, decide_safely(gate, list(history))))
+        if _no_sample_at(plans, index):
+            steps.append(ReplayStep(at, _between_samples(gate, last, at)))
+        else:
+            sample = Sample(at, tuple(_result_at(plan, index, at) for plan in plans))
+            history.append(sample)
+            last = decide_safely(gate, list(history))
+            steps.append(ReplayStep(at, last))
         if progress is not None and (index % 500 == 0 or index == len(instants) - 1):
             progress(index + 1, len(instants))
     return steps
@@ -568,7 +620,8 @@ def judge_steps(
 
 def replay_gate(gate: Gate, step: timedelta) -> Gate:
     """The gate as the replay decides it: its interval is the step (runs break on a gap
-    of more than ``max(3 × step, 10s)``, which consecutive steps never have)."""
+    of more than ``max(3 × step, 10s)`` between samples, and a decision is fresh that
+    long)."""
     return gate.model_copy(update={"interval": step})
 
 

@@ -89,7 +89,8 @@ async def test_a_month_of_hours_is_read_in_a_few_bounded_reads(
     assert len(points(answer)) == 40 * 24 + 1
     hours = [
         (
-            datetime.fromisoformat(str(r.param("end"))) - datetime.fromisoformat(str(r.param("start")))
+            datetime.fromisoformat(str(r.param("end")))
+            - datetime.fromisoformat(str(r.param("start")))
         )
         / HOUR
         for r in fake.requests
