@@ -41,7 +41,7 @@ from gates.engine import (
     judge,
     no_sample_verdict,
 )
-from gates.judgements import evaluate_slo
+from gates.judgements import evaluate_comparison, evaluate_slo
 from gates.model import Criterion, Gate, history_size, history_window
 from gates.placeholders import PlaceholderValues, fill_text
 from gates.sampler import _baseline_run, _BaselineRun, _measure_range, fill_query
@@ -256,8 +256,6 @@ def not_replayable_reason(gate: Gate, criterion: Criterion, probe: Probe | None)
     """Why ``criterion`` cannot be rebuilt from range reads, or None when it can."""
     config = gate.probes.get(criterion.probe)
     kind = config.type if config is not None else "unknown"
-    if criterion.compare is not None:
-        return "compare: judges a window of points per sample; replays do not rebuild it"
     if history_window(gate, criterion) is not None:
         return f"{criterion.metric} is aggregated from gonogo's own samples, not the source's"
     if probe is not None and range_reader_of(probe) is None:
@@ -400,6 +398,8 @@ async def _plan(
             fixed=inconclusive(criterion, str(unusable)),
         )
     ctx = ProbeContext(now=instants[-1], variables=dict(values), interval=step)
+    if criterion.compare is not None:
+        return await _plan_compare(criterion, probe, config.type, query, known, ctx, instants)
     if criterion.slo is not None:
         return await _plan_slo(criterion, probe, config.type, query, known, ctx, instants, step)
     reads = [_read_track(probe, config.type, query, ctx, instants, step)]
@@ -477,6 +477,122 @@ async def _plan_slo(
     results = await asyncio.to_thread(asyncio.run, every_step())
     failed = [message for track in tracks for message in track.failed]
     report = CriterionReplay(criterion.name, True, "", sum(t.reads for t in tracks), tuple(failed))
+    return _Plan(criterion, report, per_step=results)
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One range read of a series: the span it covered and what it gave."""
+
+    start: datetime
+    end: datetime
+    answer: Series | Measurement
+
+
+async def _read_pieces(
+    probe: Probe,
+    kind: str,
+    query: ProbeQuery,
+    ctx: ProbeContext,
+    span: tuple[datetime, datetime, timedelta],
+) -> list[_Piece]:
+    """``query``'s points over ``span`` (start, end, step), in as few reads as the probe
+    type's size limit allows."""
+    start, end, step = span
+    per_read = step * (POINTS_PER_READ.get(kind, DEFAULT_POINTS_PER_READ) - 1)
+    pieces = []
+    low = start
+    while True:
+        high = min(end, low + per_read)
+        answer = await _measure_range(
+            probe, query, dataclasses.replace(ctx, now=high), (low, high, step)
+        )
+        pieces.append(_Piece(low, high, answer))
+        if high >= end:
+            return pieces
+        low = high + step
+
+
+def _sliced(pieces: Sequence[_Piece], start: datetime, end: datetime) -> Series | Measurement:
+    """The points of ``pieces`` in ``[start, end]``, as one live range read over that span
+    would give them; a failed read overlapping the span is that read's failure."""
+    points: list[tuple[datetime, float]] = []
+    for piece in pieces:
+        if piece.end < start or piece.start > end:
+            continue
+        if isinstance(piece.answer, Measurement):
+            if piece.answer.status is not MeasurementStatus.NO_DATA:
+                return dataclasses.replace(piece.answer, observed_at=end)
+            continue
+        times = [at for at, _ in piece.answer.points]
+        low, high = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
+        points.extend(piece.answer.points[low:high])
+    detail = next((p.answer.detail for p in pieces if isinstance(p.answer, Series)), "")
+    return Series.of(points, end, source="replay", detail=detail)
+
+
+async def _plan_compare(
+    criterion: Criterion,
+    probe: Probe,
+    kind: str,
+    query: ProbeQuery,
+    known: PlaceholderValues,
+    ctx: ProbeContext,
+    instants: Sequence[datetime],
+) -> _Plan:
+    """A ``compare:`` criterion: the canary's and the baseline's series each read once
+    over the whole replay (from the first step's window on) at ``compare.step``, then at
+    every step ``evaluate_comparison`` itself judges the slices of its window, as it
+    judges a live sample's two range reads."""
+    spec = criterion.compare
+    assert spec is not None
+    quote = quoter_of(probe)
+    asked: list[ProbeQuery] = []
+
+    async def record(
+        q: ProbeQuery, start: datetime, end: datetime, step: timedelta
+    ) -> Series | Measurement:
+        asked.append(q)
+        return Measurement.no_data("not read", end)
+
+    async def judged(read_range: Any, at: datetime) -> CriterionResult:
+        return await evaluate_comparison(
+            criterion,
+            query,
+            known,
+            now=at,
+            quote=quote,
+            fill=fill_query,
+            read_range=read_range,
+            duration=lambda: 0.0,
+        )
+
+    first = await judged(record, instants[0])
+    if not asked:  # a baseline it cannot fill, or one equal to the canary: every step alike
+        return _Plan(criterion, CriterionReplay(criterion.name, True, first.reason), fixed=first)
+    unique = list({q.model_dump_json(): q for q in asked}.values())
+    span = (instants[0] - spec.window, instants[-1], spec.step)
+    read = await asyncio.gather(*(_read_pieces(probe, kind, q, ctx, span) for q in unique))
+    by_query = {q.model_dump_json(): pieces for q, pieces in zip(unique, read, strict=True)}
+
+    async def every_step() -> list[CriterionResult]:
+        async def sliced(
+            q: ProbeQuery, start: datetime, end: datetime, step: timedelta
+        ) -> Series | Measurement:
+            return _sliced(by_query[q.model_dump_json()], start, end)
+
+        return [await judged(sliced, at) for at in instants]
+
+    # Thousands of comparisons: in a worker thread, on a loop of its own (they only read
+    # the points already fetched).
+    results = await asyncio.to_thread(asyncio.run, every_step())
+    pieces = [piece for found in read for piece in found]
+    failed = [
+        f"{iso(p.start)} to {iso(p.end)}: {p.answer.detail or p.answer.status}"
+        for p in pieces
+        if isinstance(p.answer, Measurement) and p.answer.status is not MeasurementStatus.NO_DATA
+    ]
+    report = CriterionReplay(criterion.name, True, "", len(pieces), tuple(failed))
     return _Plan(criterion, report, per_step=results)
 
 
