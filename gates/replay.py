@@ -296,6 +296,15 @@ def latest_reading(times: Sequence[datetime], at: datetime, step: timedelta) -> 
     return None
 
 
+def readings_taken(
+    times: Sequence[datetime], instants: Sequence[datetime], step: timedelta
+) -> list[int]:
+    """The indexes in ``times`` (sorted) that some step takes (``latest_reading``), in
+    order: at most one per step, so a caller can skip decoding the others."""
+    taken = (latest_reading(times, at, step) for at in instants)
+    return sorted({index for index in taken if index is not None})
+
+
 def _aligned(series: Series, instants: Sequence[datetime], step: timedelta) -> list[Measurement]:
     points = series.points
     times = [at for at, _ in points]
