@@ -1,22 +1,15 @@
-"""A fake Prometheus instant-query and range-query API.
+"""A fake Prometheus instant-query API.
 
 ``GET|POST /api/v1/query`` (under an optional path prefix) answers in the documented
 envelope: values are JSON strings, timestamps Unix seconds (the fraction written only when
 the milliseconds are not zero), errors ``{"status":"error","errorType","error"}`` with the
 documented HTTP status, and 401 ``Unauthorized\\n`` as plain text when auth is required.
 Answers come from ``results`` (by exact query text), else ``default``.
-
-``GET|POST /api/v1/query_range`` answers from ``histories`` (query text -> value at a Unix
-time, None where the series has no point): a one-series matrix with a point at every
-``start + k * step`` up to ``end`` that has a value, an empty matrix for an unknown query;
-a step that is not positive, an end before the start or more than 11,000 points is the
-``bad_data`` error Prometheus gives.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +83,6 @@ class PrometheusFake(ScriptedFake):
         self.prefix = prefix.rstrip("/")
         self.default: Result = vector(1.0)
         self.results: dict[str, Result] = {}
-        self.histories: dict[str, Callable[[float], float | None]] = {}
 
     def add_routes(self, app: web.Application) -> None:
         async def query(request: web.Request) -> web.StreamResponse:
@@ -99,49 +91,8 @@ class PrometheusFake(ScriptedFake):
                 form = dict(await request.post())
             return await self.handle(request, lambda r: self._answer(r, form))
 
-        async def query_range(request: web.Request) -> web.StreamResponse:
-            form: dict[str, Any] = {}
-            if request.method == "POST":
-                form = dict(await request.post())
-            return await self.handle(request, lambda r: self._range_answer(r, form))
-
         app.router.add_route("GET", f"{self.prefix}/api/v1/query", query)
         app.router.add_route("POST", f"{self.prefix}/api/v1/query", query)
-        app.router.add_route("GET", f"{self.prefix}/api/v1/query_range", query_range)
-        app.router.add_route("POST", f"{self.prefix}/api/v1/query_range", query_range)
-
-    def _range_answer(self, request: web.Request, form: dict[str, Any]) -> Reply:
-        params = {**request.query, **form}
-        text = str(params.get("query", ""))
-        try:
-            start, end = float(params["start"]), float(params["end"])
-            step = float(params["step"])
-        except (KeyError, ValueError):
-            return self._error("bad_data", 'invalid parameter "start": cannot parse')
-        if step <= 0:
-            return self._error(
-                "bad_data",
-                "zero or negative query resolution step widths are not accepted."
-                " Try a positive integer",
-            )
-        if end < start:
-            return self._error("bad_data", "end timestamp must not be before start time")
-        if (end - start) / step > 11_000:
-            return self._error(
-                "bad_data",
-                "exceeded maximum resolution of 11,000 points per timeseries."
-                " Try decreasing the query resolution (?step=XX)",
-            )
-        history = self.histories.get(text)
-        values = []
-        if history is not None:
-            for index in range(int((end - start) / step + 1e-9) + 1):
-                at = start + step * index
-                value = history(at)
-                if value is not None:
-                    values.append([prom_time(at), prom_number(value)])
-        result = [{"metric": {}, "values": values}] if values else []
-        return Reply(json={"status": "success", "data": {"resultType": "matrix", "result": result}})
 
     def queries(self) -> list[str]:
         return [r.param("query") or "" for r in self.requests]

@@ -1,4 +1,4 @@
-"""Replaying a ``compare:`` criterion against the fake Prometheus's ``query_range``.
+"""Replaying a ``compare:`` criterion against a fake Prometheus ``query_range``.
 
 - one range read per side covers the whole replay; each step's window is a slice of it;
 - every step is judged by the live path's ``evaluate_comparison``: a live sample taken at
@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from gates.engine import CriterionOutcome, Decision
 from gates.loader import load_gate_text
@@ -23,7 +25,7 @@ from gates.replay import Replay, ReplayStep, replay
 from gates.sampler import placeholder_values, take_sample
 from probes.prometheus import PrometheusConfig, PrometheusProbe
 from tests.fakes import Reply
-from tests.fakes.prometheus import PrometheusFake
+from tests.fakes.prometheus import PrometheusFake, prom_number, prom_time
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -65,16 +67,60 @@ def canary(seconds: float) -> float:
     return (0.200 + noise(seconds)) * factor
 
 
+class PrometheusHistoryFake(PrometheusFake):
+    """``GET /api/v1/query_range`` answered from ``histories`` (query text -> value at a
+    Unix time): a one-series matrix with a point at every ``start + k * step`` up to
+    ``end``, an empty matrix for an unknown query; more than 11,000 points, or an end
+    before the start, is the ``bad_data`` error Prometheus gives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.histories: dict[str, Callable[[float], float]] = {}
+
+    def add_routes(self, app: web.Application) -> None:
+        super().add_routes(app)
+
+        async def query_range(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, self._range)
+
+        app.router.add_get("/api/v1/query_range", query_range)
+
+    def _range(self, request: web.Request) -> Reply:
+        params = request.query
+        start, end = float(params["start"]), float(params["end"])
+        step = float(params["step"])
+        if end < start:
+            return self._error(
+                "bad_data", 'invalid parameter "end": end timestamp must not be before start time'
+            )
+        if (end - start) / step > 11_000:
+            return self._error(
+                "bad_data",
+                "exceeded maximum resolution of 11,000 points per timeseries."
+                " Try decreasing the query resolution (?step=XX)",
+            )
+        history = self.histories.get(params["query"])
+        result: list[dict[str, Any]] = []
+        if history is not None:
+            count = int((end - start) / step + 1e-9) + 1
+            values = [
+                [prom_time(start + i * step), prom_number(history(start + i * step))]
+                for i in range(count)
+            ]
+            result.append({"metric": {}, "values": values})
+        return Reply(json={"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+
 @pytest.fixture
-async def fake() -> AsyncIterator[PrometheusFake]:
-    served = PrometheusFake()
+async def fake() -> AsyncIterator[PrometheusHistoryFake]:
+    served = PrometheusHistoryFake()
     served.histories = {CANARY: canary, STABLE: stable}
     async with served.serving():
         yield served
 
 
 @pytest.fixture
-async def setup(fake: PrometheusFake) -> AsyncIterator[tuple[Gate, PrometheusProbe]]:
+async def setup(fake: PrometheusHistoryFake) -> AsyncIterator[tuple[Gate, PrometheusProbe]]:
     g = load_gate_text(
         textwrap.dedent(GATE).replace("URL", fake.url), name="release", source="release.yaml"
     )
@@ -97,7 +143,7 @@ def outcome(step: ReplayStep) -> CriterionOutcome:
 
 
 async def test_a_canary_diverging_for_20_minutes_breaches_there_and_nowhere_else(
-    fake: PrometheusFake, setup: tuple[Gate, PrometheusProbe]
+    fake: PrometheusHistoryFake, setup: tuple[Gate, PrometheusProbe]
 ) -> None:
     g, probe = setup
     result = await replayed(g, probe, T0 + 90 * MINUTE)
@@ -135,7 +181,7 @@ async def test_every_step_is_judged_as_a_live_sample_at_that_instant(
 
 
 async def test_a_failed_range_read_is_inconclusive_with_its_cause(
-    fake: PrometheusFake, setup: tuple[Gate, PrometheusProbe]
+    fake: PrometheusHistoryFake, setup: tuple[Gate, PrometheusProbe]
 ) -> None:
     g, probe = setup
     error = {"status": "error", "errorType": "bad_data", "error": "parse error: bad label"}
