@@ -245,3 +245,36 @@ def test_a_non_finite_bucket_is_an_error() -> None:
     }
     with pytest.raises(_Unexpected, match="nan"):
         _hourly(body, "sum(quantity)")
+
+
+# -- in a replay -----------------------------------------------------------------------------
+
+
+async def test_a_sentry_criterion_is_replayed_with_one_range_read(
+    probe: SentryProbe, fake: SentryFake
+) -> None:
+    from gates.engine import Decision
+    from gates.loader import load_gate_text
+    from gates.replay import replay
+    from gates.sampler import placeholder_values
+
+    g = load_gate_text(
+        "interval: 10m\nsteady_for: 2\nprobes:\n"
+        "  sentry: {type: sentry, org: o, project: '2', token_env: GONOGO_PROBE_SENTRY}\n"
+        "criteria:\n"
+        '  - {name: errors, probe: sentry, metric: events, go: "< 10"}\n',
+        name="release",
+        source="release.yaml",
+    )
+    fake.hourly_events = {T - HOUR: 3, T: 50, T + HOUR: 4}
+    replayed = await replay(
+        g, {"sentry": probe}, values=placeholder_values(g), start=T, end=T + 3 * HOUR
+    )
+    (report,) = replayed.criteria
+    assert report.replayable and report.reads == 1 and not report.failed_reads
+    assert len(fake.requests) == 1
+    decided = {s.at: s.verdict.decision for s in replayed.steps}
+    # 10:00-11:00 had 50 events: every step from 11:00 to 11:50 sees it, and no other.
+    assert all(decided[T + HOUR + timedelta(minutes=m)] is Decision.NO_GO for m in (0, 50))
+    assert decided[T + timedelta(minutes=50)] is Decision.GO
+    assert decided[T + 2 * HOUR + timedelta(minutes=10)] is Decision.GO
