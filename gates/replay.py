@@ -6,11 +6,14 @@ probe type's size limit asks for it. Each step then gets the measurements a live
 would have got at that instant, judged by ``judge`` and decided by ``decide`` on the
 growing history, bounded like the live one: the replay has no rules of its own.
 
-Alignment: a step at ``t`` takes the latest point in ``(t - step, t]``; no such point is
-no data there (judged by the criterion's ``no_data`` policy, as live). A criterion whose
-value cannot be rebuilt from range reads is replayed from gonogo's stored samples when the
-caller has them, and is otherwise "not replayable": inconclusive at every step, so a replay
-never shows a ``go`` the live gate could not have given (docs/replay.md).
+Alignment (``latest_reading``): a step at ``t`` takes the latest point in ``(t - step, t]``;
+no such point is no data there (judged by the criterion's ``no_data`` policy, as live). A
+reading serves one step at most and is never carried forward. Where gonogo's stored samples
+stand in and it took none at a step, that step is a gap, not a sample (``judge_steps``).
+
+A criterion whose value cannot be rebuilt from range reads is replayed from gonogo's stored
+samples when the caller has them, and is otherwise "not replayable": inconclusive at every
+step, so a replay never shows a ``go`` the live gate could not have given (docs/replay.md).
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from gates.engine import (
     Sample,
     Verdict,
     decide_safely,
+    freshness_bound,
     inconclusive,
     judge,
+    no_sample_verdict,
 )
-from gates.judgements import evaluate_slo
+from gates.judgements import evaluate_comparison, evaluate_slo
 from gates.model import Criterion, Gate, history_size, history_window
 from gates.placeholders import PlaceholderValues, fill_text
 from gates.sampler import _baseline_run, _BaselineRun, _measure_range, fill_query
@@ -58,8 +63,9 @@ from probes.timefmt import iso
 MAX_STEPS = 20_000
 # The most points one range read may ask of a probe type: Prometheus refuses more than
 # 11,000 points per series, New Relic gives at most 366 TIMESERIES buckets, and Datadog
-# picks its own rollup, coarser for longer ranges, so its reads stay short.
-POINTS_PER_READ = {"prometheus": 11_000, "newrelic": 366, "datadog": 300}
+# picks its own rollup, coarser for longer ranges, so its reads stay short. Sentry's stats
+# are hourly whatever the step, and its probe cuts its own reads by hours (probes/sentry.py).
+POINTS_PER_READ = {"prometheus": 11_000, "newrelic": 366, "datadog": 300, "sentry": MAX_STEPS}
 DEFAULT_POINTS_PER_READ = 1_000
 
 _RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -250,8 +256,6 @@ def not_replayable_reason(gate: Gate, criterion: Criterion, probe: Probe | None)
     """Why ``criterion`` cannot be rebuilt from range reads, or None when it can."""
     config = gate.probes.get(criterion.probe)
     kind = config.type if config is not None else "unknown"
-    if criterion.compare is not None:
-        return "compare: judges a window of points per sample; replays do not rebuild it"
     if history_window(gate, criterion) is not None:
         return f"{criterion.metric} is aggregated from gonogo's own samples, not the source's"
     if probe is not None and range_reader_of(probe) is None:
@@ -278,15 +282,36 @@ def _chunks(instants: Sequence[datetime], size: int) -> list[tuple[int, int]]:
     ]
 
 
+def latest_reading(times: Sequence[datetime], at: datetime, step: timedelta) -> int | None:
+    """The index in ``times`` (sorted) of the reading step ``at`` takes: the latest in
+    ``(at - step, at]``, or None. The one rule of alignment, for range points and stored
+    samples alike: consecutive steps' spans do not overlap, so a reading serves one step
+    at most (a run never counts it twice) and is never carried past its step, which is
+    inside the freshness bound ``max(3 × step, 10s)``."""
+    # A source rounding its timestamps to the millisecond is still on the step.
+    slack = timedelta(milliseconds=1)
+    index = bisect.bisect_right(times, at + slack) - 1
+    if index >= 0 and times[index] > at - step + slack:
+        return index
+    return None
+
+
+def readings_taken(
+    times: Sequence[datetime], instants: Sequence[datetime], step: timedelta
+) -> list[int]:
+    """The indexes in ``times`` (sorted) that some step takes (``latest_reading``), in
+    order: at most one per step, so a caller can skip decoding the others."""
+    taken = (latest_reading(times, at, step) for at in instants)
+    return sorted({index for index in taken if index is not None})
+
+
 def _aligned(series: Series, instants: Sequence[datetime], step: timedelta) -> list[Measurement]:
     points = series.points
     times = [at for at, _ in points]
-    # A source rounding its timestamps to the millisecond is still on the step.
-    slack = timedelta(milliseconds=1)
     found: list[Measurement] = []
     for at in instants:
-        index = bisect.bisect_right(times, at + slack) - 1
-        if index >= 0 and times[index] > at - step:
+        index = latest_reading(times, at, step)
+        if index is not None:
             found.append(Measurement.ok(points[index][1], at, detail=series.detail))
         else:
             found.append(
@@ -338,6 +363,8 @@ class _Plan:
     baseline_fixed: Measurement | None = None
     baseline_vars: dict[str, str] = field(default_factory=dict)
     per_step: list[CriterionResult] | None = None
+    # From stored samples: whether gonogo had a sample of its own at each step.
+    stored_at: list[bool] | None = None
 
 
 async def _plan(
@@ -380,6 +407,8 @@ async def _plan(
             fixed=inconclusive(criterion, str(unusable)),
         )
     ctx = ProbeContext(now=instants[-1], variables=dict(values), interval=step)
+    if criterion.compare is not None:
+        return await _plan_compare(criterion, probe, config.type, query, known, ctx, instants)
     if criterion.slo is not None:
         return await _plan_slo(criterion, probe, config.type, query, known, ctx, instants, step)
     reads = [_read_track(probe, config.type, query, ctx, instants, step)]
@@ -460,6 +489,122 @@ async def _plan_slo(
     return _Plan(criterion, report, per_step=results)
 
 
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One range read of a series: the span it covered and what it gave."""
+
+    start: datetime
+    end: datetime
+    answer: Series | Measurement
+
+
+async def _read_pieces(
+    probe: Probe,
+    kind: str,
+    query: ProbeQuery,
+    ctx: ProbeContext,
+    span: tuple[datetime, datetime, timedelta],
+) -> list[_Piece]:
+    """``query``'s points over ``span`` (start, end, step), in as few reads as the probe
+    type's size limit allows."""
+    start, end, step = span
+    per_read = step * (POINTS_PER_READ.get(kind, DEFAULT_POINTS_PER_READ) - 1)
+    pieces = []
+    low = start
+    while True:
+        high = min(end, low + per_read)
+        answer = await _measure_range(
+            probe, query, dataclasses.replace(ctx, now=high), (low, high, step)
+        )
+        pieces.append(_Piece(low, high, answer))
+        if high >= end:
+            return pieces
+        low = high + step
+
+
+def _sliced(pieces: Sequence[_Piece], start: datetime, end: datetime) -> Series | Measurement:
+    """The points of ``pieces`` in ``[start, end]``, as one live range read over that span
+    would give them; a failed read overlapping the span is that read's failure."""
+    points: list[tuple[datetime, float]] = []
+    for piece in pieces:
+        if piece.end < start or piece.start > end:
+            continue
+        if isinstance(piece.answer, Measurement):
+            if piece.answer.status is not MeasurementStatus.NO_DATA:
+                return dataclasses.replace(piece.answer, observed_at=end)
+            continue
+        times = [at for at, _ in piece.answer.points]
+        low, high = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
+        points.extend(piece.answer.points[low:high])
+    detail = next((p.answer.detail for p in pieces if isinstance(p.answer, Series)), "")
+    return Series.of(points, end, source="replay", detail=detail)
+
+
+async def _plan_compare(
+    criterion: Criterion,
+    probe: Probe,
+    kind: str,
+    query: ProbeQuery,
+    known: PlaceholderValues,
+    ctx: ProbeContext,
+    instants: Sequence[datetime],
+) -> _Plan:
+    """A ``compare:`` criterion: the canary's and the baseline's series each read once
+    over the whole replay (from the first step's window on) at ``compare.step``, then at
+    every step ``evaluate_comparison`` itself judges the slices of its window, as it
+    judges a live sample's two range reads."""
+    spec = criterion.compare
+    assert spec is not None
+    quote = quoter_of(probe)
+    asked: list[ProbeQuery] = []
+
+    async def record(
+        q: ProbeQuery, start: datetime, end: datetime, step: timedelta
+    ) -> Series | Measurement:
+        asked.append(q)
+        return Measurement.no_data("not read", end)
+
+    async def judged(read_range: Any, at: datetime) -> CriterionResult:
+        return await evaluate_comparison(
+            criterion,
+            query,
+            known,
+            now=at,
+            quote=quote,
+            fill=fill_query,
+            read_range=read_range,
+            duration=lambda: 0.0,
+        )
+
+    first = await judged(record, instants[0])
+    if not asked:  # a baseline it cannot fill, or one equal to the canary: every step alike
+        return _Plan(criterion, CriterionReplay(criterion.name, True, first.reason), fixed=first)
+    unique = list({q.model_dump_json(): q for q in asked}.values())
+    span = (instants[0] - spec.window, instants[-1], spec.step)
+    read = await asyncio.gather(*(_read_pieces(probe, kind, q, ctx, span) for q in unique))
+    by_query = {q.model_dump_json(): pieces for q, pieces in zip(unique, read, strict=True)}
+
+    async def every_step() -> list[CriterionResult]:
+        async def sliced(
+            q: ProbeQuery, start: datetime, end: datetime, step: timedelta
+        ) -> Series | Measurement:
+            return _sliced(by_query[q.model_dump_json()], start, end)
+
+        return [await judged(sliced, at) for at in instants]
+
+    # Thousands of comparisons: in a worker thread, on a loop of its own (they only read
+    # the points already fetched).
+    results = await asyncio.to_thread(asyncio.run, every_step())
+    pieces = [piece for found in read for piece in found]
+    failed = [
+        f"{iso(p.start)} to {iso(p.end)}: {p.answer.detail or p.answer.status}"
+        for p in pieces
+        if isinstance(p.answer, Measurement) and p.answer.status is not MeasurementStatus.NO_DATA
+    ]
+    report = CriterionReplay(criterion.name, True, "", len(pieces), tuple(failed))
+    return _Plan(criterion, report, per_step=results)
+
+
 def _from_store(plan: _Plan) -> bool:
     """A criterion gonogo's own samples can stand in for: one its probe type cannot
     read back (http, alertmanager, ...), not a ``compare:`` window."""
@@ -473,12 +618,12 @@ def stored_plan(
     instants: Sequence[datetime],
     step: timedelta,
 ) -> _Plan:
-    """``plan``'s criterion replayed from stored samples: at each step the latest stored
-    result in ``(t - max(step, interval), t]``, its value judged again under the gate as it
-    is now (with its stored volume and baseline); a stored result with no value keeps its
-    outcome and reason. No stored result there: inconclusive."""
+    """``plan``'s criterion replayed from stored samples: at each step the stored result
+    ``latest_reading`` picks, its value judged again under the gate as it is now (with
+    its stored volume and baseline); a stored result with no value keeps its outcome and
+    reason. No stored result there: inconclusive, and the step is one where gonogo took
+    no sample of this criterion (``judge_steps`` treats it as a gap)."""
     criterion = plan.criterion
-    reach = max(step, gate.interval)
     found = [
         (sample.evaluated_at, result)
         for sample in stored
@@ -490,12 +635,14 @@ def stored_plan(
     found.sort(key=lambda item: item[0])
     times = [at for at, _ in found]
     missing = inconclusive(
-        criterion, f"no stored sample in the {format_duration(reach)} up to this step"
+        criterion, f"no stored sample in the {format_duration(step)} up to this step"
     )
     results: list[CriterionResult] = []
+    present: list[bool] = []
     for at in instants:
-        index = bisect.bisect_right(times, at) - 1
-        if index < 0 or times[index] <= at - reach:
+        index = latest_reading(times, at, step)
+        present.append(index is not None)
+        if index is None:
             results.append(missing)
             continue
         result = found[index][1]
@@ -522,7 +669,31 @@ def stored_plan(
         True,
         f"from {len(found):,} stored samples ({plan.report.reason})",
     )
-    return _Plan(criterion, report, per_step=results)
+    return _Plan(criterion, report, per_step=results, stored_at=present)
+
+
+def _no_sample_at(plans: Sequence[_Plan], index: int) -> bool:
+    """Whether gonogo took no sample at step ``index``: the gate's criteria are read only
+    from stored samples (or are not replayable), and none has one there. Steps of range
+    reads are always samples: a source with nothing to say gives a no-data sample live too."""
+    stored = [plan for plan in plans if plan.stored_at is not None]
+    return bool(stored) and all(
+        plan.fixed is not None or (plan.stored_at is not None and not plan.stored_at[index])
+        for plan in plans
+    )
+
+
+def _between_samples(gate: Gate, last: Verdict | None, at: datetime) -> Verdict:
+    """The decision a reader saw at ``at`` when gonogo took no sample then: the last one
+    while it is fresh (``freshness_bound`` after it), a stale ``no_go`` after that."""
+    if last is None or last.evaluated_at is None:
+        verdict = no_sample_verdict(gate.name, gate.steady_for)
+        return dataclasses.replace(verdict, reasons=("no sample yet: none stored up to here",))
+    expires = last.evaluated_at + freshness_bound(gate)
+    if at < expires:
+        return last
+    reason = f"stale since {iso(expires)}: no sample stored since {iso(last.evaluated_at)}"
+    return dataclasses.replace(last, decision=Decision.NO_GO, reasons=(reason, *last.reasons))
 
 
 def _result_at(plan: _Plan, index: int, at: datetime) -> CriterionResult:
@@ -552,14 +723,21 @@ def judge_steps(
     instants: Sequence[datetime],
     progress: Progress | None = None,
 ) -> list[ReplayStep]:
-    """Every step judged and decided, with the history bounded like the live one. Pure
-    and CPU-bound: callers on an event loop run it in a thread."""
+    """Every step judged and decided, with the history bounded like the live one. A step
+    where gonogo took no sample (``_no_sample_at``) adds none to the history: the
+    engine's own ``gap_bound`` then says whether the runs around it survive, as live.
+    Pure and CPU-bound: callers on an event loop run it in a thread."""
     history: deque[Sample] = deque(maxlen=history_size(gate))
     steps = []
+    last: Verdict | None = None
     for index, at in enumerate(instants):
-        sample = Sample(at, tuple(_result_at(plan, index, at) for plan in plans))
-        history.append(sample)
-        steps.append(ReplayStep(at, decide_safely(gate, list(history))))
+        if _no_sample_at(plans, index):
+            steps.append(ReplayStep(at, _between_samples(gate, last, at)))
+        else:
+            sample = Sample(at, tuple(_result_at(plan, index, at) for plan in plans))
+            history.append(sample)
+            last = decide_safely(gate, list(history))
+            steps.append(ReplayStep(at, last))
         if progress is not None and (index % 500 == 0 or index == len(instants) - 1):
             progress(index + 1, len(instants))
     return steps
@@ -567,7 +745,8 @@ def judge_steps(
 
 def replay_gate(gate: Gate, step: timedelta) -> Gate:
     """The gate as the replay decides it: its interval is the step (runs break on a gap
-    of more than ``max(3 × step, 10s)``, which consecutive steps never have)."""
+    of more than ``max(3 × step, 10s)`` between samples, and a decision is fresh that
+    long)."""
     return gate.model_copy(update={"interval": step})
 
 

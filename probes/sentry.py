@@ -13,10 +13,20 @@ Bearer-token reads of the documented ``/api/0/`` endpoints, SaaS or self-hosted:
 
 The organization endpoints take numeric project ids; a project given by slug is resolved
 once through the project details endpoint. Sentry rounds stats windows to whole hours.
+
+``measure_range`` (replays) reads the same metrics over a past range with the same
+endpoints bounded by ``start``/``end``: the issue list with a ``firstSeen`` range (newest
+first, paginated), ``stats_v2`` and ``sessions`` (grouped by ``session.status``) at their
+documented minimum ``interval`` of one hour. It gives a point at every asked step: the
+metric's ``window`` ending at that step, counted from issues' ``firstSeen`` instants, or
+from the whole hours that end at or before the step (an hour still open at the step would
+hold events from after it), so no point ever sees data from after its instant.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -34,17 +44,25 @@ from probes.base import (
     ProbeQuery,
     QuoteContext,
     QuoteRefused,
+    Series,
 )
 from probes.client import JsonResponse, ProbeFailure, secret_from_env, source_client
 from probes.quoting import quote_sentry, sentry_search_value
-from probes.timefmt import iso
+from probes.timefmt import format_duration, iso
 
 TYPE_NAME = "sentry"
 DEFAULT_URL = "https://sentry.io"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 MAX_PAGES = 10
+# Pages of issues one range read may follow (newest first): 2,000 issues.
+RANGE_MAX_PAGES = 20
 PAGE_SIZE = 100
+# stats_v2 and sessions document one hour as their finest interval.
+HOUR = timedelta(hours=1)
+# Hourly buckets asked in one stats read: 30 days, under the sessions endpoint's limit on
+# the number of points ("Your interval and date range would create too many results").
+MAX_BUCKETS_PER_READ = 720
 METRICS = ("new_issues", "events", "crash_free_rate")
 DEFAULT_WINDOWS = {
     "new_issues": timedelta(hours=1),
@@ -138,8 +156,185 @@ class SentryProbe:
             f"{TYPE_NAME}: metric must be one of {', '.join(METRICS)}, not {metric!r}", ctx.now
         )
 
+    async def measure_range(
+        self,
+        query: ProbeQuery,
+        ctx: ProbeContext,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+    ) -> Series | Measurement:
+        """The metric at every ``step`` from ``start`` to ``end``, each point its
+        ``window`` ending there (module docstring); failures as ``measure`` gives them."""
+        metric = query.metric
+        window = query.window or DEFAULT_WINDOWS.get(metric or "", HOUR)
+        instants = _instants(start, end, step)
+        if not instants:
+            return Measurement.error(f"{TYPE_NAME}: the range has no step in it", ctx.now)
+        try:
+            if metric == "new_issues":
+                found = await self._new_issues_range(query, window, instants)
+            elif metric == "events":
+                found = await self._events_range(window, instants)
+            elif metric == "crash_free_rate":
+                found = await self._crash_free_range(query, ctx, window, instants)
+            else:
+                return Measurement.error(
+                    f"{TYPE_NAME}: metric must be one of {', '.join(METRICS)}, not {metric!r}",
+                    ctx.now,
+                )
+        except ProbeFailure as failure:
+            return self._failed(failure, ctx.now)
+        except _Unexpected as bad:
+            return Measurement.error(f"{TYPE_NAME}: unexpected response: {bad}", ctx.now)
+        except QuoteRefused as refused:
+            return Measurement.error(f"{TYPE_NAME}: {refused}", ctx.now)
+        if isinstance(found, Measurement):
+            return dataclasses.replace(found, observed_at=ctx.now)
+        points, detail = found
+        if not points:
+            return Measurement.no_data(
+                f"{TYPE_NAME}: no {metric} from {iso(instants[0])} to {iso(instants[-1])}",
+                ctx.now,
+            )
+        return Series.of(points, ctx.now, source=TYPE_NAME, detail=detail)
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # -- range reads ---------------------------------------------------------------------
+
+    async def _new_issues_range(
+        self, query: ProbeQuery, window: timedelta, instants: list[datetime]
+    ) -> tuple[list[tuple[datetime, float]], str] | Measurement:
+        """Issues first seen in the range, newest first; each step counts those first seen
+        in ``[t - window, t]``. When the pages run out before the range's start, steps
+        whose window reaches past the oldest issue read are left without a point."""
+        since = (instants[0] - window).replace(microsecond=0)
+        until = instants[-1]
+        search = query.params.get("query", "").strip()
+        params: dict[str, str] = {
+            "query": f"{search} firstSeen:>={iso(since)} firstSeen:<={iso(until)}".strip(),
+            "statsPeriod": "",
+            "sort": "new",
+            "limit": str(PAGE_SIZE),
+        }
+        if self.config.environment:
+            params["environment"] = self.config.environment
+        path = f"/api/0/projects/{_seg(self.config.org)}/{_seg(self.config.project)}/issues/"
+        seen: list[datetime] = []
+        unreadable = 0
+        cursor: str | None = None
+        complete = True
+        for page in range(1, RANGE_MAX_PAGES + 1):
+            response = await self._client.get_json(
+                path, params={**params, "cursor": cursor} if cursor else params
+            )
+            for first_seen in _first_seen_times(response.json):
+                if first_seen is None:
+                    unreadable += 1
+                else:
+                    seen.append(first_seen)
+            cursor = next_cursor(response.headers.get("link", ""))
+            if cursor is None:
+                break
+            if page == RANGE_MAX_PAGES:
+                complete = False
+        seen.sort()
+        points = []
+        for at in instants:
+            low = at - window
+            # Past the pages read, older issues are unknown: no count rather than too few.
+            if not complete and (not seen or low <= seen[0]):
+                continue
+            # An issue without a readable firstSeen counts everywhere, as in ``measure``.
+            count = bisect.bisect_right(seen, at) - bisect.bisect_left(seen, low) + unreadable
+            points.append((at, float(count)))
+        if not points and not complete:
+            return Measurement.error(
+                f"{TYPE_NAME}: more than {RANGE_MAX_PAGES * PAGE_SIZE} new issues in the range;"
+                " replay a shorter range",
+                instants[-1],
+            )
+        matching = f" matching {search!r}" if search else ""
+        return points, f"{TYPE_NAME}: new issues in {format_duration(window)}{matching}"
+
+    async def _events_range(
+        self, window: timedelta, instants: list[datetime]
+    ) -> tuple[list[tuple[datetime, float]], str]:
+        project_id = await self._project()
+        params = {
+            "field": QUANTITY,
+            "groupBy": "outcome",
+            "category": "error",
+            "outcome": "accepted",
+            "interval": "1h",
+            "project": project_id,
+        }
+        buckets: dict[datetime, float] = {}
+        for low, high in _hour_reads(window, instants):
+            response = await self._client.get_json(
+                f"/api/0/organizations/{_seg(self.config.org)}/stats_v2/",
+                params={**params, "start": iso(low), "end": iso(high)},
+            )
+            for at, by_group in _hourly(response.json, QUANTITY).items():
+                buckets[at] = sum(by_group.values())
+        points = []
+        for at in instants:
+            hours = _window_hours(buckets, window, at)
+            if hours is not None:
+                points.append((at, math.fsum(buckets[h] for h in hours)))
+        return points, (
+            f"{TYPE_NAME}: accepted error events in the {stats_period(_whole_hours(window))}"
+            " of whole hours before each step"
+        )
+
+    async def _crash_free_range(
+        self, query: ProbeQuery, ctx: ProbeContext, window: timedelta, instants: list[datetime]
+    ) -> tuple[list[tuple[datetime, float]], str] | Measurement:
+        release = query.params.get("release") or ctx.variables.get("version")
+        if not release:
+            return Measurement.error(
+                f"{TYPE_NAME}: crash_free_rate needs a release:"
+                " set params.release or give a version",
+                ctx.now,
+            )
+        search = f"release:{_search_value(release)}"
+        project_id = await self._project()
+        params: list[tuple[str, str]] = [
+            ("field", SESSIONS),
+            ("groupBy", "session.status"),
+            ("project", project_id),
+            ("query", search),
+            ("interval", "1h"),
+            ("includeTotals", "0"),
+        ]
+        if self.config.environment:
+            params.append(("environment", self.config.environment))
+        crashed: dict[datetime, float] = {}
+        total: dict[datetime, float] = {}
+        for low, high in _hour_reads(window, instants):
+            response = await self._client.get_json(
+                f"/api/0/organizations/{_seg(self.config.org)}/sessions/",
+                params=[*params, ("start", iso(low)), ("end", iso(high))],
+            )
+            for at, by_status in _hourly(
+                response.json, SESSIONS, group_key="session.status"
+            ).items():
+                total[at] = sum(by_status.values())
+                crashed[at] = by_status.get("crashed", 0.0)
+        points = []
+        for at in instants:
+            hours = _window_hours(total, window, at)
+            if hours is None:
+                continue
+            sessions = math.fsum(total[h] for h in hours)
+            if sessions > 0:  # no sessions: no rate, as ``measure`` says
+                points.append((at, 1.0 - math.fsum(crashed[h] for h in hours) / sessions))
+        return points, (
+            f"{TYPE_NAME}: release {release}, crash-free sessions in the"
+            f" {stats_period(_whole_hours(window))} of whole hours before each step"
+        )
 
     # -- metrics -----------------------------------------------------------------------
 
@@ -311,6 +506,101 @@ def stats_period(window: timedelta) -> str:
 def _interval(window: timedelta) -> str:
     # Both stats endpoints accept 1h..1d intervals that divide a day; keep buckets few.
     return "1h" if window <= timedelta(days=14) else "1d"
+
+
+def _instants(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
+    """``start``, ``start + step``, ... up to ``end``: the steps a range read answers at."""
+    if step <= timedelta(0) or end < start:
+        return []
+    return [start + step * index for index in range(int((end - start) / step) + 1)]
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _whole_hours(window: timedelta) -> timedelta:
+    """``window`` rounded up to whole hours (at least one), as Sentry's stats count it."""
+    return HOUR * max(1, math.ceil(window / HOUR))
+
+
+def _window_hours(
+    buckets: Mapping[datetime, float], window: timedelta, at: datetime
+) -> list[datetime] | None:
+    """The hourly buckets of ``window`` that end at or before ``at`` (the last one
+    ending at the hour ``at`` is in), or None when one of them is not in ``buckets``."""
+    last = _floor_hour(at)
+    count = int(_whole_hours(window) / HOUR)
+    hours = [last - HOUR * (count - index) for index in range(count)]
+    return hours if all(hour in buckets for hour in hours) else None
+
+
+def _hour_reads(window: timedelta, instants: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """``(start, end)`` of each hourly stats read covering every step's window: whole
+    hours, at most ``MAX_BUCKETS_PER_READ`` a read."""
+    first = _floor_hour(instants[0]) - _whole_hours(window)
+    last = _floor_hour(instants[-1])
+    reads = []
+    while first < last:
+        high = min(last, first + HOUR * MAX_BUCKETS_PER_READ)
+        reads.append((first, high))
+        first = high
+    return reads
+
+
+def _hourly(
+    body: Any, field: str, *, group_key: str | None = None
+) -> dict[datetime, dict[str, float]]:
+    """Each hourly bucket of a stats answer (``intervals`` and each group's ``series``),
+    by group (its ``by[group_key]``); a bucket whose value is null is left out. Partial
+    buckets (one not starting on the hour) are left out too."""
+    if not isinstance(body, dict):
+        raise _Unexpected(f"a JSON object was expected, got {kind_of(body)}")
+    intervals = body.get("intervals")
+    if not isinstance(intervals, list):
+        raise _Unexpected(f"intervals is {kind_of(intervals)}, not a list")
+    starts: list[datetime | None] = []
+    for index, text in enumerate(intervals):
+        at = _parse_time(text)
+        if at is None:
+            raise _Unexpected(f"intervals[{index}] is not an ISO 8601 instant")
+        starts.append(at if at == _floor_hour(at) else None)
+    found: dict[datetime, dict[str, float]] = {at: {} for at in starts if at is not None}
+    for index, group in enumerate(_groups(body)):
+        series = group.get("series") if isinstance(group, dict) else None
+        values = series.get(field) if isinstance(series, dict) else None
+        if not isinstance(values, list) or len(values) != len(starts):
+            raise _Unexpected(
+                f"groups[{index}].series[{field!r}] is not a list of {len(starts)} values"
+            )
+        by = group.get("by") if isinstance(group, dict) else None
+        name = str(by.get(group_key)) if group_key and isinstance(by, dict) else str(index)
+        for at, value in zip(starts, values, strict=True):
+            if at is None:
+                continue
+            if value is None:
+                found.pop(at, None)
+                continue
+            if not (isinstance(value, int | float) and not isinstance(value, bool)):
+                raise _Unexpected(
+                    f"groups[{index}].series[{field!r}] holds {kind_of(value)}, not a number"
+                )
+            if not math.isfinite(value):
+                raise _Unexpected(f"groups[{index}].series[{field!r}] holds {value!r}")
+            if at in found:
+                found[at][name] = found[at].get(name, 0.0) + float(value)
+    return found
+
+
+def _first_seen_times(body: Any) -> list[datetime | None]:
+    if not isinstance(body, list):
+        raise _Unexpected(f"the issue list is {kind_of(body)}, not a list")
+    times = []
+    for index, issue in enumerate(body):
+        if not isinstance(issue, dict):
+            raise _Unexpected(f"issue [{index}] is {kind_of(issue)}, not an object")
+        times.append(_parse_time(issue.get("firstSeen")))
+    return times
 
 
 def _count_new_issues(body: Any, since: datetime) -> int:

@@ -9,6 +9,12 @@ Speaks the documented wire format:
 - ``stats_v2`` and ``sessions`` want numeric ``project`` ids (400 ``Invalid project
   parameter. Values must be numbers.``), a valid ``field``, and answer
   ``{start, end, intervals, groups, query}`` envelopes, ``groups: []`` when nothing matched;
+- ``stats_v2`` and ``sessions`` also take ``start``/``end`` (ISO 8601, instead of
+  ``statsPeriod``) with ``interval=1h``: the answer's ``intervals`` are the hours from
+  the hour of ``start`` through the hour of the inclusive ``end``, each group's ``series``
+  one value per interval, from the hourly history tests set (``hourly_events``,
+  ``session_history``); ``groupBy=session.status`` gives one group per status;
+- the issue list takes ``sort=new`` (first seen, newest first) and ``firstSeen:<=``;
 - every response carries the ``X-Sentry-Rate-Limit-*`` headers; ``rate_limited()`` is the
   429 Sentry sends (no ``Retry-After``, reset as UTC epoch seconds).
 
@@ -21,7 +27,7 @@ from __future__ import annotations
 import copy
 import re
 import shlex
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -73,6 +79,10 @@ class SentryFake(ScriptedFake):
         self.issues: list[dict[str, Any]] = []
         self.error_events: int | None = None
         self.releases: dict[str, tuple[float | None, int]] = {}
+        # Hour (UTC, on the hour) -> accepted error events in that hour.
+        self.hourly_events: dict[datetime, int] = {}
+        # Release -> hour -> session.status -> sessions that ended so in that hour.
+        self.session_history: dict[str, dict[datetime, dict[str, int]]] = {}
 
     # -- what tests call ---------------------------------------------------------
 
@@ -167,6 +177,8 @@ class SentryFake(ScriptedFake):
         matching = self._search(params.get("query", "is:unresolved"))
         if matching is None:
             return _bad("Invalid search filter: firstSeen")
+        if params.get("sort") == "new":
+            matching.sort(key=lambda issue: issue["firstSeen"], reverse=True)
         page = matching[offset : offset + limit]
         base = f"{self.url}{request.path}?&cursor="
         previous_offset = max(0, offset - limit)
@@ -188,20 +200,22 @@ class SentryFake(ScriptedFake):
             elif key == "is":
                 found = [i for i in found if i["status"] == value]
             elif key == "firstSeen":
-                match = re.match(r"^(>=|>)(.+)$", value)
+                match = re.match(r"^(>=|>|<=|<)(.+)$", value)
                 if match is None:
                     return None
                 try:
-                    since = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
+                    bound = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
                 except ValueError:
                     return None
-                strict = match.group(1) == ">"
+                operator = match.group(1)
                 found = [
                     i
                     for i in found
-                    if (first := datetime.fromisoformat(i["firstSeen"].replace("Z", "+00:00")))
-                    > since
-                    or (not strict and first == since)
+                    if _compare(
+                        datetime.fromisoformat(i["firstSeen"].replace("Z", "+00:00")),
+                        operator,
+                        bound,
+                    )
                 ]
         return found
 
@@ -212,11 +226,34 @@ class SentryFake(ScriptedFake):
         projects = params.getall("project", [])
         if not all(p.lstrip("-").isdigit() for p in projects):
             return _bad("Invalid project parameter. Values must be numbers.")
-        if not _PERIOD.match(params.get("statsPeriod", "")):
+        if "start" in params or "end" in params:
+            if "statsPeriod" in params:
+                return _bad("start and end are not allowed with statsPeriod")
+            try:
+                _range(params)
+            except (KeyError, ValueError):
+                return _bad("start and end are both required")
+        elif not _PERIOD.match(params.get("statsPeriod", "")):
             return _bad("Invalid statsPeriod")
         if params.get("interval") not in ("1h", "1d"):
             return _bad("Invalid interval")
         return None
+
+    def _hourly_envelope(self, request: web.Request) -> dict[str, Any]:
+        """The envelope of a ``start``/``end`` answer: one interval per hour."""
+        start, end = _range(request.query)
+        hours = []
+        at = start.replace(minute=0, second=0, microsecond=0)
+        while at <= end:
+            hours.append(at)
+            at += timedelta(hours=1)
+        return {
+            "start": _iso(hours[0]) if hours else _iso(start),
+            "end": _iso(hours[-1] + timedelta(hours=1)) if hours else _iso(end),
+            "intervals": [_iso(h) for h in hours],
+            "groups": [],
+            "_hours": hours,
+        }
 
     def _stats_v2(self, request: web.Request) -> Reply:
         problem = self._stats_params(request)
@@ -230,6 +267,24 @@ class SentryFake(ScriptedFake):
             return _bad(f'Invalid field: "{fields[0]}"')
         if not params.getall("groupBy", []):
             return _bad('Request is missing a "groupBy"')
+        if "start" in params:
+            body = self._hourly_envelope(request)
+            hours = body.pop("_hours")
+            wanted = (
+                params.get("category") == "error"
+                and params.get("outcome") == "accepted"
+                and str(self.project_id) in params.getall("project", [str(self.project_id)])
+            )
+            series = [self.hourly_events.get(h, 0) for h in hours]
+            if wanted and any(series):
+                body["groups"] = [
+                    {
+                        "by": {"outcome": "accepted"},
+                        "totals": {"sum(quantity)": sum(series)},
+                        "series": {"sum(quantity)": series},
+                    }
+                ]
+            return Reply(json=body)
         body = copy.deepcopy(example("sentry_stats_v2.json"))
         counted = (
             self.error_events is not None
@@ -270,6 +325,8 @@ class SentryFake(ScriptedFake):
                 release = value
             elif key:
                 return _bad(f"Invalid search filter: {term}")
+        if "start" in params:
+            return self._session_series(request, release, fields, body["query"])
         known = self.releases.get(release) if release is not None else None
         if known is not None and str(self.project_id) in params.getall("project", []):
             rate, sessions = known
@@ -283,3 +340,51 @@ class SentryFake(ScriptedFake):
                 group["series"] = {f: [None, totals[f]] for f in fields}
             body["groups"] = [group]
         return Reply(json=body)
+
+    def _session_series(
+        self, request: web.Request, release: str | None, fields: list[str], query: str
+    ) -> Reply:
+        params = request.query
+        groupings = params.getall("groupBy", [])
+        if groupings not in ([], ["session.status"]):
+            return _bad(f'Invalid groupBy: "{groupings[0]}"')
+        if groupings and fields != ["sum(session)"]:
+            return _bad(f"Cannot group field {fields[0]} by session.status")
+        body = self._hourly_envelope(request)
+        hours = body.pop("_hours")
+        body["query"] = query
+        history = self.session_history.get(release or "", {})
+        if str(self.project_id) not in params.getall("project", []) or not any(
+            h in history for h in hours
+        ):
+            return Reply(json=body)
+        statuses = sorted({s for counts in history.values() for s in counts})
+        groups = []
+        for status in statuses:
+            series = [history.get(h, {}).get(status, 0) for h in hours]
+            group: dict[str, Any] = {
+                "by": {"session.status": status},
+                "series": {"sum(session)": series},
+            }
+            if params.get("includeTotals") != "0":
+                group["totals"] = {"sum(session)": sum(series)}
+            groups.append(group)
+        body["groups"] = groups
+        return Reply(json=body)
+
+
+def _range(params: Any) -> tuple[datetime, datetime]:
+    start = datetime.fromisoformat(params["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(params["end"].replace("Z", "+00:00"))
+    if start.tzinfo is None or end.tzinfo is None or end < start:
+        raise ValueError("start and end")
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _compare(first: datetime, operator: str, bound: datetime) -> bool:
+    return {
+        ">=": first >= bound,
+        ">": first > bound,
+        "<=": first <= bound,
+        "<": first < bound,
+    }[operator]

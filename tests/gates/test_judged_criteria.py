@@ -236,13 +236,13 @@ def test_bad_input_is_a_located_problem(
 def test_compare_on_a_probe_type_without_range_reads_is_a_located_problem() -> None:
     text = COMPARE_GATE.replace(
         'prom: {type: prometheus, url: "http://prometheus:9090"}',
-        "prom: {type: sentry, org: o, project: p, token_env: GONOGO_PROBE_SENTRY}",
-    ).replace("query: 'latency{version=\"${version}\"}'", "metric: events")
+        'prom: {type: alertmanager, url: "http://alertmanager:9093"}',
+    ).replace("query: 'latency{version=\"${version}\"}'", "matchers: ['severity=\"page\"']")
     problems = [p for p in problems_of(text) if "measure_range" in p.message]
     assert len(problems) == 1, [str(p) for p in problems_of(text)]
     assert format_loc(problems[0].loc) == "criteria[0].compare"
     assert problems[0].line == 9
-    assert "probe type 'sentry' cannot read a series of points" in problems[0].message
+    assert "probe type 'alertmanager' cannot read a series of points" in problems[0].message
 
 
 # -- sampling ------------------------------------------------------------------------------
