@@ -32,7 +32,14 @@ from gates.placeholders import (
 )
 from gates.problems import Problems, add_validation_errors, did_you_mean
 from gates.secret_rules import check_headers, check_inline_secrets, check_keys
-from probes.base import ProbeConfig, ProbeFactory, QuoteRefused, quoter_of, range_reader_of
+from probes.base import (
+    ProbeConfig,
+    ProbeFactory,
+    QuoteRefused,
+    quoter_of,
+    range_reader_of,
+    series_comparable,
+)
 from probes.registry import UnknownProbeType, probe_type
 
 
@@ -225,12 +232,18 @@ def _check_judged(
     ``${window}``, the placeholders any query may, and values a check supplies only where
     the probe can quote them."""
     type_name = getattr(factory, "type_name", "?")
-    if criterion.compare is not None and range_reader_of(factory) is None:
+    if criterion.compare is not None and not series_comparable(factory):
+        why = (
+            "cannot read a series of points (no measure_range)"
+            if range_reader_of(factory) is None
+            else "reads counts filled with zeros where nothing happened, so a stopped canary"
+            " would pass for a healthy one"
+        )
         problems.add(
             (*at, "compare"),
-            f"probe type {type_name!r} cannot read a series of points (no measure_range),"
-            " which compare: needs",
-            "use a probe of a type with range reads (prometheus, datadog, newrelic)",
+            f"probe type {type_name!r} {why}, and compare: needs real points",
+            "use a probe of a type whose range reads compare: may test (prometheus,"
+            " datadog, newrelic)",
         )
     if criterion.slo is None:
         return

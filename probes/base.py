@@ -354,6 +354,14 @@ def range_reader_of(probe: object) -> RangeReader | None:
     return read if callable(read) else None
 
 
+def series_comparable(probe: object) -> bool:
+    """Whether a probe (or probe type) reads series that ``compare:`` may test: it has
+    ``measure_range``, and does not declare ``series_comparable = False`` (a type whose
+    range points are counts filled with zeros where nothing happened, so a stopped
+    canary would look like a healthy one)."""
+    return range_reader_of(probe) is not None and getattr(probe, "series_comparable", True)
+
+
 def quoter_of(probe: object) -> Callable[[str, QuoteContext], str] | None:
     """The ``quote`` of a probe (or probe type), or None when it has none."""
     quote = getattr(probe, "quote", None)

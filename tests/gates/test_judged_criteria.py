@@ -245,6 +245,19 @@ def test_compare_on_a_probe_type_without_range_reads_is_a_located_problem() -> N
     assert "probe type 'alertmanager' cannot read a series of points" in problems[0].message
 
 
+def test_compare_on_sentry_is_refused_because_its_zero_filled_counts_hide_a_stopped_canary() -> (
+    None
+):
+    text = COMPARE_GATE.replace(
+        'prom: {type: prometheus, url: "http://prometheus:9090"}',
+        "prom: {type: sentry, org: acme, project: portal, token_env: GONOGO_PROBE_SENTRY}",
+    ).replace("query: 'latency{version=\"${version}\"}'", "metric: events")
+    problems = [p for p in problems_of(text) if "compare: needs real points" in p.message]
+    assert len(problems) == 1, [str(p) for p in problems_of(text)]
+    assert format_loc(problems[0].loc) == "criteria[0].compare"
+    assert "filled with zeros" in problems[0].message
+
+
 # -- sampling ------------------------------------------------------------------------------
 
 
