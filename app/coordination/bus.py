@@ -149,8 +149,10 @@ class PostgresBus:
         answer_within: float = 2.0,
         first_backoff: float = 0.2,
         max_backoff: float = 5.0,
+        application_name: str = APPLICATION_NAME,
     ) -> None:
         self._dsn = asyncpg_dsn(url)
+        self._application_name = application_name
         self._clock = clock
         self._keepalive = keepalive
         self._answer_within = answer_within
@@ -207,7 +209,9 @@ class PostgresBus:
 
     async def _listen(self) -> None:
         connection: Any = await asyncio.wait_for(
-            asyncpg.connect(self._dsn, server_settings={"application_name": APPLICATION_NAME}),
+            asyncpg.connect(
+                self._dsn, server_settings={"application_name": self._application_name}
+            ),
             timeout=self._answer_within,
         )
         try:

@@ -4,11 +4,12 @@ PostgreSQL would refuse; and it listens again after losing its connection."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from sqlalchemy import text
 
-from app.coordination.bus import APPLICATION_NAME, MAX_PAYLOAD, Bus, PostgresBus, bus_for
+from app.coordination.bus import MAX_PAYLOAD, Bus, PostgresBus, bus_for
 from app.core.clock import SystemClock
 from app.core.db import Database
 
@@ -100,7 +101,14 @@ async def test_a_lost_connection_is_listened_again_with_a_catch_up(postgres_url:
     database_url = postgres_url
     db = Database(database_url)
     inbox = Inbox()
-    bus = PostgresBus(database_url, clock=SystemClock(), keepalive=0.1, first_backoff=0.05)
+    name = f"gonogo-bus-test-{uuid.uuid4().hex[:8]}"
+    bus = PostgresBus(
+        database_url,
+        clock=SystemClock(),
+        keepalive=0.1,
+        first_backoff=0.05,
+        application_name=name,
+    )
     catch_ups = Inbox()
     bus.on_connected(lambda: catch_ups("caught up"))
     await _started(bus, inbox)
@@ -112,7 +120,7 @@ async def test_a_lost_connection_is_listened_again_with_a_catch_up(postgres_url:
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE application_name = :name"
                 ),
-                {"name": APPLICATION_NAME},
+                {"name": name},
             )
         await catch_ups.wait_for(2)
         assert bus.connections >= 2
