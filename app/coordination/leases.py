@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -173,9 +174,12 @@ class _Held:
     deadline: float  # monotonic instant before which this replica may act
 
 
+Candidates = Callable[[], Collection[str] | Awaitable[Collection[str]]]
+
+
 @dataclass
 class _Want:
-    candidates: Callable[[], Collection[str]] | None
+    candidates: Candidates | None
     limit: Callable[[], int | None]
 
 
@@ -464,11 +468,13 @@ class LeaseHolder:
     def want(
         self,
         kind: str,
-        candidates: Callable[[], Collection[str]] | None = None,
+        candidates: Candidates | None = None,
         limit: int | Callable[[], int | None] | None = None,
     ) -> None:
         """Have the loop claim leases of ``kind`` at each renewal: among ``candidates()``
-        (None: any existing lease of ``kind``), at most ``limit`` at a time."""
+        (None: any existing lease of ``kind``), at most ``limit`` at a time.
+        ``candidates`` may be a coroutine function (a cheap query each renewal); it
+        shares the claim's time bound."""
         if kind not in LEASE_KINDS:
             raise ValueError(f"unknown lease kind {kind!r}; kinds are {', '.join(LEASE_KINDS)}")
         limit_of: Callable[[], int | None] = (
@@ -482,8 +488,9 @@ class LeaseHolder:
             await self.renew()
         for kind, want in list(self._wants.items()):
             try:
-                candidates = want.candidates() if want.candidates is not None else None
                 async with asyncio.timeout(self.period_s):
+                    found = want.candidates() if want.candidates is not None else None
+                    candidates = await found if inspect.isawaitable(found) else found
                     await self.claim(kind, candidates, want.limit())
             except Exception as error:
                 log.warning("lease claim failed", kind=kind, error=self._describe(error))
