@@ -250,7 +250,10 @@ class CheckRunner:
     # -- leases ------------------------------------------------------------------------
 
     async def _running_ids(self) -> Collection[str]:
-        """The running checks' ids (one indexed query): the leases this replica wants."""
+        """The running checks' ids (one indexed query): the leases this replica wants;
+        none once the runner has stopped (the holder may outlive it)."""
+        if self._stopped:
+            return set()
         async with self._db.session() as session:
             found = set(await repo.running_ids(session))
         self._candidates = found
@@ -261,7 +264,12 @@ class CheckRunner:
             return
         check_id = event.lease.id
         if event.change == "won":
-            if self._stopped or check_id in self._runs or check_id in self._taking:
+            if self._stopped:  # a claim that was under way when the runner stopped
+                release = asyncio.ensure_future(self._give_back(check_id))
+                self._background.add(release)
+                release.add_done_callback(self._background.discard)
+                return
+            if check_id in self._runs or check_id in self._taking:
                 return
             task = asyncio.ensure_future(self._take(check_id))
             task.set_name(f"gonogo-take-{check_id}")
