@@ -174,6 +174,8 @@ class CheckRunner:
         self._runs: dict[str, _CheckRun] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._taking: dict[str, asyncio.Task[None]] = {}
+        # Checks created here whose lease commits with them: ``started`` begins them.
+        self._created: set[str] = set()
         # Running checks as the database last listed them: what this replica may claim.
         self._candidates: set[str] = set()
         # The long-polls waiting on each check, woken to re-read it.
@@ -242,6 +244,15 @@ class CheckRunner:
         if self._own_bus:
             await self._bus.stop()
 
+    async def created(self, session: AsyncSession, row: CheckRow) -> None:
+        """A check is being created in ``session``'s transaction: its lease is inserted
+        as this replica's in the same transaction, the other replicas are told at
+        commit, and ``started`` (after commit) begins sampling it here at once."""
+        if self._started:
+            await self._leases.claim_new(session, KIND, row.id)
+            self._created.add(row.id)
+        await self.publish(session, row.id)
+
     async def publish(self, session: AsyncSession, check_id: str) -> None:
         """Tell every replica, when ``session`` commits, that the check changed (a new
         check, a sign-off, a final state): its owner re-reads it, waiters wake."""
@@ -269,7 +280,7 @@ class CheckRunner:
                 self._background.add(release)
                 release.add_done_callback(self._background.discard)
                 return
-            if check_id in self._runs or check_id in self._taking:
+            if check_id in self._runs or check_id in self._taking or check_id in self._created:
                 return
             task = asyncio.ensure_future(self._take(check_id))
             task.set_name(f"gonogo-take-{check_id}")
@@ -581,12 +592,18 @@ class CheckRunner:
     # -- called by the services after their transaction committed ----------------------
 
     def started(self, row: CheckRow) -> None:
-        """A new check was committed here: claim its lease at once (a won lease starts
-        its loop; if another replica won it, that one samples it)."""
+        """A new check was committed here with its lease: start sampling it. Without the
+        lease (committed too late to act on), claim it like any other running check."""
+        self._created.discard(row.id)
         if not self._started or row.id in self._runs:
             return
         self._candidates.add(row.id)
-        self._spawn(self._claim_now(row.id), name=f"gonogo-claim-{row.id}")
+        if not self._leases.still_mine(KIND, row.id):
+            self._spawn(self._claim_now(row.id), name=f"gonogo-claim-{row.id}")
+            return
+        loaded = self._catalog.get(row.gate)
+        self._begin(row, [], [], history_size(loaded.gate) if loaded else 1)
+        self._export_running(row.gate)
 
     def signed(self, check_id: str, signoff: str) -> None:
         """A sign-off was committed: decide again at once with the samples already taken."""

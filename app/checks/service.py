@@ -170,7 +170,7 @@ async def create_check(
             "idempotency_key": idempotency_key,
         },
     )
-    await runner.publish(session, row.id)
+    await runner.created(session, row)
     after_commit(session, lambda: runner.started(row))
     return check_body(row, [], now=now), True
 

@@ -55,7 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
-from app.core.db import LEASE_KINDS, Database, LeaseRow
+from app.core.db import LEASE_KINDS, Database, LeaseRow, after_commit
 from app.observability import metrics
 from probes.errors import GonogoError
 
@@ -383,6 +383,42 @@ class LeaseHolder:
             self._gauge()
             log.info("leases claimed", kind=kind, count=len(won))
         return won
+
+    async def claim_new(self, session: AsyncSession, kind: str, id: str) -> Lease:
+        """Insert (kind, id), never seen before, as a lease this replica holds, inside
+        ``session``'s transaction: the lease exists only if that commits, and this holder
+        acts on it (``won``) once it has. For something created here, with no round trip
+        of its own; an id that already has a lease fails with the caller's insert."""
+        if kind not in LEASE_KINDS:
+            raise ValueError(f"unknown lease kind {kind!r}; kinds are {', '.join(LEASE_KINDS)}")
+        dialect = _dialect(session)
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(LEASES)
+            .values(
+                kind=kind,
+                id=id,
+                owner=self.owner,
+                epoch=1,
+                expires_at=_db_later(dialect, self.ttl_s),
+            )
+            .returning(LEASES.c.expires_at)
+        )
+        started = self._monotonic()
+        expires_at = (await session.execute(statement)).scalar_one()
+        lease = Lease(kind, id, self.owner, 1, expires_at)
+
+        def adopt() -> None:
+            deadline = started + self.ttl_s - self.margin_s
+            self._known[kind].add(id)
+            if self._monotonic() >= deadline:
+                return  # committed too late to act on: it expires, or is claimed
+            self._held[lease.key] = _Held(lease, deadline)
+            self._gauge()
+            self._emit("won", lease, "created here")
+
+        after_commit(session, adopt)
+        return lease
 
     async def renew(self) -> set[LeaseKey]:
         """Renew every lease this replica holds, in one statement; returns the keys still

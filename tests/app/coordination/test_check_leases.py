@@ -425,3 +425,26 @@ async def test_one_idempotency_key_raced_on_two_replicas_gives_one_check(
             await db.dispose()
         for catalog in catalogs:
             await catalog.aclose()
+
+
+async def test_a_check_created_on_a_replica_is_held_by_it_from_the_commit(
+    replicas: Factory,
+) -> None:
+    group = await replicas(2)
+    check = (await group[1].create())["id"]
+    assert group[1].runner.is_running(check)  # no claim round trip, no other owner
+    assert not group[0].runner.is_running(check)
+    lease_owner, epoch, live = (await stored(group[1].db, "check"))[check]
+    assert (lease_owner, epoch, live) == ("b", 1, True)
+
+
+async def test_a_lease_inserted_in_a_transaction_that_rolls_back_does_not_exist(
+    replicas: Factory,
+) -> None:
+    (replica,) = await replicas(1)
+    with pytest.raises(RuntimeError):
+        async with replica.db.session() as session:
+            await replica.leases.claim_new(session, "check", "never-committed")
+            raise RuntimeError("the creating request failed")
+    assert replica.leases.held("check") == []
+    assert "never-committed" not in await stored(replica.db, "check")
