@@ -687,6 +687,23 @@ class CheckRunner:
         run = self._runs.get(check_id)
         return run.pinned.gate if run is not None and run.pinned is not None else None
 
+    async def definition_of(self, row: CheckRow) -> Gate | None:
+        """The definition ``row`` is judged by, on any replica: the owner's pinned one,
+        else the current one if the check is pinned to it, else its stored version
+        (None when that cannot be loaded)."""
+        pinned = self.definition(row.id)
+        if pinned is not None:
+            return pinned
+        current = self._catalog.get(row.gate)
+        if current is not None and current.version == row.gate_version:
+            return current.gate
+        try:
+            loaded = await self._pin(row.gate, row.gate_version)
+        except PinnedVersionUnavailable:
+            return None
+        self._catalog.unpin(row.gate, loaded.version)
+        return loaded.gate
+
     def is_running(self, check_id: str) -> bool:
         return check_id in self._runs
 

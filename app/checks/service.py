@@ -209,8 +209,7 @@ async def add_signoff(
     principal: Principal,
 ) -> dict[str, Any]:
     row = await _check_or_404(session, check_id)
-    loaded = catalog.get(row.gate)
-    gate = runner.definition(check_id) or (loaded.gate if loaded is not None else None)
+    gate = await runner.definition_of(row)
     required = {s.id: s for s in gate.signoffs} if gate is not None else {}
     wanted = required.get(request.signoff)
     if wanted is None:

@@ -31,9 +31,11 @@ from app.coordination.leases import LeaseHolder
 from app.core.auth import Principal
 from app.core.clock import ManualClock, SystemClock
 from app.core.db import Database, EventRow, SampleRow
+from app.core.problems import Forbidden
 from app.gates.catalog import GateCatalog
 from app.observability import metrics
 from app.observability.notify import Notifier
+from tests.app.conftest import SIGNED
 from tests.app.coordination.test_leases import FakeMonotonic, stored, until_expired_by_the_database
 from tests.app.fakes import ProbeBench
 
@@ -448,3 +450,30 @@ async def test_a_lease_inserted_in_a_transaction_that_rolls_back_does_not_exist(
             raise RuntimeError("the creating request failed")
     assert replica.leases.held("check") == []
     assert "never-committed" not in await stored(replica.db, "check")
+
+
+async def test_a_signoff_on_a_replica_with_a_newer_gate_version_follows_the_pinned_one(
+    replicas: Factory, gates_dir: Path
+) -> None:
+    """The replica receiving the sign-off does not run the check and has a newer version
+    of the gate (no ``uat``, ``cso`` for approvers): the pinned version still says who
+    must sign what."""
+    group = await replicas(2)
+    owner, other = group
+    check = (await owner.create("signed"))["id"]
+    await until(lambda: has_samples(owner.db, check, 1))
+    pinned = (await owner.read(check))["gate_version"]
+    lowered = SIGNED.replace(
+        "  - {id: uat, description: UAT signed off, role: approver}\n", ""
+    ).replace("role: admin", "role: approver")
+    (gates_dir / "signed.yaml").write_text(lowered)
+    assert list((await other.catalog.areload_files()).replaced) == ["signed"]
+
+    with pytest.raises(Forbidden):
+        await other.sign(check, "cso", APPROVER)
+    await other.sign(check, "uat", APPROVER)
+    await other.sign(check, "cso", ADMIN)
+    final = await final_state(owner, check)
+    assert final["decision"] == "go" and final["gate_version"] == pinned
+    newer = other.catalog.get("signed")
+    assert newer is not None and newer.version != pinned
