@@ -251,6 +251,7 @@ class CheckRunner:
         if self._started:
             await self._leases.claim_new(session, KIND, row.id)
             self._created.add(row.id)
+            self._candidates.add(row.id)  # so its own message reads nothing
         await self.publish(session, row.id)
 
     async def publish(self, session: AsyncSession, check_id: str) -> None:
