@@ -312,6 +312,12 @@ async def test_a_signoff_through_another_replica_reaches_the_owner_which_decides
     assert not owner.runner.is_running(check) and not other.runner.is_running(check)
     assert (await event_kinds(owner.db, check)).count("final") == 1
 
+    async def released() -> bool:  # the ended check's lease is given back
+        return not (await stored(owner.db, "check"))[check][2]
+
+    await until(released)
+    assert owner.leases.held("check") == []
+
 
 async def test_a_long_poll_on_a_third_replica_returns_when_the_check_ends_on_its_owner(
     replicas: Factory, clock: ManualClock
