@@ -81,6 +81,11 @@ async def checks(
     return list(await session.scalars(query))
 
 
+async def running_ids(session: AsyncSession) -> list[str]:
+    """The ids of every running check (the state index answers it)."""
+    return list(await session.scalars(select(CheckRow.id).where(CheckRow.state == RUNNING)))
+
+
 async def _update_if_running(session: AsyncSession, check_id: str, **values: Any) -> bool:
     """Set ``values`` on the check only while it is running; False when it was not."""
     result = await session.execute(

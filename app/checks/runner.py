@@ -6,8 +6,19 @@ required sign-offs. It becomes final on the first ``go`` or ``rollback``, at its
 deadline (``no_go`` with the last sample's reasons), on a manual decision or when
 cancelled. Every sample and decision change is written to the database with the check,
 so a restarted process resumes each running check with its history, sign-offs and
-original deadline. Each check's loop is one asyncio task: the unit a database lease
-could later wrap when several replicas share the database.
+original deadline.
+
+Several replicas share the running checks through leases (``app/coordination/leases``,
+``docs/architecture.md``, "Checks across replicas"): each running check is a ``check``
+lease, and only the replica that holds it runs the check's loop. The candidates are the
+running checks in the database (one query each renew period, and at once when a check
+is created here or a ``checks`` bus message names a new one). A won lease resumes the
+check from the database; a lost one cancels its loop at once. Every write the loop makes
+is fenced by the lease in the same transaction, so a replica that lost it (paused, cut
+off) writes nothing. Sign-offs, manual decisions and cancellations are written by
+whichever replica received the request; they publish ``checks`` (the check id), and the
+owner re-reads the check and decides again. Long-polls on any replica wake on that
+message, and re-read every ``WAIT_POLL_S`` while the bus cannot listen.
 
 A check is pinned to the gate version it was created with: it is sampled with that
 version's probes and judged by that version's definition (kept in the database by
@@ -31,17 +42,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks import repository as repo
-from app.core.clock import Clock
+from app.coordination.bus import Bus, LocalBus
+from app.coordination.leases import LeaseEvent, LeaseHolder, LeaseKey, LeaseLost
+from app.core.clock import Clock, SystemClock
 from app.core.db import CheckRow, Database, SampleRow, SignoffRow, after_commit
+from app.core.settings import default_replica_id
 from app.core.ticker import Ticker
 from app.gates import repository as gate_repo
 from app.gates.catalog import GateCatalog, LoadedGate, PinnedVersionUnavailable
@@ -71,6 +88,13 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
 # One unit of work (a sample's transaction, a final write) may take this long.
 WRITE_BUDGET_S = 15.0
+# The bus channel of checks; its payload is a check id.
+CHANNEL = "checks"
+KIND = "check"
+# While the bus cannot listen, a long-poll re-reads its check this often.
+WAIT_POLL_S = 2.0
+# The lease TTL of a runner that builds its own holder (one process, no wiring).
+DEFAULT_LEASE_TTL = timedelta(seconds=15)
 
 
 def _body(verdict: Verdict, gate: Gate | None) -> dict[str, Any]:
@@ -116,47 +140,309 @@ def _last_recorded(run: _CheckRun) -> int | None:
 
 
 class CheckRunner:
-    """Runs every running check's sampling loop and wakes those waiting for it to end."""
+    """Runs the sampling loop of every running check this replica holds the lease of, and
+    wakes those waiting for a check to end, whichever replica owns it.
+
+    ``leases`` is the process's ``LeaseHolder`` and ``bus`` its bus, both started and
+    stopped by their owner; without them the runner builds its own (one process: a
+    holder that wins every lease, and an in-process bus) and starts and stops them
+    itself."""
 
     def __init__(
-        self, db: Database, catalog: GateCatalog, *, notifier: Notifier, clock: Clock
+        self,
+        db: Database,
+        catalog: GateCatalog,
+        *,
+        notifier: Notifier,
+        clock: Clock,
+        leases: LeaseHolder | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self._db = db
         self._catalog = catalog
         self._notifier = notifier
         self._clock = clock
+        self._own_leases = leases is None
+        self._leases = leases or LeaseHolder(
+            db,
+            owner=f"{default_replica_id()}-{secrets.token_hex(3)}",
+            ttl=DEFAULT_LEASE_TTL,
+            clock=SystemClock(),
+        )
+        self._own_bus = bus is None
+        self._bus: Bus = bus or LocalBus()
         self._runs: dict[str, _CheckRun] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._taking: dict[str, asyncio.Task[None]] = {}
+        # Checks created here whose lease commits with them: ``started`` begins them.
+        self._created: set[str] = set()
+        # Running checks as the database last listed them: what this replica may claim.
+        self._candidates: set[str] = set()
+        # The long-polls waiting on each check, woken to re-read it.
+        self._watchers: dict[str, set[asyncio.Event]] = {}
         self._started = False
+        self._stopped = False
         # Called with each check that ended (engine, manual decision, cancellation).
         self.end_listeners: list[Callable[[CheckRow], None]] = []
         catalog.subscribe(self._on_gate_change)
+        self._leases.want(KIND, candidates=self._running_ids)
+        self._leases.subscribe(self._on_lease)
+        self._bus.subscribe(CHANNEL, self._on_message)
+        self._bus.on_connected(self._on_connected)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every check the database says is running."""
+        """Claim the running checks no replica holds and resume those won; the lease
+        loop claims the rest as they become free."""
         self._started = True
-        async with self._db.session() as session:
-            rows = await repo.checks(session, state=repo.RUNNING, limit=1_000_000)
-            signed = await repo.signoffs_for(session, [r.id for r in rows])
-        for row in rows:
-            await self._resume(row, signed[row.id])
+        if self._own_bus:
+            await self._bus.start()
+        try:
+            async with asyncio.timeout(WRITE_BUDGET_S):
+                await self._leases.claim(KIND, await self._running_ids())
+        except Exception as error:
+            log.warning(
+                "claiming running checks failed; the lease loop tries again",
+                error=f"{type(error).__name__}: {error}",
+            )
+        await asyncio.gather(*list(self._taking.values()), return_exceptions=True)
         if self._runs:
             log.info("checks resumed", count=len(self._runs))
-        for gate in {run.gate for run in self._runs.values()}:
-            self._export_running(gate)
+        if self._own_leases:
+            self._leases.start()
 
     async def stop(self) -> None:
+        """Stop every loop, then give this replica's check leases back at once, so
+        another replica takes the checks over within about a renew period."""
         self._started = False
+        self._stopped = True
         tasks = [run.task for run in self._runs.values() if run.task is not None]
         tasks.extend(self._background)
+        tasks.extend(self._taking.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        gates = {run.gate for run in self._runs.values()}
         for run in self._runs.values():
             self._release(run)
         self._runs.clear()
+        held = [LeaseKey(KIND, lease.id) for lease in self._leases.held(KIND)]
+        if held:
+            try:
+                async with asyncio.timeout(WRITE_BUDGET_S):
+                    await self._leases.release(held)
+            except Exception as error:
+                log.warning(
+                    "check leases not released; they expire instead",
+                    error=f"{type(error).__name__}: {error}",
+                )
+        for gate in gates:
+            self._export_running(gate)
+        if self._own_leases:
+            await self._leases.stop(release=True)
+        if self._own_bus:
+            await self._bus.stop()
+
+    async def created(self, session: AsyncSession, row: CheckRow) -> None:
+        """A check is being created in ``session``'s transaction: its lease is inserted
+        as this replica's in the same transaction, the other replicas are told at
+        commit, and ``started`` (after commit) begins sampling it here at once."""
+        if self._started:
+            await self._leases.claim_new(session, KIND, row.id)
+            self._created.add(row.id)
+            self._candidates.add(row.id)  # so its own message reads nothing
+        await self.publish(session, row.id)
+
+    async def publish(self, session: AsyncSession, check_id: str) -> None:
+        """Tell every replica, when ``session`` commits, that the check changed (a new
+        check, a sign-off, a final state): its owner re-reads it, waiters wake."""
+        await self._bus.publish(session, CHANNEL, check_id)
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def _running_ids(self) -> Collection[str]:
+        """The running checks' ids (one indexed query): the leases this replica wants;
+        none once the runner has stopped (the holder may outlive it)."""
+        if self._stopped:
+            return set()
+        async with self._db.session() as session:
+            found = set(await repo.running_ids(session))
+        self._candidates = found
+        return found
+
+    def _on_lease(self, event: LeaseEvent) -> None:
+        if event.lease.kind != KIND:
+            return
+        check_id = event.lease.id
+        if event.change == "won":
+            if self._stopped:  # a claim that was under way when the runner stopped
+                release = asyncio.ensure_future(self._give_back(check_id))
+                self._background.add(release)
+                release.add_done_callback(self._background.discard)
+                return
+            if check_id in self._runs or check_id in self._taking or check_id in self._created:
+                return
+            task = asyncio.ensure_future(self._take(check_id))
+            task.set_name(f"gonogo-take-{check_id}")
+            self._taking[check_id] = task
+            task.add_done_callback(lambda _t: self._taking.pop(check_id, None))
+            return
+        run = self._runs.pop(check_id, None)
+        if run is not None:
+            log.warning(
+                "check lease lost; its loop stops here", check=check_id, reason=event.reason
+            )
+            if run.task is not None:
+                run.task.cancel()
+            self._release(run)
+            self._export_running(run.gate)
+        self._poke(check_id)
+
+    async def _take(self, check_id: str) -> None:
+        """A won lease: resume the check from the database (pinned definition, the
+        samples it had, sign-offs, deadline), or give the lease back if it has ended."""
+        try:
+            async with self._db.session() as session:
+                row = await repo.check(session, check_id)
+                signoffs = await repo.signoffs(session, check_id) if row is not None else []
+            if row is None or row.state != repo.RUNNING:
+                self._candidates.discard(check_id)
+                await self._give_back(check_id)
+                return
+            if self._stopped or check_id in self._runs:
+                return
+            await self._resume(row, signoffs)
+            self._export_running(row.gate)
+            log.info("check taken", check=check_id, gate=row.gate, owner=self._leases.owner)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "taking a check failed; its lease is given back",
+                check=check_id,
+                error=f"{type(error).__name__}: {error}",
+            )
+            await self._give_back(check_id)
+
+    async def _give_back(self, check_id: str) -> None:
+        """Release the check's lease (best effort: unreleased, it expires)."""
+        try:
+            async with asyncio.timeout(WRITE_BUDGET_S):
+                await self._leases.release([LeaseKey(KIND, check_id)])
+        except Exception as error:
+            log.warning(
+                "check lease not released; it expires instead",
+                check=check_id,
+                error=f"{type(error).__name__}: {error}",
+            )
+
+    async def _claim_now(self, check_id: str) -> None:
+        try:
+            async with asyncio.timeout(WRITE_BUDGET_S):
+                await self._leases.claim(KIND, [check_id])
+        except Exception as error:
+            log.warning(
+                "claiming a new check failed; the lease loop tries again",
+                check=check_id,
+                error=f"{type(error).__name__}: {error}",
+            )
+
+    @asynccontextmanager
+    async def _fenced(self, run: _CheckRun) -> AsyncIterator[AsyncSession]:
+        """A bounded write transaction that commits only while this replica holds the
+        check's lease (``LeaseLost`` otherwise, and nothing is written)."""
+        async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
+            await self._leases.fence(session, KIND, run.id)
+            yield session
+
+    async def _abandon(self, run: _CheckRun, lost: LeaseLost) -> None:
+        """A fenced write found the lease gone: stop here and give back what is left."""
+        log.warning(
+            "check lease lost; nothing written, its loop stops here", check=run.id, error=str(lost)
+        )
+        if self._runs.get(run.id) is run:
+            del self._runs[run.id]
+            self._export_running(run.gate)
+        self._release(run)
+        self._poke(run.id)
+        await self._give_back(run.id)
+
+    # -- the bus -----------------------------------------------------------------------
+
+    def _on_message(self, check_id: str) -> None:
+        if self._stopped or not check_id:
+            return
+        self._poke(check_id)
+        run = self._runs.get(check_id)
+        if run is not None:
+            self._spawn(self._refresh(run), name=f"gonogo-refresh-{check_id}")
+        elif check_id not in self._candidates:
+            self._spawn(self._heard_new(check_id), name=f"gonogo-heard-{check_id}")
+
+    async def _on_connected(self) -> None:
+        """The bus listens (again): what was said meanwhile may be lost, so waiters
+        re-read and the owner re-reads each of its checks."""
+        for check_id in list(self._watchers):
+            self._poke(check_id)
+        for run in list(self._runs.values()):
+            self._spawn(self._refresh(run), name=f"gonogo-refresh-{run.id}")
+
+    async def _heard_new(self, check_id: str) -> None:
+        """A check this replica did not know of: claim it if it is running."""
+        try:
+            async with self._db.session() as session:
+                row = await repo.check(session, check_id)
+        except Exception as error:
+            log.warning(
+                "reading a check failed", check=check_id, error=f"{type(error).__name__}: {error}"
+            )
+            return
+        if row is not None and row.state == repo.RUNNING:
+            self._candidates.add(check_id)
+            await self._claim_now(check_id)
+
+    async def _refresh(self, run: _CheckRun) -> None:
+        """Re-read an owned check: ended elsewhere, stop; new sign-offs, decide again."""
+        try:
+            async with self._db.session() as session:
+                row = await repo.check(session, run.id)
+                signoffs = await repo.signoffs(session, run.id)
+        except Exception as error:
+            log.warning(
+                "re-reading a check failed", check=run.id, error=f"{type(error).__name__}: {error}"
+            )
+            return
+        if row is None or row.state != repo.RUNNING:
+            await self._ended_elsewhere(run)
+            return
+        new = {s.signoff for s in signoffs} - run.signoffs
+        if new and not run.ended:
+            run.signoffs |= new
+            await self._redecide(run)
+
+    async def _ended_elsewhere(self, run: _CheckRun) -> None:
+        """The check was ended by a request on some replica, which did the rest (events,
+        listeners, notification): stop its loop here, wake waiters, free the lease."""
+        run.ended = True
+        if self._runs.get(run.id) is run:
+            del self._runs[run.id]
+            self._export_running(run.gate)
+        if (
+            run.task is not None
+            and not run.lock.locked()
+            and run.task is not asyncio.current_task()
+        ):
+            run.task.cancel()
+        run.done.set()
+        self._release(run)
+        self._poke(run.id)
+        self._candidates.discard(run.id)
+        await self._give_back(run.id)
+
+    def _poke(self, check_id: str) -> None:
+        for event in self._watchers.get(check_id, ()):
+            event.set()
 
     async def _resume(self, row: CheckRow, signoffs: Sequence[SignoffRow]) -> None:
         """Resume a running check with its pinned definition and that version's samples; a
@@ -168,6 +454,10 @@ class CheckRunner:
                 session, row.id, keep, gate_version=row.gate_version
             )
             announced = await repo.redefinitions_announced(session, row.id)
+        if self._stopped or row.id in self._runs or not self._leases.still_mine(KIND, row.id):
+            if pinned is not None:
+                self._catalog.unpin(row.gate, pinned.version)
+            return
         run = self._begin(row, signoffs, samples, keep, pinned=pinned)
         run.announced |= announced
 
@@ -276,7 +566,7 @@ class CheckRunner:
             return
         run.announced.add(current)
         try:
-            async with run.lock, self._db.session() as session:
+            async with run.lock, self._fenced(run) as session:
                 if run.ended or not await repo.lock_running(session, run.id):
                     return
                 await repo.add_event(
@@ -294,6 +584,8 @@ class CheckRunner:
                         ),
                     },
                 )
+        except LeaseLost:
+            run.announced.discard(current)  # the loop's next write stops it
         except Exception:
             run.announced.discard(current)
             log.exception("recording a gate redefinition failed", check=run.id)
@@ -301,8 +593,14 @@ class CheckRunner:
     # -- called by the services after their transaction committed ----------------------
 
     def started(self, row: CheckRow) -> None:
-        """A new check was committed: start sampling it."""
+        """A new check was committed here with its lease: start sampling it. Without the
+        lease (committed too late to act on), claim it like any other running check."""
+        self._created.discard(row.id)
         if not self._started or row.id in self._runs:
+            return
+        self._candidates.add(row.id)
+        if not self._leases.still_mine(KIND, row.id):
+            self._spawn(self._claim_now(row.id), name=f"gonogo-claim-{row.id}")
             return
         loaded = self._catalog.get(row.gate)
         self._begin(row, [], [], history_size(loaded.gate) if loaded else 1)
@@ -317,7 +615,12 @@ class CheckRunner:
         self._spawn(self._redecide(run), name=f"gonogo-signoff-{check_id}")
 
     def ended(self, row: CheckRow, verdict: Verdict | None) -> None:
-        """A manual decision or a cancellation was committed: stop sampling, wake waiters."""
+        """A manual decision or a cancellation was committed on this replica: stop
+        sampling if it runs here, wake waiters, and do what follows an end (listeners,
+        metrics, notification) here, once. The owner, if another replica, stops on the
+        ``checks`` message."""
+        self._candidates.discard(row.id)
+        self._poke(row.id)
         run = self._runs.pop(row.id, None)
         if run is not None:
             run.ended = True
@@ -325,30 +628,82 @@ class CheckRunner:
                 run.task.cancel()
             run.done.set()
             self._release(run)
+            self._spawn(self._give_back(row.id), name=f"gonogo-release-{row.id}")
         outcome = row.decision if row.state == repo.FINAL and row.decision else "cancelled"
         self._finished(row, outcome, verdict)
 
     # -- reads: memory only ------------------------------------------------------------
 
     async def wait_final(self, check_id: str, seconds: float) -> None:
-        """Return when the check ends or ``seconds`` (on the clock) have passed."""
-        run = self._runs.get(check_id)
-        if run is None or seconds <= 0:
+        """Return when the check ends, whichever replica owns it, or when ``seconds`` (on
+        the clock) have passed. The owner wakes its waiters from memory; elsewhere a
+        waiter re-reads the check on each ``checks`` message naming it, after each bus
+        reconnect, and every ``WAIT_POLL_S`` while the bus cannot listen."""
+        if seconds <= 0:
             return
-        done = asyncio.ensure_future(run.done.wait())
-        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        give_up = self._clock.now() + timedelta(seconds=seconds)
+        poke = asyncio.Event()
+        watchers = self._watchers.setdefault(check_id, set())
+        watchers.add(poke)
         try:
-            await asyncio.wait({done, sleep}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                poke.clear()  # before reading, so a message meanwhile is not missed
+                run = self._runs.get(check_id)
+                if run is not None:
+                    if run.done.is_set():
+                        return
+                elif not await self._reads_running(check_id):
+                    return
+                left = (give_up - self._clock.now()).total_seconds()
+                if left <= 0:
+                    return
+                nap = left if self._bus.listening else min(left, WAIT_POLL_S)
+                waits = [poke.wait(), self._clock.sleep(nap)]
+                if run is not None:
+                    waits.append(run.done.wait())
+                await _first_of(waits)
         finally:
-            for task in (done, sleep):
-                task.cancel()
-            await asyncio.gather(done, sleep, return_exceptions=True)
+            watchers.discard(poke)
+            if not watchers:
+                self._watchers.pop(check_id, None)
+
+    async def _reads_running(self, check_id: str) -> bool:
+        """Whether the database has the check running (a failed read ends the wait: the
+        request then reads the check itself and answers)."""
+        try:
+            async with self._db.session() as session:
+                row = await repo.check(session, check_id)
+        except Exception as error:
+            log.warning(
+                "a long-poll could not re-read its check",
+                check=check_id,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return False
+        return row is not None and row.state == repo.RUNNING
 
     def definition(self, check_id: str) -> Gate | None:
         """The gate definition a running check is judged by (its pinned version), once
         loaded; sign-offs are checked against it, not against a newer version."""
         run = self._runs.get(check_id)
         return run.pinned.gate if run is not None and run.pinned is not None else None
+
+    async def definition_of(self, row: CheckRow) -> Gate | None:
+        """The definition ``row`` is judged by, on any replica: the owner's pinned one,
+        else the current one if the check is pinned to it, else its stored version
+        (None when that cannot be loaded)."""
+        pinned = self.definition(row.id)
+        if pinned is not None:
+            return pinned
+        current = self._catalog.get(row.gate)
+        if current is not None and current.version == row.gate_version:
+            return current.gate
+        try:
+            loaded = await self._pin(row.gate, row.gate_version)
+        except PinnedVersionUnavailable:
+            return None
+        self._catalog.unpin(row.gate, loaded.version)
+        return loaded.gate
 
     def is_running(self, check_id: str) -> bool:
         return check_id in self._runs
@@ -384,9 +739,12 @@ class CheckRunner:
         while not run.ended:
             try:
                 await self._drive(run)
-                return
+                break
             except asyncio.CancelledError:
                 raise
+            except LeaseLost as lost:
+                await self._abandon(run, lost)
+                return
             except Exception as fault:
                 if _last_recorded(run) != recorded:  # samples since the last fault: a new one
                     recorded = _last_recorded(run)
@@ -400,6 +758,9 @@ class CheckRunner:
                 )
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+        if self._runs.get(run.id) is run:
+            # Its conditional write found it ended by a request on another replica.
+            await self._ended_elsewhere(run)
 
     async def _drive(self, run: _CheckRun) -> None:
         ticker: Ticker | None = None
@@ -418,6 +779,7 @@ class CheckRunner:
             if ticker is None:
                 start = run.created_at + gate.initial_delay
                 ticker = Ticker(self._clock, anchor=start, interval=gate.interval)
+                _skip_sampled_ticks(ticker, run)
             ticker.interval = gate.interval
             if self._clock.now() >= run.deadline:
                 await self._time_out(run, gate)
@@ -492,7 +854,7 @@ class CheckRunner:
                     self._after_engine_end(run, row, verdict, previous.decision)
 
             try:
-                async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
+                async with self._fenced(run) as session:
                     if not await repo.update_running_verdict(session, run.id, body):
                         run.ended = True  # ended by a request; its own hook does the rest
                         return
@@ -553,6 +915,12 @@ class CheckRunner:
         )
 
     async def _redecide(self, run: _CheckRun) -> None:
+        try:
+            await self._redecide_fenced(run)
+        except LeaseLost as lost:
+            await self._abandon(run, lost)
+
+    async def _redecide_fenced(self, run: _CheckRun) -> None:
         loaded = run.pinned  # a check not yet pinned has no sample to decide on either
         if loaded is None:
             return
@@ -573,7 +941,7 @@ class CheckRunner:
                 )
                 return
             row: CheckRow | None = None
-            async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
+            async with self._fenced(run) as session:
                 if not await repo.update_running_verdict(session, run.id, _body(verdict, gate)):
                     return
                 if verdict.decision is not previous.decision:
@@ -625,7 +993,7 @@ class CheckRunner:
                 run.verdict.steady if run.history else Steady(0, steady_for),
                 last.results if last is not None else (),
             )
-            async with asyncio.timeout(WRITE_BUDGET_S), self._db.session() as session:
+            async with self._fenced(run) as session:
                 row = await self._finish(session, run, None, verdict)
             if row is not None:
                 run.verdict = verdict
@@ -662,6 +1030,7 @@ class CheckRunner:
                 "gate_version": run.gate_version,
             },
         )
+        await self.publish(session, run.id)
         return await repo.check(session, run.id)
 
     def _after_engine_end(
@@ -669,8 +1038,11 @@ class CheckRunner:
     ) -> None:
         run.ended = True
         self._runs.pop(run.id, None)
+        self._candidates.discard(run.id)
         run.done.set()
+        self._poke(run.id)
         self._release(run)
+        self._spawn(self._give_back(run.id), name=f"gonogo-release-{run.id}")
         log.info("check final", check=run.id, gate=run.gate, decision=verdict.decision.value)
         self._finished(row, verdict.decision.value, verdict, previous=previous)
 
@@ -721,6 +1093,27 @@ class CheckRunner:
         task.set_name(name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+async def _first_of(waits: Sequence[Awaitable[Any]]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _skip_sampled_ticks(ticker: Ticker, run: _CheckRun) -> None:
+    """A resumed check (a restart, a takeover) starts at the first tick after its newest
+    stored sample: no tick is sampled twice, by one replica or by two."""
+    if not run.history:
+        return
+    last = run.history[-1][1].evaluated_at
+    if last >= ticker.anchor:
+        ticker.tick = (last - ticker.anchor) // ticker.interval + 1
 
 
 def _may_go(run: _CheckRun, gate: Gate, latest: Sample, now: datetime) -> bool:

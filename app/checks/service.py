@@ -2,7 +2,10 @@
 
 Services raise ``app.core.problems`` errors; the request's session dependency commits. Work
 that must only happen once the data is committed (starting a check's loop, waking
-waiters, installing a gate) is registered with ``after_commit``.
+waiters, installing a gate) is registered with ``after_commit``. Every change to a check
+(created, signed off, decided, cancelled) also publishes ``checks`` with its id in the
+same transaction, so the replica that samples the check, and long-polls on any replica,
+hear of it at commit.
 """
 
 from __future__ import annotations
@@ -167,6 +170,7 @@ async def create_check(
             "idempotency_key": idempotency_key,
         },
     )
+    await runner.created(session, row)
     after_commit(session, lambda: runner.started(row))
     return check_body(row, [], now=now), True
 
@@ -205,8 +209,7 @@ async def add_signoff(
     principal: Principal,
 ) -> dict[str, Any]:
     row = await _check_or_404(session, check_id)
-    loaded = catalog.get(row.gate)
-    gate = runner.definition(check_id) or (loaded.gate if loaded is not None else None)
+    gate = await runner.definition_of(row)
     required = {s.id: s for s in gate.signoffs} if gate is not None else {}
     wanted = required.get(request.signoff)
     if wanted is None:
@@ -256,6 +259,7 @@ async def add_signoff(
         actor=principal.name,
         data={"signoff": request.signoff, "comment": request.comment},
     )
+    await runner.publish(session, check_id)
     after_commit(session, lambda: runner.signed(check_id, request.signoff))
     return await _body(session, row, now)
 
@@ -330,6 +334,7 @@ async def decide_check(
         },
     )
     final = await _check_or_404(session, check_id)
+    await runner.publish(session, check_id)
     after_commit(session, lambda: runner.ended(final, verdict))
     return await _body(session, final, now)
 
@@ -369,6 +374,7 @@ async def cancel_check(
         data={"reason": request.reason},
     )
     final = await _check_or_404(session, check_id)
+    await runner.publish(session, check_id)
     after_commit(session, lambda: runner.ended(final, None))
     return await _body(session, final, now)
 

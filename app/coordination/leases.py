@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -54,7 +55,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
-from app.core.db import LEASE_KINDS, Database, LeaseRow
+from app.core.db import LEASE_KINDS, Database, LeaseRow, after_commit
 from app.observability import metrics
 from probes.errors import GonogoError
 
@@ -173,9 +174,12 @@ class _Held:
     deadline: float  # monotonic instant before which this replica may act
 
 
+Candidates = Callable[[], Collection[str] | Awaitable[Collection[str]]]
+
+
 @dataclass
 class _Want:
-    candidates: Callable[[], Collection[str]] | None
+    candidates: Candidates | None
     limit: Callable[[], int | None]
 
 
@@ -380,6 +384,42 @@ class LeaseHolder:
             log.info("leases claimed", kind=kind, count=len(won))
         return won
 
+    async def claim_new(self, session: AsyncSession, kind: str, id: str) -> Lease:
+        """Insert (kind, id), never seen before, as a lease this replica holds, inside
+        ``session``'s transaction: the lease exists only if that commits, and this holder
+        acts on it (``won``) once it has. For something created here, with no round trip
+        of its own; an id that already has a lease fails with the caller's insert."""
+        if kind not in LEASE_KINDS:
+            raise ValueError(f"unknown lease kind {kind!r}; kinds are {', '.join(LEASE_KINDS)}")
+        dialect = _dialect(session)
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(LEASES)
+            .values(
+                kind=kind,
+                id=id,
+                owner=self.owner,
+                epoch=1,
+                expires_at=_db_later(dialect, self.ttl_s),
+            )
+            .returning(LEASES.c.expires_at)
+        )
+        started = self._monotonic()
+        expires_at = (await session.execute(statement)).scalar_one()
+        lease = Lease(kind, id, self.owner, 1, expires_at)
+
+        def adopt() -> None:
+            deadline = started + self.ttl_s - self.margin_s
+            self._known[kind].add(id)
+            if self._monotonic() >= deadline:
+                return  # committed too late to act on: it expires, or is claimed
+            self._held[lease.key] = _Held(lease, deadline)
+            self._gauge()
+            self._emit("won", lease, "created here")
+
+        after_commit(session, adopt)
+        return lease
+
     async def renew(self) -> set[LeaseKey]:
         """Renew every lease this replica holds, in one statement; returns the keys still
         held. A lease missing from the answer is dropped and announced as lost."""
@@ -464,11 +504,13 @@ class LeaseHolder:
     def want(
         self,
         kind: str,
-        candidates: Callable[[], Collection[str]] | None = None,
+        candidates: Candidates | None = None,
         limit: int | Callable[[], int | None] | None = None,
     ) -> None:
         """Have the loop claim leases of ``kind`` at each renewal: among ``candidates()``
-        (None: any existing lease of ``kind``), at most ``limit`` at a time."""
+        (None: any existing lease of ``kind``), at most ``limit`` at a time.
+        ``candidates`` may be a coroutine function (a cheap query each renewal); it
+        shares the claim's time bound."""
         if kind not in LEASE_KINDS:
             raise ValueError(f"unknown lease kind {kind!r}; kinds are {', '.join(LEASE_KINDS)}")
         limit_of: Callable[[], int | None] = (
@@ -482,8 +524,9 @@ class LeaseHolder:
             await self.renew()
         for kind, want in list(self._wants.items()):
             try:
-                candidates = want.candidates() if want.candidates is not None else None
                 async with asyncio.timeout(self.period_s):
+                    found = want.candidates() if want.candidates is not None else None
+                    candidates = await found if inspect.isawaitable(found) else found
                     await self.claim(kind, candidates, want.limit())
             except Exception as error:
                 log.warning("lease claim failed", kind=kind, error=self._describe(error))
