@@ -66,6 +66,7 @@ from app.gates.freshness import decision_body, stale_reason
 from app.gates.samples import measurements_of, sample_from_row
 from app.observability import metrics
 from app.observability.notify import Notifier
+from app.observability.outbox import NotificationOutbox
 from gates.engine import (
     Decision,
     Sample,
@@ -157,10 +158,14 @@ class CheckRunner:
         clock: Clock,
         leases: LeaseHolder | None = None,
         bus: Bus | None = None,
+        outbox: NotificationOutbox | None = None,
     ) -> None:
         self._db = db
         self._catalog = catalog
         self._notifier = notifier
+        # With an outbox, a check's final notification is written in the transaction that
+        # makes it final, so exactly the replica whose write committed queues it, once.
+        self._outbox = outbox
         self._clock = clock
         self._own_leases = leases is None
         self._leases = leases or LeaseHolder(
@@ -895,7 +900,11 @@ class CheckRunner:
                             },
                         )
                     run.history.append((sample_id, sample))
-                    row = await self._finish(session, run, gate, verdict) if final else None
+                    row = (
+                        await self._finish(session, run, gate, verdict, previous.decision)
+                        if final
+                        else None
+                    )
                     after_commit(session, lambda: on_commit(row))
             except BaseException:
                 if not committed:
@@ -959,7 +968,7 @@ class CheckRunner:
                         },
                     )
                 if verdict.decision is Decision.GO:
-                    row = await self._finish(session, run, gate, verdict)
+                    row = await self._finish(session, run, gate, verdict, previous.decision)
             run.verdict = verdict
             if row is not None:
                 self._after_engine_end(run, row, verdict, previous.decision)
@@ -994,13 +1003,18 @@ class CheckRunner:
                 last.results if last is not None else (),
             )
             async with self._fenced(run) as session:
-                row = await self._finish(session, run, None, verdict)
+                row = await self._finish(session, run, None, verdict, Decision.NO_GO)
             if row is not None:
                 run.verdict = verdict
                 self._after_engine_end(run, row, verdict, Decision.NO_GO)
 
     async def _finish(
-        self, session: Any, run: _CheckRun, gate: Gate | None, verdict: Verdict
+        self,
+        session: Any,
+        run: _CheckRun,
+        gate: Gate | None,
+        verdict: Verdict,
+        previous: Decision | None,
     ) -> CheckRow | None:
         deciding = _deciding_samples(run, gate, verdict)
         now = self._clock.now()
@@ -1031,7 +1045,34 @@ class CheckRunner:
             },
         )
         await self.publish(session, run.id)
-        return await repo.check(session, run.id)
+        row = await repo.check(session, run.id)
+        if row is not None:
+            await self.queue_final_notification(session, row, verdict, previous=previous)
+        return row
+
+    async def queue_final_notification(
+        self,
+        session: AsyncSession,
+        row: CheckRow,
+        verdict: Verdict,
+        *,
+        previous: Decision | None = Decision.NO_GO,
+    ) -> None:
+        """Queue the notification of a check's final decision in ``session``'s transaction
+        (the one that makes it final), keyed by the check: written once, sent by whichever
+        replica's outbox gets to it. Nothing without an outbox (the notifier sends it after
+        the end instead)."""
+        loaded = self._catalog.get(row.gate)
+        if self._outbox is None or loaded is None:
+            return
+        await self._outbox.enqueue(
+            session,
+            gate=loaded.gate,
+            verdict=verdict,
+            previous=previous,
+            key=f"check:{row.id}:final",
+            check=_check_summary(row),
+        )
 
     def _after_engine_end(
         self, run: _CheckRun, row: CheckRow, verdict: Verdict, previous: Decision
@@ -1062,21 +1103,11 @@ class CheckRunner:
             log.exception("exporting check metrics failed", check=row.id)
         self._export_running(row.gate)
         loaded = self._catalog.get(row.gate)
-        if verdict is None or loaded is None:
+        if verdict is None or loaded is None or self._outbox is not None:
             return
         try:
             self._notifier.decision_changed(
-                loaded.gate,
-                verdict,
-                previous=previous,
-                check={
-                    "id": row.id,
-                    "version": row.version,
-                    "environment": row.environment,
-                    "stage": row.stage,
-                    "state": row.state,
-                    "decided_by": row.decided_by,
-                },
+                loaded.gate, verdict, previous=previous, check=_check_summary(row)
             )
         except Exception:
             log.exception("queueing a check notification failed", check=row.id)
@@ -1114,6 +1145,18 @@ def _skip_sampled_ticks(ticker: Ticker, run: _CheckRun) -> None:
     last = run.history[-1][1].evaluated_at
     if last >= ticker.anchor:
         ticker.tick = (last - ticker.anchor) // ticker.interval + 1
+
+
+def _check_summary(row: CheckRow) -> dict[str, Any]:
+    """What a notification says of the check it is about."""
+    return {
+        "id": row.id,
+        "version": row.version,
+        "environment": row.environment,
+        "stage": row.stage,
+        "state": row.state,
+        "decided_by": row.decided_by,
+    }
 
 
 def _may_go(run: _CheckRun, gate: Gate, latest: Sample, now: datetime) -> bool:

@@ -335,6 +335,7 @@ async def decide_check(
     )
     final = await _check_or_404(session, check_id)
     await runner.publish(session, check_id)
+    await runner.queue_final_notification(session, final, verdict)
     after_commit(session, lambda: runner.ended(final, verdict))
     return await _body(session, final, now)
 
