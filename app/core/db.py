@@ -319,6 +319,10 @@ COMMAND_TIMEOUT_S = 5.0  # one statement, commit included (PostgreSQL)
 POOL_TIMEOUT_S = 5.0  # waiting for a free pooled connection
 BUSY_TIMEOUT_S = 5.0  # waiting for SQLite's write lock
 PING_TIMEOUT_S = 3.0  # /readyz's probe of the database
+# A transaction left open this long (its process paused, or cut off mid-write) is ended by
+# PostgreSQL with its session, so the row locks it held (a fenced lease among them) do not
+# keep another replica from taking over (PostgreSQL).
+IDLE_IN_TRANSACTION_S = 10.0
 
 
 class Database:
@@ -339,6 +343,11 @@ class Database:
                 kwargs["connect_args"] = {
                     "timeout": CONNECT_TIMEOUT_S,
                     "command_timeout": COMMAND_TIMEOUT_S,
+                    "server_settings": {
+                        "idle_in_transaction_session_timeout": str(
+                            int(IDLE_IN_TRANSACTION_S * 1000)
+                        )
+                    },
                 }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):

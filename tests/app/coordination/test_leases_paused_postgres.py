@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from app.coordination.leases import LeaseHolder, LeaseLost, fence
 from app.core import db as db_module
@@ -86,3 +87,36 @@ async def test_a_holder_cut_off_by_a_paused_postgresql_stops_before_its_lease_ex
         assert (await stored(db_b))["g1"][:2] == ("b", new.epoch)
     finally:
         await a.stop(release=False)
+
+
+async def test_a_fenced_transaction_left_open_does_not_block_the_takeover_for_long(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder paused between its fence and its commit (SIGSTOP, a long pause) leaves
+    its transaction open, with the lease row locked: a claim skips locked rows, so no
+    replica could take the lease over until the holder woke. PostgreSQL ends such a
+    session after ``IDLE_IN_TRANSACTION_S``, and the lease can be taken again."""
+    monkeypatch.setattr(db_module, "IDLE_IN_TRANSACTION_S", 1.0)
+    short = timedelta(seconds=1)
+    db_a, db_b = Database(postgres_url), Database(postgres_url)
+    a = LeaseHolder(db_a, owner="a", ttl=short, clock=SystemClock(), margin=timedelta(0))
+    b = LeaseHolder(db_b, owner="b", ttl=short, clock=SystemClock(), margin=timedelta(0))
+    try:
+        [old] = await a.claim("gate", ["g1"])
+        paused = db_a.sessions()
+        await fence(paused, old)  # the row is locked until this transaction ends
+        await until_expired_by_the_database(db_b, "gate", "g1")
+        started = time.monotonic()
+        taken: list[object] = []
+        while not taken:
+            taken = list(await b.claim("gate", ["g1"]))
+            assert time.monotonic() - started < 10.0, "the open transaction kept its lock"
+            await asyncio.sleep(0.1)  # bounded poll: the server's timer ends the session
+        [new] = taken
+        assert getattr(new, "epoch", 0) == old.epoch + 1
+        with pytest.raises(DBAPIError):  # its session was ended by the server
+            await paused.commit()
+        await paused.close()
+    finally:
+        await db_a.dispose()
+        await db_b.dispose()
