@@ -143,7 +143,7 @@ def create_app(
                 bus=bus,
                 stored=store,
             )
-            changes = follow_gate_changes(bus, db, catalog)
+            changes = follow_gate_changes(bus, db, catalog, origin=settings.replica_id)
             runner = CheckRunner(db, catalog, notifier=notifier, clock=clock)
             state.db, state.catalog, state.notifier = db, catalog, notifier
             state.scheduler, state.checks, state.samples = scheduler, runner, store

@@ -190,6 +190,7 @@ class GateScheduler:
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._new: set[str] = set()  # gates added while running, not yet sampled here
         self._unsubscribe_leases: list[Callable[[], None]] = []
         catalog.subscribe(self._on_catalog_change)
         if bus is not None:  # before the bus starts: it listens to what is subscribed
@@ -304,7 +305,9 @@ class GateScheduler:
             self._release(name)
             return
         log.info("gate lease won; sampling it", gate=name, epoch=lease.epoch, why=event.reason)
-        self._run(loaded, spread=True, restore=True)
+        # A gate added while running is sampled at once; others at their phase.
+        self._run(loaded, spread=name not in self._new, restore=True)
+        self._new.discard(name)
 
     def _give_up(self, name: str, why: str) -> None:
         """This replica no longer owns ``name``: stop its loop now, drop its gauges, and
@@ -432,7 +435,19 @@ class GateScheduler:
             self._run(loaded, spread=False, stored=previous.stored)
         elif self._leases is None:
             self._run(loaded, spread=False)
-        # Otherwise the lease loop claims a new gate (or its owner samples it).
+        elif published is None:  # a new gate: claimed now, if within this replica's share
+            self._new.add(name)
+            self._spawn(asyncio.create_task(self._claim_new(name)))
+        # Otherwise its owner samples it.
+
+    async def _claim_new(self, name: str) -> None:
+        leases = self._leases
+        if leases is None or self._share() <= 0:
+            return
+        try:
+            await leases.claim(GATE_LEASE, [name], limit=1)
+        except Exception as error:  # the lease loop claims it at its next renewal
+            log.warning("claiming a new gate failed", gate=name, error=str(error))
 
     def _halt(self, name: str) -> None:
         run = self._runs.pop(name, None)

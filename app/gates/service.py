@@ -363,28 +363,34 @@ async def _synced(work: Any, what: str) -> None:
 class GateChanges:
     """API gate and template changes, from the replica that made them to every replica.
 
-    A change publishes its gate's name (or ``template/NAME``) on the bus's ``gates``
-    channel in its own transaction (``announce``); every replica, the writer included,
-    then loads that definition from the database into its catalog, in the order heard,
-    one at a time (``sync_api_gate``, ``sync_api_template``). The catalog's listeners,
+    A change publishes its gate's name (or ``template/NAME``) and the writer's replica id
+    on the bus's ``gates`` channel in its own transaction (``announce``); every other
+    replica then loads that definition from the database into its catalog, in the order
+    heard, one at a time (``sync_api_gate``, ``sync_api_template``). The catalog's listeners,
     the scheduler's among them, follow. On every (re)connection everything is reconciled
     (``sync_all``)."""
 
-    def __init__(self, bus: Bus, db: Database, catalog: GateCatalog) -> None:
+    def __init__(self, bus: Bus, db: Database, catalog: GateCatalog, *, origin: str) -> None:
         self._bus = bus
         self._db = db
         self._catalog = catalog
+        self._origin = origin
         self._pending: list[str] = []
         self._worker: asyncio.Task[None] | None = None
         bus.subscribe(GATES_CHANNEL, self._heard)
         bus.on_connected(self.reconcile)
         catalog.announce = self.announce
 
-    async def announce(self, session: AsyncSession, payload: str) -> None:
-        await self._bus.publish(session, GATES_CHANNEL, payload)
+    async def announce(self, session: AsyncSession, change: str) -> None:
+        # The writer's catalog has the change already (and undoes it on rollback): the
+        # message says who sent it, so the writer does not load it a second time.
+        await self._bus.publish(session, GATES_CHANNEL, f"{change} {self._origin}")
 
     def _heard(self, payload: str) -> None:
-        self._pending.append(payload)
+        change, _, origin = payload.partition(" ")
+        if origin == self._origin or not change:
+            return
+        self._pending.append(change)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="gonogo-gate-changes")
 
@@ -417,9 +423,12 @@ class GateChanges:
             await asyncio.gather(self._worker, return_exceptions=True)
 
 
-def follow_gate_changes(bus: Bus, db: Database, catalog: GateCatalog) -> GateChanges:
-    """Subscribe ``catalog`` to API gate and template changes made on any replica."""
-    return GateChanges(bus, db, catalog)
+def follow_gate_changes(
+    bus: Bus, db: Database, catalog: GateCatalog, *, origin: str
+) -> GateChanges:
+    """Subscribe ``catalog`` to API gate and template changes made on other replicas;
+    ``origin`` is this replica's id."""
+    return GateChanges(bus, db, catalog, origin=origin)
 
 
 async def gate_samples(
