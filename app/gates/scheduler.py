@@ -236,10 +236,11 @@ class GateScheduler:
         return tuple(run.history) if run else ()
 
     def owns(self, gate: str) -> bool:
-        """Whether this replica samples ``gate`` (holds its lease, or has no leases)."""
-        if self._leases is None:
-            return True
-        return self._leases.still_mine(GATE_LEASE, gate)
+        """Whether this replica samples ``gate``: its loop runs here and, with leases, the
+        lease still holds by the local deadline."""
+        if gate not in self._runs:
+            return False
+        return self._leases is None or self._leases.still_mine(GATE_LEASE, gate)
 
     def owned(self) -> list[str]:
         """The gates whose loops run here."""
@@ -330,8 +331,8 @@ class GateScheduler:
     # -- the cache of other replicas' decisions ----------------------------------------
 
     def _on_decision_message(self, payload: str) -> None:
-        if self._catalog.get(payload) is None or self.owns(payload):
-            return  # not a gate here, or this replica's own (memory is newer)
+        if self._catalog.get(payload) is None or payload in self._runs:
+            return  # not a gate here, or sampled here (memory is newer)
         self._read_soon(payload)
 
     def _read_soon(self, name: str) -> None:
@@ -357,7 +358,7 @@ class GateScheduler:
     async def catch_up(self) -> None:
         """Read the newest stored sample of every loaded gate this replica does not own,
         in one query (the bus runs this at start and after every reconnection)."""
-        names = [loaded.name for loaded in self._catalog.all() if not self.owns(loaded.name)]
+        names = [loaded.name for loaded in self._catalog.all() if loaded.name not in self._runs]
         await self._read_newest(names)
 
     async def _read_newest(self, names: Sequence[str]) -> None:
@@ -375,7 +376,7 @@ class GateScheduler:
             return
         for name, row in rows.items():
             loaded = self._catalog.get(name)
-            if loaded is None or self.owns(name):
+            if loaded is None or name in self._runs:
                 continue
             current = self._published.get(name)
             if current is not None and not self._newer(row, current, loaded):
@@ -420,6 +421,7 @@ class GateScheduler:
         if not self._started:
             return
         previous = self._runs.get(name)
+        owned = self.owns(name)
         self._halt(name)
         if loaded is None:
             self._published.pop(name, None)
@@ -431,7 +433,7 @@ class GateScheduler:
             self._published[name] = published.superseded(
                 _redefined(self._clock.now(), loaded.version, published.version)
             )
-        if previous is not None and self.owns(name):
+        if previous is not None and owned:
             self._run(loaded, spread=False, stored=previous.stored)
         elif self._leases is None:
             self._run(loaded, spread=False)
@@ -545,7 +547,8 @@ class GateScheduler:
                 (f"evaluation error: {type(fault).__name__}: {fault}",),
                 Steady(0, gate.steady_for),
             )
-        if not self.owns(gate.name):  # lost while sampling: publish nothing
+        if self._leases is not None and not self._leases.still_mine(GATE_LEASE, gate.name):
+            # lost while sampling: publish nothing
             self._lost(run, "lease lost while sampling")
             return "lost"
         self._publish(run, verdict, time.perf_counter() - started)
