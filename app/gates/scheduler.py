@@ -191,6 +191,7 @@ class GateScheduler:
         self._again: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._new: set[str] = set()  # gates added while running, not yet sampled here
+        self._unstored: set[str] = set()  # gates lost here: memory may hold an unstored sample
         self._unsubscribe_leases: list[Callable[[], None]] = []
         catalog.subscribe(self._on_catalog_change)
         if bus is not None:  # before the bus starts: it listens to what is subscribed
@@ -320,6 +321,7 @@ class GateScheduler:
         metrics.forget_gate_gauges(name)
         log.info("gate lease lost; sampling stopped", gate=name, why=why)
         if self._catalog.get(name) is not None:
+            self._unstored.add(name)
             self._read_soon(name)
 
     def _release(self, name: str) -> None:
@@ -379,7 +381,11 @@ class GateScheduler:
             if loaded is None or name in self._runs:
                 continue
             current = self._published.get(name)
-            if current is not None and not self._newer(row, current, loaded):
+            # What this replica published while it owned the gate may never have been
+            # stored: the first read after the loss replaces it whatever its instant.
+            trusted = name not in self._unstored
+            self._unstored.discard(name)
+            if current is not None and trusted and not self._newer(row, current, loaded):
                 continue
             try:
                 self._published[name] = self._from_row(row, loaded)
@@ -613,6 +619,7 @@ class GateScheduler:
             self._runs.pop(name, None)
             metrics.forget_gate_gauges(name)
             log.info("gate lease lost; sampling stopped", gate=name, why=why)
+            self._unstored.add(name)
             self._read_soon(name)
 
     def _published_decision(self, run: _GateRun, verdict: Verdict) -> PublishedDecision:
