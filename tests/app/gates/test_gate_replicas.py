@@ -461,3 +461,37 @@ async def test_an_api_gate_put_on_one_replica_is_loaded_and_sampled_on_another(
     finally:
         for _, lifespan in apps:
             await lifespan.__aexit__(None, None, None)
+
+
+def _gauge(name: str, **labels: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(name, labels)
+
+
+async def test_a_lease_past_its_local_deadline_stops_the_loop_at_once_and_drops_its_gauges(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.add("a")
+    await cluster.step(a)
+    await cluster.tick()
+    await cluster.rows_reach(len(cluster.gates))
+    last = "gonogo_gate_last_evaluation_timestamp_seconds"
+    assert _gauge(last, gate="g0") is not None
+    assert _gauge("gonogo_gate_decision", gate="g0", decision="go") == 1
+    evaluations = _gauge("gonogo_evaluations_total", gate="g0", decision="go")
+
+    a.monotonic.t += 2 * TTL.total_seconds()  # not renewed in time
+    assert {lease.id for lease in a.leases.expire_local()} == set(cluster.gates)
+    assert a.owned() == set()
+    assert _gauge(last, gate="g0") is None
+    assert _gauge("gonogo_gate_decision", gate="g0", decision="go") is None
+    assert (
+        _gauge("gonogo_criterion_outcome", gate="g0", criterion="availability", outcome="pass")
+        is None
+    )
+    # Counters stay per process.
+    assert _gauge("gonogo_evaluations_total", gate="g0", decision="go") == evaluations
+
+    await cluster.clock.advance(3 * INTERVAL)
+    await cluster.clock.settle()
+    assert len(await cluster.rows()) == len(cluster.gates)  # nothing sampled since
+    assert sum(a.calls(gate) for gate in cluster.gates) == len(cluster.gates)
