@@ -62,4 +62,3 @@ async def test_replicas_are_counted_from_presence_rows_and_a_release_ends_presen
         for holder, db in zip(holders, dbs, strict=True):
             await holder.stop(release=False)
             await db.dispose()
-

@@ -6,6 +6,7 @@ takeover alone announces nothing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -237,6 +238,19 @@ async def expired_in_the_database(db: Database, owner: str) -> None:
     await until_async(expired)
 
 
+def answers_all(replica: Replica, count: int) -> bool:
+    return len(replica.scheduler.current_all()) == count
+
+
+def decides(replica: Replica, gate: str, decision: Decision) -> bool:
+    latest = replica.scheduler.latest(gate)
+    return latest is not None and latest.decision is decision
+
+
+def same_body(a: Replica, b: Replica, gate: str) -> bool:
+    return b.scheduler.latest_body(gate) == a.scheduler.latest_body(gate)
+
+
 def gate_names(count: int) -> list[str]:
     return [f"g{i}" for i in range(count)]
 
@@ -288,7 +302,7 @@ async def test_three_replicas_split_the_gates_and_each_gate_is_sampled_by_exactl
 
     # Every replica answers every gate, from what the owners stored.
     for replica in (a, b, c):
-        await until(lambda r=replica: len(r.scheduler.current_all()) == len(cluster.gates))
+        await until(functools.partial(answers_all, replica, len(cluster.gates)))
         for gate in cluster.gates:
             view = replica.scheduler.current(gate)
             assert view is not None and view.verdict.decision is Decision.GO
@@ -345,8 +359,7 @@ async def test_a_silent_owner_is_taken_over_and_its_late_write_is_fenced_off(
     assert len(rows) == taken + len(cluster.gates)
     # a now serves what b stored.
     for gate in cluster.gates:
-        await until(lambda g=gate: a.scheduler.latest(g) is not None)
-        await until(lambda g=gate: getattr(a.scheduler.latest(g), "decision", None) is Decision.GO)
+        await until(functools.partial(decides, a, gate, Decision.GO))
     assert a.scheduler.decisions_now() == {}  # gauges: the owner's only
     assert not set(cluster.gates) & set(metrics.GATE_DECISION.observed) - b.owned()
 
@@ -362,7 +375,7 @@ async def test_a_decision_is_served_by_another_replica_from_memory_and_goes_stal
     await cluster.tick()
     await cluster.rows_reach(len(cluster.gates))
     for gate in cluster.gates:
-        await until(lambda g=gate: b.scheduler.latest_body(g) == a.scheduler.latest_body(g))
+        await until(functools.partial(same_body, a, b, gate))
 
     b.statements.clear()
     for _ in range(200):
