@@ -160,6 +160,8 @@ class _GateRun:
     unrecorded_since: datetime | None = None
     # The last decision stored for the gate: what a change is judged against.
     stored: Decision | None = None
+    # When the last sample this replica stored for the gate was evaluated.
+    stored_at: datetime | None = None
 
 
 class GateScheduler:
@@ -192,6 +194,9 @@ class GateScheduler:
         self._background: set[asyncio.Task[None]] = set()
         self._new: set[str] = set()  # gates added while running, not yet sampled here
         self._unstored: set[str] = set()  # gates lost here: memory may hold an unstored sample
+        # Gates lost here and not yet heard sampled elsewhere, with the instant of the
+        # last decision published here.
+        self._orphans: dict[str, datetime | None] = {}
         self._unsubscribe_leases: list[Callable[[], None]] = []
         catalog.subscribe(self._on_catalog_change)
         if bus is not None:  # before the bus starts: it listens to what is subscribed
@@ -224,12 +229,15 @@ class GateScheduler:
 
     def decisions_now(self) -> Mapping[str, Decision]:
         """The decision of every evaluated gate this replica owns, as read now (``/metrics``
-        asks at each scrape; another replica's gates are its owner's to export)."""
+        asks at each scrape; another replica's gates are its owner's to export). A gate
+        lost here stays exported (it goes stale, ``no_go``) until a sample taken by
+        another replica is heard: while no replica can sample it, for instance during a
+        database outage, ``/metrics`` still shows it as ``no_go`` rather than not at all."""
         now = self._clock.now()
         return {
             name: published.view(now).verdict.decision
             for name, published in self._published.items()
-            if self.owns(name)
+            if self.owns(name) or name in self._orphans
         }
 
     def history(self, gate: str) -> Sequence[Sample]:
@@ -321,8 +329,13 @@ class GateScheduler:
         metrics.forget_gate_gauges(name)
         log.info("gate lease lost; sampling stopped", gate=name, why=why)
         if self._catalog.get(name) is not None:
-            self._unstored.add(name)
+            self._orphan(run)
             self._read_soon(name)
+
+    def _orphan(self, run: _GateRun) -> None:
+        name = run.loaded.name
+        self._unstored.add(name)
+        self._orphans[name] = run.stored_at
 
     def _release(self, name: str) -> None:
         leases = self._leases
@@ -387,6 +400,10 @@ class GateScheduler:
             self._unstored.discard(name)
             if current is not None and trusted and not self._newer(row, current, loaded):
                 continue
+            if name in self._orphans:
+                ours = self._orphans[name]
+                if ours is None or row.evaluated_at > ours:  # sampled elsewhere since
+                    del self._orphans[name]
             try:
                 self._published[name] = self._from_row(row, loaded)
             except (KeyError, ValueError, TypeError):
@@ -431,6 +448,7 @@ class GateScheduler:
         self._halt(name)
         if loaded is None:
             self._published.pop(name, None)
+            self._orphans.pop(name, None)
             metrics.forget_gate(name)
             self._release(name)
             return
@@ -471,6 +489,7 @@ class GateScheduler:
         stored: Decision | None = None,
     ) -> None:
         self._halt(loaded.name)
+        self._orphans.pop(loaded.name, None)
         run = _GateRun(loaded, deque(maxlen=history_size(loaded.gate)), stored=stored)
         published = self._published.get(loaded.name)
         if run.stored is None and published is not None:
@@ -502,6 +521,7 @@ class GateScheduler:
         row = newest.get(loaded.name)
         if row is not None:
             run.stored = Decision(row.decision)
+            run.stored_at = row.evaluated_at
             current = self._published.get(loaded.name)
             if self._runs.get(loaded.name) is run and (
                 current is None or self._newer(row, current, loaded)
@@ -619,7 +639,7 @@ class GateScheduler:
             self._runs.pop(name, None)
             metrics.forget_gate_gauges(name)
             log.info("gate lease lost; sampling stopped", gate=name, why=why)
-            self._unstored.add(name)
+            self._orphan(run)
             self._read_soon(name)
 
     def _published_decision(self, run: _GateRun, verdict: Verdict) -> PublishedDecision:
@@ -654,6 +674,7 @@ class GateScheduler:
         gate = run.loaded.gate
         previous = run.stored
         run.stored = verdict.decision
+        run.stored_at = verdict.evaluated_at
         before = previous if previous is not None else Decision.NO_GO
         if verdict.decision is before:
             return

@@ -496,7 +496,8 @@ async def test_a_lease_past_its_local_deadline_stops_the_loop_at_once_and_drops_
     assert {lease.id for lease in a.leases.expire_local()} == set(cluster.gates)
     assert a.owned() == set()
     assert _gauge(last, gate="g0") is None
-    assert _gauge("gonogo_gate_decision", gate="g0", decision="go") is None
+    # Nobody has sampled it since: still exported here, and stale (no_go) once expired.
+    assert a.scheduler.decisions_now()["g0"] is Decision.GO
     assert (
         _gauge("gonogo_criterion_outcome", gate="g0", criterion="availability", outcome="pass")
         is None
@@ -508,3 +509,13 @@ async def test_a_lease_past_its_local_deadline_stops_the_loop_at_once_and_drops_
     await cluster.clock.settle()
     assert len(await cluster.rows()) == len(cluster.gates)  # nothing sampled since
     assert sum(a.calls(gate) for gate in cluster.gates) == len(cluster.gates)
+    assert _gauge("gonogo_gate_decision", gate="g0", decision="no_go") == 1
+
+    # Once another replica has sampled it, only that one exports it.
+    b = await cluster.add("b")
+    await expired_in_the_database(a.db, "a")
+    await cluster.step(b)
+    await cluster.tick()
+    await cluster.rows_reach(2 * len(cluster.gates))
+    await until(lambda: a.scheduler.decisions_now() == {})
+    assert set(b.scheduler.decisions_now()) == set(cluster.gates)
