@@ -15,6 +15,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from app.checks.runner import CheckRunner
+from app.coordination.bus import bus_for
+from app.coordination.leases import LeaseHolder
 from app.core import problems
 from app.core.auth import TokenAuthenticator
 from app.core.clock import Clock, SystemClock
@@ -32,7 +34,7 @@ from app.gates.catalog import (
 from app.gates.read_lane import DecisionReadLane
 from app.gates.samples import SampleStore
 from app.gates.scheduler import GateScheduler
-from app.gates.service import load_api_gates
+from app.gates.service import follow_gate_changes, load_api_gates
 from app.integrations import flagger as integrations
 from app.integrations import github, gitlab
 from app.integrations.callbacks import CallbackOutbox, Sender
@@ -128,17 +130,40 @@ def create_app(
                     log.error("stored gate not loaded", problem=problem)
             notifier = Notifier(clock=clock)
             store = SampleStore(db, clock=clock, retention=settings.sample_retention)
-            scheduler = GateScheduler(catalog, notifier=notifier, sink=store, clock=clock)
+            # One lease holder and one bus per process; every subscription is made before
+            # the bus starts listening.
+            leases = LeaseHolder(db, owner=settings.replica_id, ttl=settings.lease_ttl, clock=clock)
+            bus = bus_for(db, clock=clock)
+            scheduler = GateScheduler(
+                catalog,
+                notifier=notifier,
+                sink=store,
+                clock=clock,
+                leases=leases,
+                bus=bus,
+                stored=store,
+            )
+            changes = follow_gate_changes(bus, db, catalog, origin=settings.replica_id)
             runner = CheckRunner(db, catalog, notifier=notifier, clock=clock)
             state.db, state.catalog, state.notifier = db, catalog, notifier
             state.scheduler, state.checks, state.samples = scheduler, runner, store
+            state.leases, state.bus = leases, bus
 
             await notifier.start()
             stack.push_async_callback(notifier.stop)
             await store.start()
             stack.push_async_callback(store.stop)
+            await bus.start()
+            stack.push_async_callback(bus.stop)
+            stack.push_async_callback(changes.stop)
+            # Stopped after the loops (the stack unwinds in reverse): a graceful stop
+            # gives every lease back at once, so another replica takes over within a
+            # renew period.
+            stack.push_async_callback(leases.stop)
             await scheduler.start()
             stack.push_async_callback(scheduler.stop)
+            await leases.step()  # the first claim, so the loops start with the app
+            leases.start()
             await runner.start()
             stack.push_async_callback(runner.stop)
             callbacks = CallbackOutbox(

@@ -60,6 +60,9 @@ async def readyz(
         "gates": len(catalog.all()),
         "replica": replica,
     }
+    bus = getattr(request.app.state, "bus", None)
+    if bus is not None:
+        body["bus_listening"] = bus.listening
     if not reachable:
         body["detail"] = "the database is not answering; decisions go stale (no_go) meanwhile"
     return body

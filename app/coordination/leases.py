@@ -63,6 +63,10 @@ log = structlog.get_logger(__name__)
 
 LEASES = cast(Table, LeaseRow.__table__)
 LeaseKind = Literal["gate", "check"]
+# A row of this kind per replica, renewed with its leases, says the replica is alive, so
+# a fair share (``want(..., limit=callable)`` reading ``replicas``) counts replicas that
+# hold nothing yet. It is never claimed, won or lost: no listener hears of it.
+PRESENCE_KIND = "replica"
 Monotonic = Callable[[], float]
 
 # A holder's local deadline ends this share of the TTL before the lease can expire in the
@@ -181,6 +185,7 @@ Candidates = Callable[[], Collection[str] | Awaitable[Collection[str]]]
 class _Want:
     candidates: Candidates | None
     limit: Callable[[], int | None]
+    shared: bool = False
 
 
 class LeaseHolder:
@@ -218,6 +223,8 @@ class LeaseHolder:
         self._listeners: list[LeaseListener] = []
         self._wants: dict[str, _Want] = {}
         self._task: asyncio.Task[None] | None = None
+        # Live replicas (this one included) as last counted by ``announce``.
+        self.replicas = 1
 
     @property
     def _dialect(self) -> str:
@@ -429,6 +436,7 @@ class LeaseHolder:
         statement = (
             update(LEASES)
             .where(
+                LEASES.c.kind.in_(LEASE_KINDS),
                 LEASES.c.owner == self.owner,
                 LEASES.c.expires_at.is_not(None),
                 LEASES.c.expires_at > _db_now(dialect),
@@ -516,18 +524,58 @@ class LeaseHolder:
         limit_of: Callable[[], int | None] = (
             limit if callable(limit) else (lambda fixed=limit: fixed)  # type: ignore[misc]
         )
-        self._wants[kind] = _Want(candidates, limit_of)
+        self._wants[kind] = _Want(candidates, limit_of, shared=callable(limit))
+
+    async def announce(self) -> int:
+        """Say this replica is alive for one more TTL (its presence row) and count the
+        live replicas, this one included, into ``replicas``: two statements."""
+        dialect = self._dialect
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        later = _db_later(dialect, self.ttl_s)
+        upsert = insert(LEASES).values(
+            kind=PRESENCE_KIND, id=self.owner[:64], owner=self.owner, epoch=0, expires_at=later
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["kind", "id"], set_={"owner": self.owner, "expires_at": later}
+        )
+        live = (
+            select(func.count())
+            .select_from(LEASES)
+            .where(LEASES.c.kind == PRESENCE_KIND, LEASES.c.expires_at > _db_now(dialect))
+        )
+        async with asyncio.timeout(self.period_s), self._db.session() as session:
+            await session.execute(upsert)
+            counted = int((await session.execute(live)).scalar_one())
+        self.replicas = max(1, counted)
+        return self.replicas
 
     async def step(self) -> None:
-        """One renewal, then one claim per ``want``; each failure is logged, not raised."""
+        """One renewal, then one claim per ``want``; each failure is logged, not raised.
+
+        A ``want`` whose limit is a callable is a share among replicas: the presence row
+        is renewed and the live replicas counted first (``replicas``). A negative limit
+        gives that many of the kind's leases back (a replica above its share)."""
         with contextlib.suppress(Exception):  # counted and logged by renew
             await self.renew()
+        if any(want.shared for want in self._wants.values()):
+            try:
+                await self.announce()
+            except Exception as error:
+                log.warning("counting live replicas failed", error=self._describe(error))
         for kind, want in list(self._wants.items()):
             try:
+                limit = want.limit()
+                if limit is not None and limit < 0:
+                    extras = sorted(self.held(kind), key=lambda lease: lease.id)[limit:]
+                    await self.release([lease.key for lease in extras])
+                    log.info(
+                        "leases above this replica's share released", kind=kind, count=len(extras)
+                    )
+                    continue
                 async with asyncio.timeout(self.period_s):
                     found = want.candidates() if want.candidates is not None else None
                     candidates = await found if inspect.isawaitable(found) else found
-                    await self.claim(kind, candidates, want.limit())
+                    await self.claim(kind, candidates, limit)
             except Exception as error:
                 log.warning("lease claim failed", kind=kind, error=self._describe(error))
 
@@ -550,7 +598,9 @@ class LeaseHolder:
             await asyncio.wait({task})
         if release:
             try:
-                await self.release()
+                # Bounded: a database that does not answer must not hang a shutdown.
+                async with asyncio.timeout(self.period_s):
+                    await self.release()
             except Exception as error:
                 log.warning("leases not released; they expire instead", error=self._describe(error))
         else:

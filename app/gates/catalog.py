@@ -30,10 +30,10 @@ import dataclasses
 import hashlib
 import json
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -212,6 +212,9 @@ class GateCatalog:
         self._api_templates: dict[str, Template] = {}
         # Counts template changes, so a gate read while one happened is read again.
         self._template_generation = 0
+        # Tells every replica, in the writing transaction, that an API gate or template
+        # changed (``app.gates.service.GateChanges``); None in a catalog of its own.
+        self.announce: Callable[[Any, str], Awaitable[None]] | None = None
 
     # -- reading -----------------------------------------------------------------------
 

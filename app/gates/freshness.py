@@ -110,7 +110,15 @@ class PublishedDecision:
     database outage longer than the bound shows as a stale decision. A decision of a gate
     redefined since (``superseded``, the reason) is served as ``no_go`` from the start."""
 
-    __slots__ = ("_evaluated", "_fresh", "_interval", "_stale", "_unrecorded_since", "_version")
+    __slots__ = (
+        "_bound",
+        "_evaluated",
+        "_fresh",
+        "_interval",
+        "_stale",
+        "_unrecorded_since",
+        "_version",
+    )
 
     def __init__(
         self,
@@ -128,6 +136,7 @@ class PublishedDecision:
         expires_at = anchor + bound if anchor is not None else None
         self._evaluated = verdict
         self._version = version
+        self._bound = bound
         if superseded is None:
             self._fresh = _view(verdict, expires_at, stale=False, version=version)
         else:  # judged by a definition that is no longer the gate's: never served as is
@@ -137,6 +146,23 @@ class PublishedDecision:
         self._interval = interval
         self._unrecorded_since = unrecorded_since
         self._stale: DecisionView | None = None
+
+    @property
+    def version(self) -> str | None:
+        """The gate version that judged this decision."""
+        return self._version
+
+    def superseded(self, reason: str) -> PublishedDecision:
+        """This decision, served as ``no_go`` from now on for ``reason`` (the gate was
+        redefined since it was judged)."""
+        return PublishedDecision(
+            self._evaluated,
+            interval=self._interval,
+            bound=self._bound,
+            version=self._version,
+            unrecorded_since=self._unrecorded_since,
+            superseded=reason,
+        )
 
     @property
     def evaluated(self) -> Verdict:

@@ -5,7 +5,7 @@ Nothing here commits: the caller's unit of work owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +145,38 @@ async def recent_gate_samples(
         .limit(limit)
     )
     return list(reversed(list(result)))
+
+
+async def newest_gate_samples(session: AsyncSession, gates: Sequence[str]) -> list[SampleRow]:
+    """The newest continuous sample of each of ``gates`` (those that have one): one query
+    through the ``(gate, evaluated_at)`` index."""
+    if not gates:
+        return []
+    if len(gates) == 1:
+        row = await session.scalar(
+            select(SampleRow)
+            .where(SampleRow.gate == gates[0], SampleRow.check_id.is_(None))
+            .order_by(SampleRow.evaluated_at.desc(), SampleRow.id.desc())
+            .limit(1)
+        )
+        return [row] if row is not None else []
+    newest = (
+        func.row_number()
+        .over(
+            partition_by=SampleRow.gate,
+            order_by=(SampleRow.evaluated_at.desc(), SampleRow.id.desc()),
+        )
+        .label("newest")
+    )
+    ranked = (
+        select(SampleRow.id, newest)
+        .where(SampleRow.check_id.is_(None), SampleRow.gate.in_(sorted(set(gates))))
+        .subquery()
+    )
+    result = await session.scalars(
+        select(SampleRow).join(ranked, ranked.c.id == SampleRow.id).where(ranked.c.newest == 1)
+    )
+    return list(result)
 
 
 async def prune_continuous_samples(session: AsyncSession, older_than: datetime) -> int:

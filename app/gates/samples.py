@@ -9,11 +9,12 @@ than the retention; a check's samples are never pruned.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
 from app.core.db import Database, SampleRow
@@ -23,7 +24,9 @@ from gates.engine import (
     BaselineResult,
     CriterionOutcome,
     CriterionResult,
+    Decision,
     Sample,
+    Steady,
     Verdict,
 )
 from gates.units import unit_named
@@ -34,6 +37,10 @@ log = structlog.get_logger(__name__)
 
 
 RETENTION_SWEEP = timedelta(hours=1)
+
+# Run inside a sample's write transaction before the insert (the lease fence and the
+# bus message); raising ends the transaction with nothing written.
+WriteGuard = Callable[[AsyncSession], Awaitable[None]]
 
 
 def measurements_of(sample: Sample) -> list[dict[str, Any]]:
@@ -84,6 +91,33 @@ def sample_from_row(row: SampleRow) -> Sample:
     return Sample(evaluated_at=row.evaluated_at, results=tuple(results))
 
 
+def verdict_from_row(row: SampleRow) -> Verdict:
+    """The verdict a stored continuous sample holds, as its decision body said it."""
+    body = row.body
+    steady = body.get("steady") or {}
+    return Verdict(
+        gate=str(body.get("gate") or row.gate),
+        decision=Decision(body.get("decision", row.decision)),
+        evaluated_at=row.evaluated_at,
+        reasons=tuple(str(r) for r in body.get("reasons") or ()),
+        steady=Steady(int(steady.get("passes", 0)), int(steady.get("needed", 0))),
+        criteria=sample_from_row(row).results,
+        dry_run_reasons=tuple(str(r) for r in body.get("dry_run_reasons") or ()),
+    )
+
+
+def stored_expires_at(row: SampleRow) -> datetime | None:
+    """The ``expires_at`` a stored sample's body carries (None if absent or unreadable)."""
+    text = row.body.get("expires_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def _baseline_from_body(stored: Any) -> BaselineResult | None:
     if not isinstance(stored, dict):
         return None
@@ -119,10 +153,20 @@ class SampleStore:
         self._task: asyncio.Task[None] | None = None
 
     async def record_gate_sample(
-        self, gate: str, verdict: Verdict, *, version: str, expires_at: datetime | None
+        self,
+        gate: str,
+        verdict: Verdict,
+        *,
+        version: str,
+        expires_at: datetime | None,
+        guard: WriteGuard | None = None,
     ) -> None:
-        """Store one continuous sample (its verdict holds the sample's results)."""
+        """Store one continuous sample (its verdict holds the sample's results); ``guard``
+        runs first in the same transaction (a lease fence raising ``LeaseLost`` leaves
+        nothing written)."""
         async with self._db.session() as session:
+            if guard is not None:
+                await guard(session)
             await repo.add_sample(
                 session,
                 gate=gate,
@@ -142,6 +186,12 @@ class SampleStore:
         async with self._db.session() as session:
             rows = await repo.recent_gate_samples(session, gate, version, limit)
         return samples_from_rows(rows, owner=f"gate {gate}")
+
+    async def newest_gate_samples(self, gates: Sequence[str]) -> dict[str, SampleRow]:
+        """The newest stored continuous sample of each of ``gates`` that has one."""
+        async with self._db.session() as session:
+            rows = await repo.newest_gate_samples(session, gates)
+        return {row.gate: row for row in rows}
 
     async def prune(self) -> int:
         async with self._db.session() as session:

@@ -6,6 +6,7 @@ Catalog changes that must follow the commit are registered with ``after_commit``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -15,25 +16,31 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import structlog
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.coordination.bus import Bus
 from app.core.auth import Principal
 from app.core.clock import Clock
-from app.core.db import after_commit, on_rollback
+from app.core.db import Database, after_commit, on_rollback
 from app.core.problems import Conflict, Invalid, NotFound, TooLarge
 from app.gates import repository as repo
+from app.gates import template_repository as template_repo
 from app.gates.catalog import GateCatalog, GateReadOnly, LoadedGate
 from app.gates.freshness import decision_body, encode_body
 from app.gates.scheduler import GateScheduler
-from app.gates.template_service import load_api_templates
+from app.gates.template_service import TEMPLATE_PREFIX, announce, load_api_templates
 from gates.engine import no_sample_verdict
 from gates.errors import GateFileError, count_of
 from gates.model import GATE_NAME, Gate
 from gates.yaml_source import MAX_DEFINITION_CHARS, too_large
 from probes.client import is_sensitive_header
 
+log = structlog.get_logger(__name__)
+
 REDACTED = "[redacted]"
+GATES_CHANNEL = "gates"
 
 
 def loaded_or_404(catalog: GateCatalog, name: str) -> LoadedGate:
@@ -245,6 +252,7 @@ async def put_gate(
         at=clock.now(),
         by=principal.name,
     )
+    await announce(session, catalog, name)
     return gate_detail(loaded, scheduler), created
 
 
@@ -274,6 +282,7 @@ async def delete_gate(session: AsyncSession, catalog: GateCatalog, *, name: str)
             f"gate {name!r} has {count_of(running, 'running check')}; cancel or decide them first"
         )
     await repo.delete_api_gate(session, name)
+    await announce(session, catalog, name)
 
     def remove() -> None:
         with contextlib.suppress(KeyError, GateReadOnly):
@@ -294,6 +303,132 @@ async def load_api_gates(session: AsyncSession, catalog: GateCatalog) -> list[st
         except GateFileError as invalid:
             problems.append(f"gate {row.name} (stored): {invalid}")
     return problems
+
+
+async def sync_api_template(session: AsyncSession, catalog: GateCatalog, name: str) -> None:
+    """Make the catalog's API template ``name`` what the database holds (the gates using
+    it are redefined with it); nothing changes when they already agree."""
+    rows = {row.name: row.text for row in await template_repo.api_templates(session)}
+    entry = catalog.template(name)
+    text = rows.get(name)
+    if entry is not None and entry.source == "file":
+        return  # a template file takes precedence on every replica
+    if text is None:
+        if entry is not None:
+            await catalog.aremove_api_template(name)
+    elif entry is None or entry.template.text != text:
+        await catalog.aput_api_template(name, text)
+
+
+async def sync_api_gate(session: AsyncSession, catalog: GateCatalog, name: str) -> None:
+    """Make the catalog's API gate ``name`` what the database holds; nothing changes when
+    they already agree (the replica that made the change hears its own message)."""
+    row = await repo.api_gate(session, name)
+    current = catalog.get(name)
+    if current is not None and current.source == "file":
+        return  # a gate file takes precedence on every replica
+    if row is None:
+        if current is not None:
+            with contextlib.suppress(KeyError, GateReadOnly):
+                catalog.remove_api_gate(name)
+    elif current is None or current.text != row.text:
+        await catalog.aput_api_gate(name, row.text)
+
+
+async def sync_all(session: AsyncSession, catalog: GateCatalog) -> None:
+    """Make every API template and gate in the catalog what the database holds (after a
+    reconnection: changes made meanwhile were not heard)."""
+    stored_templates = {row.name for row in await template_repo.api_templates(session)}
+    for name in sorted(stored_templates):
+        await _synced(sync_api_template(session, catalog, name), f"template {name}")
+    stored_gates = {row.name for row in await repo.api_gates(session)}
+    loaded = {g.name for g in catalog.all() if g.source == "api"}
+    for name in sorted(stored_gates | loaded):
+        await _synced(sync_api_gate(session, catalog, name), f"gate {name}")
+    for entry in catalog.all_templates():
+        if entry.source == "api" and entry.template.name not in stored_templates:
+            await _synced(
+                sync_api_template(session, catalog, entry.template.name),
+                f"template {entry.template.name}",
+            )
+
+
+async def _synced(work: Any, what: str) -> None:
+    try:
+        await work
+    except Exception as error:
+        log.error("a stored API definition could not be loaded", what=what, error=str(error))
+
+
+class GateChanges:
+    """API gate and template changes, from the replica that made them to every replica.
+
+    A change publishes its gate's name (or ``template/NAME``) and the writer's replica id
+    on the bus's ``gates`` channel in its own transaction (``announce``); every other
+    replica then loads that definition from the database into its catalog, in the order
+    heard, one at a time (``sync_api_gate``, ``sync_api_template``). The catalog's listeners,
+    the scheduler's among them, follow. On every (re)connection everything is reconciled
+    (``sync_all``)."""
+
+    def __init__(self, bus: Bus, db: Database, catalog: GateCatalog, *, origin: str) -> None:
+        self._bus = bus
+        self._db = db
+        self._catalog = catalog
+        self._origin = origin
+        self._pending: list[str] = []
+        self._worker: asyncio.Task[None] | None = None
+        bus.subscribe(GATES_CHANNEL, self._heard)
+        bus.on_connected(self.reconcile)
+        catalog.announce = self.announce
+
+    async def announce(self, session: AsyncSession, change: str) -> None:
+        # The writer's catalog has the change already (and undoes it on rollback): the
+        # message says who sent it, so the writer does not load it a second time.
+        await self._bus.publish(session, GATES_CHANNEL, f"{change} {self._origin}")
+
+    def _heard(self, payload: str) -> None:
+        change, _, origin = payload.partition(" ")
+        if origin == self._origin or not change:
+            return
+        self._pending.append(change)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="gonogo-gate-changes")
+
+    async def _work(self) -> None:
+        while self._pending:
+            payload = self._pending.pop(0)
+            try:
+                await self.apply(payload)
+            except Exception as error:
+                log.error(
+                    "an API definition change could not be loaded",
+                    change=payload,
+                    error=f"{type(error).__name__}: {error}",
+                )
+
+    async def apply(self, payload: str) -> None:
+        async with self._db.session() as session:
+            if payload.startswith(TEMPLATE_PREFIX):
+                await sync_api_template(session, self._catalog, payload[len(TEMPLATE_PREFIX) :])
+            else:
+                await sync_api_gate(session, self._catalog, payload)
+
+    async def reconcile(self) -> None:
+        async with self._db.session() as session:
+            await sync_all(session, self._catalog)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+
+def follow_gate_changes(
+    bus: Bus, db: Database, catalog: GateCatalog, *, origin: str
+) -> GateChanges:
+    """Subscribe ``catalog`` to API gate and template changes made on other replicas;
+    ``origin`` is this replica's id."""
+    return GateChanges(bus, db, catalog, origin=origin)
 
 
 async def gate_samples(

@@ -29,6 +29,16 @@ from gates.model import GATE_NAME
 from gates.yaml_source import MAX_DEFINITION_CHARS, too_large
 from probes.timefmt import iso
 
+# A ``gates`` bus message naming a template, not a gate (no gate name has a slash).
+TEMPLATE_PREFIX = "template/"
+
+
+async def announce(session: AsyncSession, catalog: GateCatalog, payload: str) -> None:
+    """Tell every replica, when ``session`` commits, that the API gate (or template, with
+    ``TEMPLATE_PREFIX``) ``payload`` changed."""
+    if catalog.announce is not None:
+        await catalog.announce(session, payload)
+
 
 def _json_safe(value: Any) -> Any:
     """The template's criterion as JSON (YAML may hold dates, which JSON has not)."""
@@ -153,6 +163,7 @@ async def put_template(
         actor=principal.name,
         data={"text": text, "gates": _changed_gates(change)},
     )
+    await announce(session, catalog, TEMPLATE_PREFIX + name)
     return template_detail(catalog, _entry_or_404(catalog, name)), created
 
 
@@ -183,6 +194,7 @@ async def delete_template(
         actor=principal.name,
         data={"text": entry.template.text, "gates": _changed_gates(change)},
     )
+    await announce(session, catalog, TEMPLATE_PREFIX + name)
 
 
 async def template_events(

@@ -317,6 +317,17 @@ def notification_sent(result: str) -> None:
     NOTIFICATIONS.labels(result).inc()
 
 
+def forget_gate_gauges(gate_name: str) -> None:
+    """Remove ``gate_name``'s gauges (its decision, criteria and last evaluation): this
+    replica no longer owns the gate, so its owner exports them. Counters stay."""
+    with _lock:
+        criteria = _criteria_by_gate.pop(gate_name, set())
+    for criterion in criteria:
+        _remove_criterion(gate_name, criterion)
+    GATE_DECISION.observed.pop(gate_name, None)
+    _remove(LAST_EVALUATION, gate_name)
+
+
 def forget_gate(gate_name: str) -> None:
     """Remove every series labelled with ``gate_name`` (the gate was removed)."""
     with _lock:

@@ -101,7 +101,13 @@ class RecordingSink:
         self.fail = False
 
     async def record_gate_sample(
-        self, gate: str, verdict: Verdict, *, version: str, expires_at: datetime | None = None
+        self,
+        gate: str,
+        verdict: Verdict,
+        *,
+        version: str,
+        expires_at: datetime | None = None,
+        guard: Any = None,
     ) -> None:
         if self.fail:
             raise RuntimeError("database is down")
