@@ -39,7 +39,9 @@ from app.integrations import flagger as integrations
 from app.integrations import github, gitlab
 from app.integrations.callbacks import CallbackOutbox, Sender
 from app.integrations.forges import Doors, load_integrations
+from app.observability import metrics
 from app.observability.notify import Notifier
+from app.observability.outbox import NotificationOutbox
 from app.routes import api_router, public_router
 from app.web import status_page
 
@@ -132,8 +134,19 @@ def create_app(
             store = SampleStore(db, clock=clock, retention=settings.sample_retention)
             # One lease holder and one bus per process; every subscription is made before
             # the bus starts listening.
-            leases = LeaseHolder(db, owner=settings.replica_id, ttl=settings.lease_ttl, clock=clock)
+            # The lease holder has its own small pool: renewals never queue behind sample
+            # writes for a connection, so a busy replica does not lose its leases.
+            lease_db = Database(settings.database_url)
+            stack.push_async_callback(lease_db.dispose)
+            # Leases live on the database's clock, real time: the holder renews on real
+            # time too (an injected test clock only drives the sampling loops).
+            leases = LeaseHolder(
+                lease_db, owner=settings.replica_id, ttl=settings.lease_ttl, clock=SystemClock()
+            )
             bus = bus_for(db, clock=clock)
+            # Notifications are written in the transaction of the change they announce and
+            # sent from there by whichever replica gets to them (docs/operations.md).
+            outbox = NotificationOutbox(db, clock=clock, replica=settings.replica_id)
             scheduler = GateScheduler(
                 catalog,
                 notifier=notifier,
@@ -142,15 +155,27 @@ def create_app(
                 leases=leases,
                 bus=bus,
                 stored=store,
+                outbox=outbox,
             )
             changes = follow_gate_changes(bus, db, catalog, origin=settings.replica_id)
-            runner = CheckRunner(db, catalog, notifier=notifier, clock=clock)
+            runner = CheckRunner(
+                db,
+                catalog,
+                notifier=notifier,
+                clock=clock,
+                leases=leases,
+                bus=bus,
+                outbox=outbox,
+            )
             state.db, state.catalog, state.notifier = db, catalog, notifier
             state.scheduler, state.checks, state.samples = scheduler, runner, store
-            state.leases, state.bus = leases, bus
+            state.leases, state.bus, state.outbox = leases, bus, outbox
+            metrics.watch_gates_loaded(lambda: len(catalog.all()))
 
             await notifier.start()
             stack.push_async_callback(notifier.stop)
+            await outbox.start()
+            stack.push_async_callback(outbox.stop)
             await store.start()
             stack.push_async_callback(store.stop)
             await bus.start()

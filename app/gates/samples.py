@@ -41,6 +41,8 @@ RETENTION_SWEEP = timedelta(hours=1)
 # Run inside a sample's write transaction before the insert (the lease fence and the
 # bus message); raising ends the transaction with nothing written.
 WriteGuard = Callable[[AsyncSession], Awaitable[None]]
+# Run in the write's transaction once the sample is inserted, with its id.
+AfterInsert = Callable[[AsyncSession, int], Awaitable[None]]
 
 
 def measurements_of(sample: Sample) -> list[dict[str, Any]]:
@@ -160,14 +162,16 @@ class SampleStore:
         version: str,
         expires_at: datetime | None,
         guard: WriteGuard | None = None,
+        then: AfterInsert | None = None,
     ) -> None:
         """Store one continuous sample (its verdict holds the sample's results); ``guard``
         runs first in the same transaction (a lease fence raising ``LeaseLost`` leaves
-        nothing written)."""
+        nothing written), ``then`` after the insert, with the sample's id (the
+        notification of a decision change is queued there)."""
         async with self._db.session() as session:
             if guard is not None:
                 await guard(session)
-            await repo.add_sample(
+            sample_id = await repo.add_sample(
                 session,
                 gate=gate,
                 check_id=None,
@@ -177,6 +181,8 @@ class SampleStore:
                 measurements=measurements_of_results(verdict.criteria),
                 gate_version=version,
             )
+            if then is not None:
+                await then(session, sample_id)
 
     async def recent_gate_samples(self, gate: str, version: str, limit: int) -> list[Sample]:
         """The newest ``limit`` continuous samples of ``gate`` at ``version``, oldest first.

@@ -67,9 +67,10 @@ from app.core.db import SampleRow
 from app.core.ticker import Ticker
 from app.gates.catalog import GateCatalog, LoadedGate
 from app.gates.freshness import DecisionView, PublishedDecision, decision_body, encode_body
-from app.gates.samples import WriteGuard, stored_expires_at, verdict_from_row
+from app.gates.samples import AfterInsert, WriteGuard, stored_expires_at, verdict_from_row
 from app.observability import metrics
 from app.observability.notify import Notifier
+from app.observability.outbox import NotificationOutbox
 from gates.engine import Decision, Sample, Steady, Verdict, decide_safely, freshness_bound
 from gates.model import Gate, history_size
 from gates.sampler import placeholder_values, take_sample
@@ -100,6 +101,7 @@ class SampleSink(Protocol):
         version: str,
         expires_at: datetime | None,
         guard: WriteGuard | None = None,
+        then: AfterInsert | None = None,
     ) -> None: ...
 
     async def recent_gate_samples(self, gate: str, version: str, limit: int) -> Sequence[Sample]:
@@ -175,10 +177,14 @@ class GateScheduler:
         leases: LeaseHolder | None = None,
         bus: Bus | None = None,
         stored: StoredDecisions | None = None,
+        outbox: NotificationOutbox | None = None,
         max_concurrent_samples: int = DEFAULT_MAX_CONCURRENT_SAMPLES,
     ) -> None:
         self._catalog = catalog
         self._notifier = notifier
+        # With an outbox, a decision change's notification is written in the transaction
+        # that stores its sample (fenced by the lease), keyed by that sample: exactly once.
+        self._outbox = outbox
         self._sink = sink
         self._clock = clock
         self._leases = leases
@@ -598,6 +604,27 @@ class GateScheduler:
 
         return guard
 
+    def _queue_change(self, run: _GateRun, verdict: Verdict) -> AfterInsert | None:
+        """With an outbox: queue the notification of a change against the last stored
+        decision in the sample's own transaction (a rollback or a refused fence queues
+        nothing; a takeover, which carries the stored decision on, queues nothing)."""
+        outbox, gate, previous = self._outbox, run.loaded.gate, run.stored
+        if outbox is None or not gate.notify:
+            return None
+        if verdict.decision is (previous if previous is not None else Decision.NO_GO):
+            return None
+
+        async def queue(session: AsyncSession, sample_id: int) -> None:
+            await outbox.enqueue(
+                session,
+                gate=gate,
+                verdict=verdict,
+                previous=previous,
+                key=f"gate:{gate.name}:sample:{sample_id}",
+            )
+
+        return queue
+
     async def _record(self, run: _GateRun, verdict: Verdict) -> Literal["stored", "failed", "lost"]:
         """Store the sample, fenced by the gate's lease, within ``SAMPLE_WRITE_BUDGET``; a
         failure is logged, counted and ages the published decision (see the module
@@ -611,6 +638,7 @@ class GateScheduler:
                     version=run.loaded.version,
                     expires_at=_expires_at(verdict, gate),
                     guard=self._guard(gate.name),
+                    then=self._queue_change(run, verdict),
                 )
         except LeaseLost as lost:
             log.warning("gate sample not stored: lease lost", gate=gate.name, error=str(lost))
@@ -685,4 +713,5 @@ class GateScheduler:
             decision=verdict.decision.value,
             previous=previous.value if previous is not None else None,
         )
-        self._notifier.decision_changed(gate, verdict, previous=previous)
+        if self._outbox is None:
+            self._notifier.decision_changed(gate, verdict, previous=previous)

@@ -108,6 +108,7 @@ class RecordingSink:
         version: str,
         expires_at: datetime | None = None,
         guard: Any = None,
+        then: Any = None,
     ) -> None:
         if self.fail:
             raise RuntimeError("database is down")
