@@ -73,6 +73,21 @@ def writer_of(value: float | None, replicas: int) -> str | None:
     return f"r{index}" if 0 <= index < replicas else None
 
 
+async def within(condition: Callable[[], Awaitable[bool] | bool], *, seconds: float) -> bool:
+    """Poll ``condition`` for at most ``seconds``; whether it came to hold (for a caller
+    that explains a failure itself)."""
+    start = time.monotonic()
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return True
+        if time.monotonic() - start > seconds:
+            return False
+        await asyncio.sleep(0.05)
+
+
 async def until(
     condition: Callable[[], Awaitable[bool] | bool],
     *,
@@ -474,6 +489,20 @@ class Cluster:
         )
         return [StoredSample.of(row, len(self.replicas)) for row in rows]
 
+    async def stuck_transactions(self, older_than_s: float = 1.0) -> list[dict[str, Any]]:
+        """Sessions idle in a transaction for a while, with the lease rows they lock (a
+        paused process keeps its transactions, and their row locks, open)."""
+        return await self.rows(
+            "SELECT a.pid, a.state, extract(epoch FROM now() - a.xact_start) AS seconds,"
+            " left(a.query, 100) AS query, (SELECT string_agg(l.mode, ',') FROM pg_locks l"
+            " JOIN pg_class c ON c.oid = l.relation WHERE l.pid = a.pid"
+            " AND c.relname = 'leases') AS lease_locks"
+            " FROM pg_stat_activity a WHERE a.datname = current_database()"
+            " AND a.state LIKE 'idle in transaction%'"
+            " AND now() - a.xact_start > make_interval(secs => :older)",
+            older=older_than_s,
+        )
+
     async def leases(self, kind: str = "gate") -> dict[str, dict[str, Any]]:
         rows = await self.rows(
             "SELECT id, owner, epoch, expires_at, expires_at > now() AS live"
@@ -496,9 +525,17 @@ class StoredSample:
         body = row["body"]
         if isinstance(body, str):
             body = json.loads(body)
-        criteria = body.get("criteria") or [{}]
-        value = criteria[0].get("value")
+        value = criterion_value(body)
         return cls(row["id"], row["gate"], row["evaluated_at"], writer_of(value, replicas), body)
+
+
+def criterion_value(body: dict[str, Any] | str) -> float | None:
+    """The first criterion's value in a stored decision body."""
+    if isinstance(body, str):
+        body = json.loads(body)
+    criteria = body.get("criteria") or [{}]
+    value = criteria[0].get("value")
+    return float(value) if isinstance(value, int | float) else None
 
 
 async def fresh_postgres() -> str:
