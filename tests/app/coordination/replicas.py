@@ -529,10 +529,9 @@ class StoredSample:
         return cls(row["id"], row["gate"], row["evaluated_at"], writer_of(value, replicas), body)
 
 
-def criterion_value(body: dict[str, Any] | str) -> float | None:
+def criterion_value(stored: dict[str, Any] | str) -> float | None:
     """The first criterion's value in a stored decision body."""
-    if isinstance(body, str):
-        body = json.loads(body)
+    body: dict[str, Any] = json.loads(stored) if isinstance(stored, str) else stored
     criteria = body.get("criteria") or [{}]
     value = criteria[0].get("value")
     return float(value) if isinstance(value, int | float) else None

@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -233,30 +234,49 @@ async def test_a_replica_paused_past_its_ttl_writes_nothing_for_the_gates_it_los
         seconds=10,
         what="pause past TTL",
     )
+    # While it runs again, follow the lease table: a gate it claims back (the others give
+    # up gates above their share) is its own again from that claim on. ``rewon[g]`` is
+    # the last moment the lease was seen held by another replica before that claim.
+    rewon: dict[str, tuple[datetime, float]] = {}
+    last_other: dict[str, tuple[datetime, float]] = {}
     paused.signal(signal.SIGCONT)
     resumed_at = time.monotonic()
-    await world.settled(among=others)
-    # Give the resumed process its chance to write what it had in hand: three intervals.
-    await until(
-        lambda: time.monotonic() - resumed_at > 3 * INTERVAL_S, seconds=10, what="three intervals"
-    )
+    while time.monotonic() - resumed_at < 3 * INTERVAL_S:  # its chance to write what it had
+        seen = (datetime.now(UTC), time.monotonic())
+        for gate, row in (await world.cluster.leases()).items():
+            if gate not in its_gates or gate in rewon:
+                continue
+            if row["owner"] == paused.name and row["live"]:
+                rewon[gate] = last_other.get(gate, seen)
+            else:
+                last_other[gate] = seen
+        await asyncio.sleep(0.05)
+    await world.settled()
 
-    leases = await world.cluster.leases()
-    regained = {g for g in its_gates if leases.get(g, {}).get("owner") == paused.name}
-    lost = its_gates - regained
-    assert lost, f"{paused.name} got all its gates back: {sorted(regained)}"
     samples = await world.cluster.continuous_samples(after_id=frozen_top)
-    by_paused = [s for s in samples if s.gate in lost and s.writer == paused.name]
-    assert not by_paused, f"{paused.name} wrote samples for gates it lost: {by_paused[:5]}"
-    # The others did write them meanwhile (the tagging names writers).
-    taken = {s.gate for s in samples if s.gate in lost and s.writer in {r.name for r in others}}
-    assert taken == lost
-    # Its Prometheus queries for the lost gates stop too (a paused loop wakes, checks
-    # its lease, and stops).
+    unfenced = [
+        s
+        for s in samples
+        if s.gate in its_gates
+        and s.writer == paused.name
+        and (s.gate not in rewon or s.evaluated_at <= rewon[s.gate][0])
+    ]
+    assert not unfenced, (
+        f"{paused.name} wrote samples for gates it had lost: {unfenced[:5]} (claimed back:"
+        f" {sorted(rewon)})"
+    )
+    # The others did sample them meanwhile (the tags name the writers).
+    names = {r.name for r in others}
+    taken = {s.gate for s in samples if s.gate in its_gates and s.writer in names}
+    assert taken == its_gates
+    # Its loops for the gates it lost stop too: no query from it for one of them after
+    # an interval, unless it claimed the gate back.
     late = [
         h
         for h in world.prometheus.since(resumed_at + INTERVAL_S + SLACK_S)
-        if h.replica == paused.name and h.gate in lost
+        if h.replica == paused.name
+        and h.gate in its_gates
+        and (h.gate not in rewon or h.at <= rewon[h.gate][1])
     ]
     assert not late, f"{paused.name} still samples gates it lost: {late[:5]}"
 
