@@ -178,16 +178,30 @@ def wait_ready(replica: Replica, deadline_s: float) -> None:
     raise SystemExit(f"{replica.name} not ready within {deadline_s:.0f}s")
 
 
-def gates_owned(replica: Replica) -> float | None:
+def metric(replica: Replica, name: str) -> float | None:
+    """The sum of one metric's samples on a replica (None if absent or unreachable)."""
     try:
         body = httpx.get(f"{replica.url}/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
+    found: float | None = None
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            if sample.name == "gonogo_gates_owned":
-                return sample.value
-    return None
+            if sample.name == name:
+                found = (found or 0.0) + sample.value
+    return found
+
+
+def gates_owned(replica: Replica) -> float | None:
+    return metric(replica, "gonogo_gates_owned")
+
+
+def lease_troubles(replica: Replica) -> tuple[float, float]:
+    """(renew failures, takeovers) a replica has counted so far."""
+    return (
+        metric(replica, "gonogo_lease_renew_failures_total") or 0.0,
+        metric(replica, "gonogo_lease_takeovers_total") or 0.0,
+    )
 
 
 async def reset_database(url: str) -> None:
@@ -362,6 +376,7 @@ def run(args: argparse.Namespace) -> None:
             for r in replicas
         }
         owned = {r.name: gates_owned(r) for r in replicas}
+        troubles = {r.name: lease_troubles(r) for r in replicas}
         gap, gap_gate = longest_gap(url, wall_start)
 
         print(
@@ -370,7 +385,7 @@ def run(args: argparse.Namespace) -> None:
         )
         print(
             f"{'replica':8} {'gates owned':>11} {'CPU %core':>10} {'RSS MB':>8} {'peak MB':>8}"
-            f" {'stmts/s':>8} {'lease/s':>8} {'fence/s':>8}"
+            f" {'stmts/s':>8} {'lease/s':>8} {'fence/s':>8} {'renew fail':>10} {'takeovers':>9}"
         )
         all_total = all_lease = all_fence = 0
         for r in replicas:
@@ -383,7 +398,8 @@ def run(args: argparse.Namespace) -> None:
                 f"{r.name:8} {owned[r.name] or 0:>11.0f} {cpu[r.name] * 100:>10.1f}"
                 f" {rss[r.name][0]:>8.0f} {rss[r.name][1]:>8.0f}"
                 f" {c.get('total', 0) / span:>8.1f} {lease / span:>8.2f}"
-                f" {c.get('fence', 0) / span:>8.1f}"
+                f" {c.get('fence', 0) / span:>8.1f} {troubles[r.name][0]:>10.0f}"
+                f" {troubles[r.name][1]:>9.0f}"
             )
         share = all_lease / all_total if all_total else 0.0
         fence_share = all_fence / all_total if all_total else 0.0
@@ -434,6 +450,8 @@ def run(args: argparse.Namespace) -> None:
         for victim, sig in ((replicas[1], signal.SIGKILL), (replicas[2], signal.SIGTERM)):
             lease_owners = owners(url)
             lost = {g for g, o in lease_owners.items() if o == victim.name}
+            spread = {r.name: sum(o == r.name for o in lease_owners.values()) for r in replicas}
+            print(f"# live gate leases by owner before stopping {victim.name}: {spread}")
             at = datetime.now(UTC)
             victim.process.send_signal(sig)
             times = takeover(url, lost, at, deadline_s=3 * bound_s + 10)
@@ -447,6 +465,7 @@ def run(args: argparse.Namespace) -> None:
                 )
             else:
                 print(f"{label:8} {victim.name}: owned no gates (no leases held)")
+        print(f"# logs in {work}")
         fake_requests = httpx.get(f"{prometheus}/requests", timeout=5).json()
         print(f"\nfake Prometheus queries answered: {fake_requests['query']}")
     finally:
