@@ -423,7 +423,7 @@ async def test_a_decision_change_is_seen_on_every_replica_within_an_interval_and
 
     async def all_go() -> bool:
         for replica in cluster.replicas:
-            for gate in (quiet_gate, *owned(owners, owners[quiet_gate])):
+            for gate in world.gates:
                 if await cluster.decision(replica, gate) != "go":
                     return False
         return True
@@ -435,9 +435,10 @@ async def test_a_decision_change_is_seen_on_every_replica_within_an_interval_and
     lag = await flip_and_watch(world, quiet_gate)
     assert lag <= INTERVAL_S, f"rollback reached every replica {lag:.2f}s after the sample"
 
-    # A change right after its owner was killed: the new owner decides it.
-    victim = cluster[owners[quiet_gate]]
-    takeover_gate = next(g for g in world.gates if owners[g] == victim.name and g != quiet_gate)
+    # A change right after its owner was killed: the new owner decides it. (Another
+    # replica than the first gate's owner, whose notification may still be on its way.)
+    victim = next(r for r in cluster.replicas if r.name != owners[quiet_gate])
+    takeover_gate = next(g for g in world.gates if owners[g] == victim.name)
     killed_at = time.monotonic()
     victim.signal(signal.SIGKILL)
     lag = await flip_and_watch(world, takeover_gate)
@@ -459,3 +460,42 @@ async def test_a_decision_change_is_seen_on_every_replica_within_an_interval_and
         if world.hook.of(g, since=killed_at)
     }
     assert not resent, f"takeover re-sent notifications: {resent}"
+
+
+async def test_an_owner_killed_once_its_decision_change_is_stored_still_notifies_it_once(
+    world: World,
+) -> None:
+    """The change is committed (a stored ``rollback`` sample), then its owner dies before
+    it could deliver the webhook: the notification is owed by the database (an outbox row
+    written with the sample), so the new owner sends it, and sends it once."""
+    cluster = world.cluster
+    owners = await world.settled()
+    gate = world.gates[7]
+    owner = cluster[owners[gate]]
+    before = await cluster.max_sample_id()
+    flipped_at = time.monotonic()
+    world.prometheus.values[gate] = 0.0
+
+    async def stored() -> bool:
+        rows = await cluster.rows(
+            "SELECT id FROM samples WHERE gate = :gate AND id > :before AND decision = 'rollback'",
+            gate=gate,
+            before=before,
+        )
+        return bool(rows)
+
+    await until(
+        stored, seconds=2 * INTERVAL_S + SLACK_S, what=f"a stored rollback of {gate}", every=0.01
+    )
+    owner.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    async def everywhere() -> bool:
+        return all([await cluster.decision(r, gate) == "rollback" for r in cluster.live()])
+
+    await until(everywhere, seconds=TTL_S + 2 * INTERVAL_S + SLACK_S, what="rollback everywhere")
+    await until(
+        lambda: time.monotonic() - killed_at > 2 * TTL_S + 3 * INTERVAL_S, seconds=15, what="quiet"
+    )
+    decisions = [n.body.get("decision") for n in world.hook.of(gate, since=flipped_at)]
+    assert decisions == ["rollback"], f"{gate}: notifications since the change: {decisions}"
