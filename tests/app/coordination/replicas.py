@@ -190,29 +190,40 @@ class Notification:
     at: float
     gate: str
     body: dict[str, Any]
+    status: int  # what the receiver answered: 2xx is a delivery, anything else asks again
 
 
 class WebhookReceiver:
-    """A loopback receiver of ``format: json`` notifications at ``/hook/{gate}``."""
+    """A loopback receiver of ``format: json`` notifications at ``/hook/{gate}``.
+
+    ``respond`` (if set) chooses the answer to each request (and may act first, say kill
+    the sender); by default every request is answered 204."""
 
     def __init__(self) -> None:
         self.received: list[Notification] = []
         self.server: RunningServer | None = None
+        self.respond: Callable[[str, dict[str, Any]], Awaitable[int]] | None = None
 
     @property
     def url(self) -> str:
         assert self.server is not None
         return self.server.url
 
-    def of(self, gate: str, *, since: float = 0.0) -> list[Notification]:
-        return [n for n in self.received if n.gate == gate and n.at >= since]
+    def of(self, gate: str, *, since: float = 0.0, delivered: bool = False) -> list[Notification]:
+        return [
+            n
+            for n in self.received
+            if n.gate == gate and n.at >= since and (not delivered or 200 <= n.status < 300)
+        ]
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[WebhookReceiver]:
         async def hook(request: web.Request) -> web.Response:
             body = await request.json()
-            self.received.append(Notification(time.monotonic(), request.match_info["gate"], body))
-            return web.Response(status=204)
+            gate, at = request.match_info["gate"], time.monotonic()
+            status = 204 if self.respond is None else await self.respond(gate, body)
+            self.received.append(Notification(at, gate, body, status))
+            return web.Response(status=status)
 
         app = web.Application()
         app.router.add_post("/hook/{gate}", hook)
