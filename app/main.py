@@ -40,6 +40,7 @@ from app.integrations import github, gitlab
 from app.integrations.callbacks import CallbackOutbox, Sender
 from app.integrations.forges import Doors, load_integrations
 from app.observability import metrics
+from app.observability import outbox as outbox_module
 from app.observability.notify import Notifier
 from app.observability.outbox import NotificationOutbox
 from app.routes import api_router, public_router
@@ -146,7 +147,16 @@ def create_app(
             bus = bus_for(db, clock=clock)
             # Notifications are written in the transaction of the change they announce and
             # sent from there by whichever replica gets to them (docs/operations.md).
-            outbox = NotificationOutbox(db, clock=clock, replica=settings.replica_id)
+            # A row whose sender died is sent by another replica once its claim lapses:
+            # about a lease TTL, and never shorter than two attempts.
+            outbox = NotificationOutbox(
+                db,
+                clock=clock,
+                replica=settings.replica_id,
+                claim_ttl=max(
+                    2 * outbox_module.ATTEMPT_TIMEOUT_S, settings.lease_ttl.total_seconds()
+                ),
+            )
             scheduler = GateScheduler(
                 catalog,
                 notifier=notifier,
