@@ -56,7 +56,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-DEFAULT_URL = "postgresql+asyncpg://g0:g0@127.0.0.1:55432/g0"
+URL_ENV = "GONOGO_BENCH_POSTGRES_URL"
 LEASE_SHARE_TARGET = 0.05
 READ_RATIO_TARGET = 0.8
 COUNTS_EVERY_S = 0.5
@@ -331,7 +331,9 @@ def seconds_of(duration: str) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    url = os.environ.get("GONOGO_BENCH_POSTGRES_URL", DEFAULT_URL)
+    url = os.environ.get(URL_ENV, "")
+    if not url:
+        sys.exit(f"set {URL_ENV} to a PostgreSQL database the benchmark may empty")
     interval_s, ttl_s = seconds_of(args.interval), seconds_of(args.ttl)
     bound_s = ttl_s + 2 * interval_s
     asyncio.run(reset_database(url))
