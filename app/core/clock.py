@@ -83,3 +83,16 @@ class ManualClock:
         """Give woken tasks loop turns to run until they block again (in-memory work only)."""
         for _ in range(self._settle_turns):
             await asyncio.sleep(0)
+
+
+async def sleep_or_woken(clock: Clock, seconds: float, wake: asyncio.Event) -> None:
+    """Sleep ``seconds`` on ``clock``, or less if ``wake`` is set meanwhile (a worker
+    told there is work)."""
+    woken = asyncio.ensure_future(wake.wait())
+    sleep = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({woken, sleep}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (woken, sleep):
+            waiter.cancel()
+        await asyncio.gather(woken, sleep, return_exceptions=True)

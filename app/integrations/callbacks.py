@@ -30,7 +30,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.clock import Clock
+from app.core.clock import Clock, sleep_or_woken
 from app.core.db import (
     CALLBACK_DELIVERED,
     CALLBACK_FAILED,
@@ -201,17 +201,7 @@ class CallbackOutbox:
             except Exception as fault:  # the database went away: try again later
                 log.error("door callbacks: pass failed", error=f"{type(fault).__name__}: {fault}")
                 delay = self._poll
-            await self._sleep(delay)
-
-    async def _sleep(self, seconds: float) -> None:
-        woken = asyncio.ensure_future(self._wake.wait())
-        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait({woken, sleep}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (woken, sleep):
-                task.cancel()
-            await asyncio.gather(woken, sleep, return_exceptions=True)
+            await sleep_or_woken(self._clock, delay, self._wake)
 
     async def run_due(self) -> float:
         """Send every answer that is due; returns the seconds until the next one is."""

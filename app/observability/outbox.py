@@ -47,7 +47,7 @@ from sqlalchemy import ColumnElement, Table, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.clock import Clock
+from app.core.clock import Clock, sleep_or_woken
 from app.core.db import (
     NOTIFICATION_DELIVERED,
     NOTIFICATION_FAILED,
@@ -286,17 +286,7 @@ class NotificationOutbox:
             except Exception as fault:  # the database went away: try again later
                 log.error("notification outbox: pass failed", error=type(fault).__name__)
                 delay = self._poll
-            await self._sleep(delay)
-
-    async def _sleep(self, seconds: float) -> None:
-        woken = asyncio.ensure_future(self._wake.wait())
-        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait({woken, sleep}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (woken, sleep):
-                waiter.cancel()
-            await asyncio.gather(woken, sleep, return_exceptions=True)
+            await sleep_or_woken(self._clock, delay, self._wake)
 
     async def run_due(self) -> float:
         """Claim due rows for the free sending slots and start sending them; returns the
