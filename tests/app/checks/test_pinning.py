@@ -168,7 +168,9 @@ async def test_a_restarted_service_judges_a_check_by_its_pinned_version(
         new = (await second.get("/api/v1/gates/portal")).json()["version"]
         assert new != old
         resumed = await second.check(check["id"])
-        assert resumed["state"] == "running"
+        # Resumed at once (its next tick is due), it may already have ended: either way
+        # it is the pinned version that judges it.
+        assert resumed["state"] in ("running", "final")
         assert resumed["gate_version"] == old
         final = await second.final(check["id"])
         assert final["decision"] == "go", final["reasons"]
