@@ -135,10 +135,13 @@ def create_app(
             store = SampleStore(db, clock=clock, retention=settings.sample_retention)
             # One lease holder and one bus per process; every subscription is made before
             # the bus starts listening.
-            # The lease holder has its own small pool: renewals never queue behind sample
-            # writes for a connection, so a busy replica does not lose its leases.
-            lease_db = Database(settings.database_url)
-            stack.push_async_callback(lease_db.dispose)
+            # On PostgreSQL the lease holder has its own pool: renewals never queue behind
+            # sample writes for a connection, so a busy replica does not lose its leases.
+            # SQLite is one process with one writer at a time: one engine.
+            lease_db = db
+            if db.engine.dialect.name == "postgresql":
+                lease_db = Database(settings.database_url)
+                stack.push_async_callback(lease_db.dispose)
             # Leases live on the database's clock, real time: the holder renews on real
             # time too (an injected test clock only drives the sampling loops).
             leases = LeaseHolder(

@@ -391,29 +391,31 @@ class LeaseHolder:
             log.info("leases claimed", kind=kind, count=len(won))
         return won
 
-    async def claim_new(self, session: AsyncSession, kind: str, id: str) -> Lease:
-        """Insert (kind, id), never seen before, as a lease this replica holds, inside
+    async def claim_new(self, session: AsyncSession, kind: str, id: str) -> Lease | None:
+        """Take (kind, id), something created here, as a lease this replica holds, inside
         ``session``'s transaction: the lease exists only if that commits, and this holder
-        acts on it (``won``) once it has. For something created here, with no round trip
-        of its own; an id that already has a lease fails with the caller's insert."""
+        acts on it (``won``) once it has, with no round trip of its own. The row may exist
+        already as a free lease (this holder's claim loop may have inserted it meanwhile,
+        having heard of the id): a free row is taken, one another replica holds is not
+        (None: the caller claims it like any other)."""
         if kind not in LEASE_KINDS:
             raise ValueError(f"unknown lease kind {kind!r}; kinds are {', '.join(LEASE_KINDS)}")
         dialect = _dialect(session)
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(LEASES)
-            .values(
-                kind=kind,
-                id=id,
-                owner=self.owner,
-                epoch=1,
-                expires_at=_db_later(dialect, self.ttl_s),
-            )
-            .returning(LEASES.c.expires_at)
+        now, later = _db_now(dialect), _db_later(dialect, self.ttl_s)
+        values = insert(LEASES).values(
+            kind=kind, id=id, owner=self.owner, epoch=1, expires_at=later
         )
+        statement = values.on_conflict_do_update(
+            index_elements=["kind", "id"],
+            set_={"owner": self.owner, "epoch": LEASES.c.epoch + 1, "expires_at": later},
+            where=or_(LEASES.c.expires_at.is_(None), LEASES.c.expires_at <= now),
+        ).returning(LEASES.c.epoch, LEASES.c.expires_at)
         started = self._monotonic()
-        expires_at = (await session.execute(statement)).scalar_one()
-        lease = Lease(kind, id, self.owner, 1, expires_at)
+        taken = (await session.execute(statement)).first()
+        if taken is None:
+            return None
+        lease = Lease(kind, id, self.owner, int(taken.epoch), taken.expires_at)
 
         def adopt() -> None:
             deadline = started + self.ttl_s - self.margin_s

@@ -34,7 +34,11 @@ from tests.app.fakes import T0, ProbeBench, RecordingNotifier, gate_yaml
 API_GATE = gate_yaml(interval="10s", steady_for=1)
 
 INTERVAL = 30.0
-TTL = timedelta(seconds=1)
+# Leases expire on the database's clock, in real time, while these holders renew only
+# when a test steps them: long enough that no lease lapses while a test runs, except for
+# the replicas whose expiry a test waits for (SHORT_TTL).
+TTL = timedelta(seconds=60)
+SHORT_TTL = timedelta(seconds=3)
 WAIT_S = 15.0
 
 
@@ -117,7 +121,7 @@ class Cluster:
     gates: list[str]
     fanout: Fanout
 
-    async def add(self, name: str, *, answer: float = 1.0) -> Replica:
+    async def add(self, name: str, *, answer: float = 1.0, ttl: timedelta = TTL) -> Replica:
         db = Database(self.url)
         bench = ProbeBench()
         catalog = GateCatalog(gates_dir=None, probe_builder=bench, close_grace=0)
@@ -125,7 +129,7 @@ class Cluster:
             bench.answers[f"p{gate}"] = answer
             catalog.put_api_gate(gate, gate_yaml(steady_for=1, probe=f"p{gate}"))
         monotonic = FakeMonotonic()
-        leases = LeaseHolder(db, owner=name, ttl=TTL, clock=self.clock, monotonic=monotonic)
+        leases = LeaseHolder(db, owner=name, ttl=ttl, clock=self.clock, monotonic=monotonic)
         bus: Bus = (
             PostgresBus(self.url, clock=self.clock)
             if self.url.startswith("postgresql")
@@ -337,7 +341,7 @@ async def test_a_silent_owner_is_taken_over_and_its_late_write_is_fenced_off(
     """``a`` owns every gate, then stops renewing (a pause: its local deadline never
     passes, so it still believes it owns them). Once its leases expire in the database,
     ``b`` takes them over; ``a``'s next writes are refused and its loops end."""
-    a = await cluster.add("a", answer=0.97)  # its samples say 97 %: no_go
+    a = await cluster.add("a", answer=0.97, ttl=SHORT_TTL)  # its samples say 97 %: no_go
     await cluster.step(a)
     assert a.owned() == set(cluster.gates)
     await cluster.tick()
@@ -483,7 +487,7 @@ def _gauge(name: str, **labels: str) -> float | None:
 async def test_a_lease_past_its_local_deadline_stops_the_loop_at_once_and_drops_its_gauges(
     cluster: Cluster,
 ) -> None:
-    a = await cluster.add("a")
+    a = await cluster.add("a", ttl=SHORT_TTL)
     await cluster.step(a)
     await cluster.tick()
     await cluster.rows_reach(len(cluster.gates))
@@ -492,7 +496,7 @@ async def test_a_lease_past_its_local_deadline_stops_the_loop_at_once_and_drops_
     assert _gauge("gonogo_gate_decision", gate="g0", decision="go") == 1
     evaluations = _gauge("gonogo_evaluations_total", gate="g0", decision="go")
 
-    a.monotonic.t += 2 * TTL.total_seconds()  # not renewed in time
+    a.monotonic.t += 2 * SHORT_TTL.total_seconds()  # not renewed in time
     assert {lease.id for lease in a.leases.expire_local()} == set(cluster.gates)
     assert a.owned() == set()
     assert _gauge(last, gate="g0") is None
