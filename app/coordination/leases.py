@@ -112,6 +112,8 @@ class LeaseEvent:
     change: Literal["won", "lost"]
     lease: Lease
     reason: str
+    # Won from a replica whose lease expired (it died or was cut off), not a free one.
+    takeover: bool = False
 
 
 LeaseListener = Callable[[LeaseEvent], None]
@@ -276,8 +278,10 @@ class LeaseHolder:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, change: Literal["won", "lost"], lease: Lease, reason: str) -> None:
-        event = LeaseEvent(change, lease, reason)
+    def _emit(
+        self, change: Literal["won", "lost"], lease: Lease, reason: str, *, takeover: bool = False
+    ) -> None:
+        event = LeaseEvent(change, lease, reason, takeover)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -385,7 +389,7 @@ class LeaseHolder:
             if taken_from is not None:
                 metrics.LEASE_TAKEOVERS.labels(kind).inc()
             reason = f"taken over from {taken_from}" if taken_from is not None else "claimed"
-            self._emit("won", lease, reason)
+            self._emit("won", lease, reason, takeover=taken_from is not None)
         if won:
             self._gauge()
             log.info("leases claimed", kind=kind, count=len(won))

@@ -321,8 +321,11 @@ class GateScheduler:
             self._release(name)
             return
         log.info("gate lease won; sampling it", gate=name, epoch=lease.epoch, why=event.reason)
-        # A gate added while running is sampled at once; others at their phase.
-        self._run(loaded, spread=name not in self._new, restore=True)
+        # A gate added while running, or taken over from a replica that died (its last
+        # sample is a lease's length old already), is sampled at once; others at their
+        # phase, so replicas starting together spread their first samples.
+        spread = name not in self._new and not event.takeover
+        self._run(loaded, spread=spread, restore=True)
         self._new.discard(name)
 
     def _give_up(self, name: str, why: str) -> None:

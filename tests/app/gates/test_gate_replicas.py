@@ -350,17 +350,19 @@ async def test_a_silent_owner_is_taken_over_and_its_late_write_is_fenced_off(
 
     b = await cluster.add("b", answer=1.0)  # and b's 100 %: go
     await expired_in_the_database(a.db, "a")
+    taken = len(await cluster.rows())
     await b.leases.step()
     await until(lambda: b.owned() == set(cluster.gates))
-    taken = len(await cluster.rows())
-
+    # Taken over from a replica that went silent: b samples each gate at once, then at
+    # its tick, when a (still believing it owns them) tries too and is fenced off.
+    await cluster.rows_reach(taken + len(cluster.gates))
     await cluster.tick()
-    rows = await cluster.rows_reach(taken + len(cluster.gates))
+    rows = await cluster.rows_reach(taken + 2 * len(cluster.gates))
     await until(lambda: a.owned() == set())  # each fenced write ended its loop
     later = (await cluster.rows())[taken:]
     assert {row.decision for row in later} == {"go"}, [r.body["criteria"] for r in later]
-    assert by_gate(later) == {gate: 1 for gate in cluster.gates}
-    assert len(rows) == taken + len(cluster.gates)
+    assert by_gate(later) == {gate: 2 for gate in cluster.gates}
+    assert len(rows) == taken + 2 * len(cluster.gates)
     # a now serves what b stored.
     for gate in cluster.gates:
         await until(functools.partial(decides, a, gate, Decision.GO))
