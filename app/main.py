@@ -147,14 +147,16 @@ def create_app(
             leases = LeaseHolder(
                 lease_db, owner=settings.replica_id, ttl=settings.lease_ttl, clock=SystemClock()
             )
-            bus = bus_for(db, clock=clock)
+            bus = bus_for(db, clock=SystemClock())  # its keepalive is about a real connection
             # Notifications are written in the transaction of the change they announce and
             # sent from there by whichever replica gets to them (docs/operations.md).
             # A row whose sender died is sent by another replica once its claim lapses:
             # about a lease TTL, and never shorter than two attempts.
+            # Like the lease holder, the outbox works in real time: its claims and retries
+            # are about other processes (receivers, replicas), not about the gates' time.
             outbox = NotificationOutbox(
                 db,
-                clock=clock,
+                clock=SystemClock(),
                 replica=settings.replica_id,
                 claim_ttl=max(
                     2 * outbox_module.ATTEMPT_TIMEOUT_S, settings.lease_ttl.total_seconds()

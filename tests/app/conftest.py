@@ -175,9 +175,6 @@ class Service:
 
         async def asleep() -> bool:
             expected = len(state.catalog.all()) + len(state.checks.running_checks()) + 1
-            expected += 1  # the notification outbox's poll
-            if getattr(state.bus, "connections", 0) and state.bus.listening:
-                expected += 1  # PostgreSQL: the bus's keepalive
             return self.clock.sleepers >= expected
 
         await self.until(asleep)
